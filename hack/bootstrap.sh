@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Installs everything Conveyor's commands and tests need, idempotently:
+#   - Debian packages: redis-server (+ redis-tools for redis-benchmark), mosquitto
+#   - a Python virtualenv under the user's cache directory with the project and its dev deps
+# A warm run takes a couple of seconds. Source it (it exports CONVEYOR_VENV and PATH) or run it.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
+VENV="$CACHE/venv"
+PYTHON="${CONVEYOR_PYTHON:-python3}"
+mkdir -p "$CACHE"
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 1; }
+
+# --- Debian packages ------------------------------------------------------------------------
+need_pkgs=()
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || need_pkgs+=(redis-tools)
+command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || need_pkgs+=(mosquitto)
+if ((${#need_pkgs[@]})); then
+  command -v apt-get >/dev/null 2>&1 || die "missing ${need_pkgs[*]} and no apt-get: install them with your package manager"
+  SUDO=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "missing ${need_pkgs[*]}: run 'sudo apt-get install ${need_pkgs[*]}'"
+    SUDO=(sudo)
+  fi
+  say "installing Debian packages: ${need_pkgs[*]}"
+  # Keep the packages' own services from starting: tests start their own servers on free ports.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+    "${SUDO[@]}" chmod +x "$policy"
+    made_policy=1
+  fi
+  # The package lists may be missing on a fresh machine; update once if the install fails.
+  if ! DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1; then
+    say "apt-get update"
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  fi
+  ((made_policy)) && "${SUDO[@]}" rm -f "$policy"
+fi
+
+# pip's output only when it fails: a warm run should print nothing.
+quiet_pip() {
+  local log="$CACHE/pip.log"
+  if ! PIP_CACHE_DIR="$CACHE/pip" "$VENV/bin/python" -m pip "$@" -q >"$log" 2>&1; then
+    cat "$log" >&2
+    die "pip $* failed (log: $log)"
+  fi
+}
+
+# --- Python virtualenv ----------------------------------------------------------------------
+if [[ ! -x $VENV/bin/python ]]; then
+  say "creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+fi
+stamp="$VENV/.conveyor-deps"
+want=$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  say "installing Python dependencies (pip cache: $CACHE/pip)"
+  quiet_pip install -e "$ROOT[dev]"
+  echo "$want" >"$stamp"
+fi
+# The editable install points at one clone; CI clones afresh, so re-point it when it moved.
+where=$("$VENV/bin/python" -c 'import conveyor, pathlib; print(pathlib.Path(conveyor.__file__).resolve().parents[2])' 2>/dev/null || true)
+if [[ $where != "$ROOT" ]]; then
+  say "linking the project at $ROOT into the virtualenv"
+  quiet_pip install --no-deps --no-build-isolation -e "$ROOT"
+fi
+
+export CONVEYOR_VENV="$VENV"
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,250 @@
+"""The public face of the library: one client per process, shared by producers and workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from reliable_queue.connection import RedisClient, connect, redis_boundary
+from reliable_queue.dead_letters import (
+    DeadLetter,
+    count_dead,
+    list_dead,
+    purge_dead,
+    replay_dead,
+)
+from reliable_queue.errors import UsageError
+from reliable_queue.job import split_envelope
+from reliable_queue.keys import QUEUE_REGISTRY, QueueKeys, queue_from_dead_letter_name
+from reliable_queue.policy import QueuePolicy
+from reliable_queue.producing import NewJob, Producer, make_item
+from reliable_queue.scripting import Scripts
+from reliable_queue.stats import QueueStats, read_queue_stats
+from reliable_queue.working import (
+    BatchHandler,
+    JobHandler,
+    StopCallable,
+    Worker,
+    WorkerOptions,
+)
+
+
+class QueueClient:
+    """Enqueue, work, inspect. ``async with QueueClient.from_url(url) as client: ...``"""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+        self._scripts = Scripts(redis)
+        self._producer = Producer(redis, self._scripts)
+
+    @classmethod
+    def from_url(cls, url: str, *, cluster: bool = False) -> QueueClient:
+        return cls(connect(url, cluster=cluster))
+
+    async def __aenter__(self) -> QueueClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> None:
+        """Raise QueueUnavailable unless Redis answers."""
+        with redis_boundary("ping Redis"):
+            await self.redis.ping()  # type: ignore[misc]
+
+    @property
+    def duplicates_skipped(self) -> int:
+        """Jobs this client did not queue because the same job id was still alive."""
+        return self._producer.duplicates
+
+    # --- producing ----------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        data: Any,
+        *,
+        priority: int = 0,
+        delay: float = 0,
+        job_id: str | None = None,
+    ) -> str:
+        """Queue one job and return its id once Redis has it.
+
+        Higher ``priority`` runs first (-1000..1000); ``delay`` in seconds. A ``job_id`` that is
+        still alive (pending, delayed, running or dead-lettered) is not queued again.
+        Concurrent calls are sent together, so calling this per message is fast.
+        """
+        item = make_item(data, priority=priority, delay=delay, job_id=job_id)
+        await self._producer.submit_one(_queue(queue), item)
+        return item.job_id
+
+    async def enqueue_many(
+        self,
+        queue: str,
+        items: Iterable[Any],
+        *,
+        priority: int = 0,
+        delay: float = 0,
+    ) -> list[str]:
+        """Queue many jobs in as few round trips as possible; returns their ids in order.
+
+        Each item is the job's data, or a :class:`NewJob` carrying its own priority, delay or id.
+        """
+        made = []
+        for it in items:
+            if isinstance(it, NewJob):
+                made.append(
+                    make_item(
+                        it.data,
+                        priority=priority if it.priority is None else it.priority,
+                        delay=delay if it.delay is None else it.delay,
+                        job_id=it.job_id,
+                    )
+                )
+            else:
+                made.append(make_item(it, priority=priority, delay=delay, job_id=None))
+        await self._producer.send(_queue(queue), made)
+        return [m.job_id for m in made]
+
+    # --- working ------------------------------------------------------------------------------
+
+    def worker(
+        self,
+        queue: str,
+        handler: JobHandler | BatchHandler,
+        *,
+        concurrency: int = 1,
+        batch_size: int | None = None,
+        drain_timeout: float = 20.0,
+        heartbeat_interval: float = 1.0,
+    ) -> Worker:
+        """A worker, not yet started. With ``batch_size`` the handler takes a list of jobs."""
+        if concurrency < 1:
+            raise UsageError("concurrency must be at least 1")
+        if batch_size is not None and batch_size < 1:
+            raise UsageError("batch_size must be at least 1")
+        options = WorkerOptions(
+            concurrency=concurrency,
+            batch_size=batch_size or 1,
+            drain_timeout=drain_timeout,
+            heartbeat_interval=heartbeat_interval,
+        )
+        return Worker(
+            redis=self.redis,
+            scripts=self._scripts,
+            queue=_queue(queue),
+            handler=handler,
+            batch=batch_size is not None,
+            options=options,
+        )
+
+    async def start_worker(
+        self,
+        queue: str,
+        handler: JobHandler | BatchHandler,
+        *,
+        concurrency: int = 1,
+        batch_size: int | None = None,
+        drain_timeout: float = 20.0,
+    ) -> StopCallable:
+        """Start a worker in this event loop; returns ``stop``, to await for a clean drain."""
+        worker = self.worker(
+            queue, handler, concurrency=concurrency, batch_size=batch_size, drain_timeout=drain_timeout
+        )
+        await self._producer._register(worker.queue)
+        await worker.start()
+        return worker.stop
+
+    # --- inspecting ---------------------------------------------------------------------------
+
+    async def queues(self) -> list[str]:
+        """Every queue that has been used, sorted."""
+        with redis_boundary("list queues"):
+            names = await self.redis.smembers(QUEUE_REGISTRY)  # type: ignore[misc]
+        return sorted(n.decode() for n in names)
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        return await read_queue_stats(self._scripts, _queue(queue))
+
+    async def stats(self, queues: Sequence[str] | None = None) -> dict[str, Any]:
+        """``{"queues": {name: {...}}, "workers": "running" | "stopped"}``."""
+        names = list(queues) if queues is not None else await self.queues()
+        per_queue = {name: (await self.queue_stats(name)).to_dict() for name in names}
+        running = any(q["workers"] > 0 for q in per_queue.values())
+        return {"queues": per_queue, "workers": "running" if running else "stopped"}
+
+    async def job_state(self, queue: str, job_id: str) -> str | None:
+        """Where a job is: pending, delayed, processing, dead, finished; None if unknown."""
+        k = QueueKeys.for_queue(_queue(queue))
+        with redis_boundary("look up a job"):
+            pipe = self.redis.pipeline(transaction=False)
+            for key in (k.pending, k.delayed, k.active, k.dead, k.done):
+                pipe.zscore(key, job_id)
+            scores = await pipe.execute()
+        for state, score in zip(
+            ("pending", "delayed", "processing", "dead", "finished"), scores, strict=True
+        ):
+            if score is not None:
+                return state
+        return None
+
+    async def job_data(self, queue: str, job_id: str) -> Any:
+        """The data of a job still stored (alive, dead or a finished record), else None."""
+        from pydantic_core import from_json
+
+        with redis_boundary("read a job"):
+            env = await self.redis.hget(QueueKeys.for_queue(_queue(queue)).jobs, job_id)  # type: ignore[misc]
+        return None if env is None else from_json(split_envelope(env)[2])
+
+    # --- dead letters -------------------------------------------------------------------------
+
+    async def dead_letters(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters of ``queue`` (``dead:<queue>`` also accepted), newest first."""
+        return await list_dead(self.redis, _queue(queue), offset=offset, limit=limit)
+
+    async def dead_letter_count(self, queue: str) -> int:
+        return await count_dead(self.redis, _queue(queue))
+
+    async def replay_dead_letters(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        """Back to pending with fresh attempts; every dead letter when ``job_ids`` is None."""
+        return await replay_dead(self._scripts, _queue(queue), job_ids)
+
+    async def purge_dead_letters(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters for good; every one when ``job_ids`` is None."""
+        return await purge_dead(self._scripts, _queue(queue), job_ids)
+
+    # --- policy -------------------------------------------------------------------------------
+
+    async def get_policy(self, queue: str) -> QueuePolicy:
+        k = QueueKeys.for_queue(_queue(queue))
+        with redis_boundary("read a queue policy"):
+            raw = await self.redis.hgetall(k.config)  # type: ignore[misc]
+        return QueuePolicy.from_redis(raw)
+
+    async def set_policy(self, queue: str, **changes: Any) -> QueuePolicy:
+        """Change policy fields; workers apply them within a heartbeat (about a second)."""
+        current = await self.get_policy(queue)
+        policy = current.merged(**changes)
+        k = QueueKeys.for_queue(_queue(queue))
+        with redis_boundary("write a queue policy"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(k.config, mapping=policy.to_redis())  # type: ignore[arg-type]
+            if policy.concurrency is None:
+                pipe.hdel(k.config, "concurrency")
+            pipe.sadd(QUEUE_REGISTRY, k.queue)
+            await pipe.execute()
+        return policy
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete every key of a queue: its jobs, dead letters, counters and policy."""
+        k = QueueKeys.for_queue(_queue(queue))
+        with redis_boundary(f"delete queue {k.queue!r}"):
+            await self.redis.delete(*k.all())
+            await self.redis.srem(QUEUE_REGISTRY, k.queue)  # type: ignore[misc]
+
+
+def _queue(name: str) -> str:
+    return QueueKeys.for_queue(queue_from_dead_letter_name(name)).queue

@@ -1,0 +1,66 @@
+"""Redis connections and the boundary where Redis errors become the library's own.
+
+The library reads no environment: callers pass a URL (entry points build it from their
+settings). Redis Cluster is chosen explicitly with ``cluster=True``; every queue's keys share a
+hash tag, so nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeAlias
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
+
+from reliable_queue.errors import QueueUnavailable, ReliableQueueError
+
+RedisClient: TypeAlias = "aioredis.Redis | RedisCluster"
+
+
+def connect(
+    url: str,
+    *,
+    cluster: bool = False,
+    socket_timeout: float = 10.0,
+    connect_timeout: float = 5.0,
+    max_connections: int = 64,
+) -> RedisClient:
+    """A client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+
+    The client does not retry by itself: a script that may have run must not be sent twice
+    blindly. The queue retries where that is safe and says so where it is not.
+    """
+    options: dict[str, object] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": connect_timeout,
+        "retry": RedisRetry(NoBackoff(), 0),
+    }
+    if cluster:
+        return RedisCluster.from_url(url, **options)  # type: ignore[arg-type]
+    return aioredis.Redis.from_url(url, max_connections=max_connections, **options)  # type: ignore[arg-type]
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+@contextmanager
+def redis_boundary(what: str) -> Iterator[None]:
+    """Map Redis client errors to the library's errors, naming what was being done."""
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        raise QueueUnavailable(f"Redis unavailable while trying to {what}: {exc}") from exc
+    except redis_errors.ResponseError as exc:
+        if "LOADING" in str(exc) or "CLUSTERDOWN" in str(exc) or "TRYAGAIN" in str(exc):
+            raise QueueUnavailable(f"Redis not ready while trying to {what}: {exc}") from exc
+        raise ReliableQueueError(f"Redis rejected the command to {what}: {exc}") from exc

@@ -1,0 +1,122 @@
+"""Dead letters (``dead:<queue>``): jobs that exhausted their retries, failed permanently or
+kept losing their worker. Each keeps its payload, attempts, last error and timestamps, so a
+person can read why it died, fix the cause and replay it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pydantic_core import from_json
+
+from reliable_queue.connection import RedisClient, redis_boundary
+from reliable_queue.job import split_envelope
+from reliable_queue.keys import QueueKeys
+from reliable_queue.scripting import Scripts
+
+SLICE = 1000
+"""Ids per script call when replaying or purging everything, so Redis is never held long."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead job. ``reason``: ``retries_exhausted``, ``permanent`` or ``lost``."""
+
+    id: str
+    queue: str
+    data: Any
+    priority: int
+    attempts: int
+    recoveries: int
+    reason: str
+    error: str
+    enqueued_at: float
+    failed_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def list_dead(
+    redis: RedisClient, queue: str, *, offset: int = 0, limit: int = 100
+) -> list[DeadLetter]:
+    """Dead letters, newest first."""
+    keys = QueueKeys.for_queue(queue)
+    with redis_boundary(f"list dead letters of {queue!r}"):
+        ids = await redis.zrevrange(keys.dead, offset, offset + max(0, limit) - 1)
+        if not ids:
+            return []
+        envelopes = await redis.hmget(keys.jobs, ids)  # type: ignore[misc]
+        infos = await redis.hmget(keys.dead_info, ids)  # type: ignore[misc]
+    letters = []
+    for raw_id, env, info in zip(ids, envelopes, infos, strict=True):
+        if env is None:  # purged between the two reads
+            continue
+        enqueued_at, priority, payload = split_envelope(env)
+        meta = json.loads(info) if info else {}
+        letters.append(
+            DeadLetter(
+                id=raw_id.decode(),
+                queue=queue,
+                data=_decode(payload),
+                priority=priority,
+                attempts=int(meta.get("attempts", 0)),
+                recoveries=int(meta.get("recoveries", 0)),
+                reason=str(meta.get("reason", "")),
+                error=str(meta.get("error", "")),
+                enqueued_at=enqueued_at,
+                failed_at=int(meta.get("failed_at", 0)) / 1000,
+            )
+        )
+    return letters
+
+
+async def count_dead(redis: RedisClient, queue: str) -> int:
+    with redis_boundary(f"count dead letters of {queue!r}"):
+        return int(await redis.zcard(QueueKeys.for_queue(queue).dead))
+
+
+async def replay_dead(scripts: Scripts, queue: str, job_ids: Sequence[str] | None) -> int:
+    """Move dead letters back to pending with fresh attempts; all of them when ids is None."""
+    keys = QueueKeys.for_queue(queue)
+    script_keys = (keys.dead, keys.dead_info, keys.jobs, keys.pending, keys.counters, keys.wake)
+    return await _in_slices(scripts, "dead_replay", script_keys, queue, job_ids, "replay", len)
+
+
+async def purge_dead(scripts: Scripts, queue: str, job_ids: Sequence[str] | None) -> int:
+    """Delete dead letters and their payloads; all of them when ids is None."""
+    keys = QueueKeys.for_queue(queue)
+    return await _in_slices(
+        scripts, "dead_purge", (keys.dead, keys.dead_info, keys.jobs), queue, job_ids, "purge", int
+    )
+
+
+async def _in_slices(
+    scripts: Scripts,
+    name: str,
+    keys: Sequence[str],
+    queue: str,
+    job_ids: Sequence[str] | None,
+    verb: str,
+    count: Any,
+) -> int:
+    done = 0
+    with redis_boundary(f"{verb} dead letters of {queue!r}"):
+        if job_ids is None:
+            while n := count(await scripts.run(name, keys, ("oldest", SLICE))):
+                done += n
+        else:
+            for start in range(0, len(job_ids), SLICE):
+                args = ("ids", 0, *job_ids[start : start + SLICE])
+                done += count(await scripts.run(name, keys, args))
+    return done
+
+
+def _decode(payload: bytes) -> Any:
+    try:
+        return from_json(payload)
+    except ValueError:
+        return payload.decode(errors="replace")

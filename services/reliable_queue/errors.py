@@ -1,0 +1,57 @@
+"""The errors of the queue library.
+
+Everything the library raises derives from :class:`ReliableQueueError`::
+
+    ReliableQueueError
+    ├── UsageError                 a caller's mistake; retrying the same call will not help
+    │   ├── InvalidQueueName
+    │   └── InvalidJob             a job that cannot be encoded or is out of range
+    ├── QueueUnavailable           Redis could not be reached or timed out; retry later
+    ├── Retry                      raised by a handler: retry this job (optionally after `delay`)
+    └── PermanentError             raised by a handler: this job can never succeed; dead-letter it
+
+Redis client errors are mapped to these at the boundary (``raise ... from exc``), so callers
+never need to import ``redis`` to handle a failure.
+"""
+
+from __future__ import annotations
+
+
+class ReliableQueueError(Exception):
+    """Root of every error the queue library raises."""
+
+
+class UsageError(ReliableQueueError, ValueError):
+    """A call the library cannot carry out as written; fix the call."""
+
+
+class InvalidQueueName(UsageError):
+    """A queue name with characters that cannot be used."""
+
+
+class InvalidJob(UsageError):
+    """A job that cannot be enqueued (not JSON-serialisable, priority out of range, ...)."""
+
+
+class QueueUnavailable(ReliableQueueError, ConnectionError):
+    """Redis could not be reached or did not answer in time.
+
+    Retryable. An ``enqueue`` that raised this may or may not have reached Redis: enqueue with
+    an explicit ``job_id`` to make the retry idempotent.
+    """
+
+
+class Retry(ReliableQueueError):
+    """Raised by a handler to ask for another attempt.
+
+    ``delay`` (seconds) overrides the queue's backoff for this retry. The attempt still counts
+    toward ``max_retries``.
+    """
+
+    def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class PermanentError(ReliableQueueError):
+    """Raised by a handler when a job can never succeed: it goes to dead letters at once."""

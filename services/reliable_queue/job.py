@@ -1,0 +1,91 @@
+"""Jobs as handlers see them, and how they are encoded in Redis.
+
+A job is stored as one hash field, the *envelope* ``<enqueued_ms>|<priority>|<payload>``: the
+enqueue script writes the header (with Redis' own clock), the payload is the job's data as JSON.
+Keeping the header in front of the payload, rather than in hashes of its own, costs no extra
+Redis entry per pending job; the Lua scripts read the priority from it when a job returns to
+pending.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import PydanticSerializationError, from_json, to_json
+
+from reliable_queue.errors import InvalidJob
+
+PRIORITY_MIN = -1000
+PRIORITY_MAX = 1000
+MAX_JOB_ID_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed job, handed to a handler.
+
+    ``attempt`` is 1 on the first try and grows with every failed attempt. ``enqueued_at`` is a
+    UNIX time in seconds from the Redis server's clock.
+    """
+
+    id: str
+    queue: str
+    data: Any
+    priority: int
+    attempt: int
+    enqueued_at: float
+    token: str = field(repr=False)
+
+
+def new_job_id() -> str:
+    """A random id: 96 bits, URL-safe, 16 characters."""
+    return base64.urlsafe_b64encode(os.urandom(12)).decode()
+
+
+def check_priority(priority: int) -> int:
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise InvalidJob(f"priority must be an integer, not {type(priority).__name__}")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise InvalidJob(
+            f"priority {priority} is out of range: use {PRIORITY_MIN}..{PRIORITY_MAX}, "
+            "higher runs first"
+        )
+    return priority
+
+
+def check_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
+        raise InvalidJob(f"job_id must be a non-empty string of at most {MAX_JOB_ID_LENGTH} chars")
+    return job_id
+
+
+def encode_payload(data: Any) -> bytes:
+    """The job's data as JSON bytes (pydantic models, dataclasses and datetimes included)."""
+    try:
+        return to_json(data)
+    except PydanticSerializationError as exc:
+        raise InvalidJob(f"job data is not JSON-serialisable: {exc}") from exc
+
+
+def decode_envelope(
+    *, queue: str, job_id: bytes, token: bytes, envelope: bytes, fails: bytes
+) -> Job:
+    enqueued_at, priority, payload = split_envelope(envelope)
+    return Job(
+        id=job_id.decode(),
+        queue=queue,
+        data=from_json(payload),
+        priority=priority,
+        attempt=int(fails) + 1,
+        enqueued_at=enqueued_at,
+        token=token.decode(),
+    )
+
+
+def split_envelope(envelope: bytes) -> tuple[float, int, bytes]:
+    """(enqueued_at seconds, priority, raw payload) of an envelope."""
+    enqueued_ms, priority, payload = envelope.split(b"|", 2)
+    return int(enqueued_ms) / 1000, int(priority), payload

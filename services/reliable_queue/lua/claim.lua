@@ -1,0 +1,51 @@
+-- claim: lease up to n jobs to a worker, highest priority first; promote due delayed jobs.
+-- KEYS[1] pending  KEYS[2] delayed  KEYS[3] active  KEYS[4] jobs  KEYS[5] leases
+-- KEYS[6] fails  KEYS[7] counters  KEYS[8] wake
+-- ARGV[1] n  ARGV[2] lease_ms  ARGV[3] promote_limit
+-- Returns {now_ms, next_due_ms or -1, id1, token1, envelope1, fails1, id2, ...}.
+-- The job moves from pending to active in this one script: no crash window loses it.
+local pending, delayed, active, jobs, leases, fails, counters, wake_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local n, lease_ms, promote_limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', int(now), 'LIMIT', 0, promote_limit)
+for _, id in ipairs(due) do
+  redis.call('ZREM', delayed, id)
+  to_pending(jobs, pending, counters, id)
+end
+
+local out = {int(now), -1}
+local popped = {}
+if n > 0 then
+  popped = redis.call('ZPOPMIN', pending, n)
+end
+if #popped == 0 then
+  local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+  if #nxt > 0 then
+    out[2] = nxt[2]
+  end
+  return out
+end
+
+local count = #popped / 2
+local token = redis.call('HINCRBY', counters, 'token', count) - count
+local deadline = int(now + lease_ms)
+for i = 1, #popped, 2 do
+  local id, sc = popped[i], popped[i + 1]
+  local env = redis.call('HGET', jobs, id)
+  token = token + 1
+  if env then
+    redis.call('ZADD', active, deadline, id)
+    redis.call('HSET', leases, id, int(token) .. ':' .. int(tonumber(sc)))
+    out[#out + 1] = id
+    out[#out + 1] = int(token)
+    out[#out + 1] = env
+    out[#out + 1] = redis.call('HGET', fails, id) or '0'
+  end
+end
+if redis.call('ZCARD', pending) > 0 then
+  -- More work remains: pass the wake-up on to the next idle worker.
+  wake(wake_key)
+end
+return out

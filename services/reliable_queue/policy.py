@@ -1,0 +1,121 @@
+"""A queue's policy: retries and backoff, leases, retention and worker concurrency.
+
+The policy lives in Redis (``conveyor:{<queue>}:config``) so that the operator, or a person with
+``conveyor policy``, can change it while workers run: each worker re-reads it on every heartbeat
+(about once a second) and applies it without a restart. Fields not set in Redis take the defaults
+below, which are the original design's (3 retries at 2 s, 4 s, 8 s; 30 s leases).
+
+The retry decision is a pure function of the policy and the attempt number, kept here so it can
+be tested without Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from reliable_queue.errors import UsageError
+
+
+class QueuePolicy(BaseModel):
+    """How one queue treats its jobs. Immutable; use :meth:`merged` to change fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Jobs one worker process runs at once; None: the worker's own setting.",
+    )
+    max_retries: int = Field(default=3, ge=0, le=1000, description="Retries after the first try.")
+    backoff_base_s: float = Field(default=2.0, gt=0, le=86_400, description="First retry delay.")
+    backoff_factor: float = Field(default=2.0, ge=1, le=100, description="Delay growth per retry.")
+    backoff_max_s: float = Field(default=3_600.0, gt=0, le=7 * 86_400)
+    lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=86_400,
+        description="A claimed job returns to pending this long after its worker stops renewing.",
+    )
+    max_recoveries: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="Times a job may lose its worker (crash, kill) before it is dead-lettered.",
+    )
+    dead_max_count: int = Field(default=100_000, ge=0, le=100_000_000)
+    dead_max_age_s: float = Field(default=14 * 86_400, gt=0)
+    done_max_count: int = Field(default=1_000, ge=0, le=100_000_000)
+    done_max_age_s: float = Field(default=3_600, gt=0)
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> QueuePolicy:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError("backoff_max_s must be at least backoff_base_s")
+        return self
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): 2, 4, 8, ..."""
+        delay = self.backoff_base_s * self.backoff_factor ** (attempt - 1)
+        return float(min(delay, self.backoff_max_s))
+
+    def merged(self, **changes: object) -> QueuePolicy:
+        """A copy with ``changes`` applied and validated."""
+        try:
+            return QueuePolicy.model_validate({**self.model_dump(), **changes})
+        except ValidationError as exc:
+            raise UsageError(f"invalid queue policy: {_describe(exc)}") from exc
+
+    def to_redis(self) -> dict[str, str]:
+        """The fields as Redis hash values; an unset concurrency is left out."""
+        return {k: str(v) for k, v in self.model_dump().items() if v is not None}
+
+    @classmethod
+    def from_redis(cls, raw: Mapping[bytes | str, bytes | str]) -> QueuePolicy:
+        """Parse a config hash; raises UsageError naming the bad field."""
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        unknown = sorted(set(fields) - set(cls.model_fields))
+        for name in unknown:  # written by a newer version: ignore rather than stop workers
+            fields.pop(name)
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise UsageError(f"invalid queue policy in Redis: {_describe(exc)}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class FailureDecision:
+    """What happens to a job whose attempt failed."""
+
+    action: Literal["retry", "dead"]
+    delay_s: float = 0.0
+    reason: str = ""
+
+
+def decide_on_failure(
+    policy: QueuePolicy, *, attempt: int, permanent: bool, delay_override: float | None = None
+) -> FailureDecision:
+    """Retry with backoff while attempts remain; otherwise, or when permanent, dead-letter.
+
+    ``attempt`` is the 1-based number of the attempt that just failed.
+    """
+    if permanent:
+        return FailureDecision("dead", reason="permanent")
+    if attempt > policy.max_retries:
+        return FailureDecision("dead", reason="retries_exhausted")
+    delay = policy.retry_delay(attempt) if delay_override is None else max(0.0, delay_override)
+    return FailureDecision("retry", delay_s=delay)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}" for err in exc.errors()
+    )

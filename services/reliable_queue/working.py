@@ -1,0 +1,489 @@
+"""The worker: claims jobs under leases, runs a handler on each, and settles the outcome.
+
+One loop per worker process claims as many jobs as it has free slots (highest priority
+first), runs each in a task, and acknowledges finished jobs in batches before claiming again.
+When the queue is empty it blocks on the queue's wake list (``BLPOP``), which every enqueue
+pushes to, so an idle worker reacts within a round trip without polling.
+
+A heartbeat task, about once a second: re-reads the queue policy from Redis (concurrency and
+retry settings change live), renews the leases of jobs in flight, and runs the reaper, which
+returns expired leases of crashed workers to pending. Only one worker per interval reaps,
+thanks to a lock with a TTL.
+
+``stop()`` stops claiming, lets running handlers finish within ``drain_timeout`` (keep it
+below the pod's ``terminationGracePeriodSeconds``), then cancels the rest and gives their jobs
+back to pending at their place in line, without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reliable_queue.connection import RedisClient, redis_boundary
+from reliable_queue.errors import PermanentError, QueueUnavailable, ReliableQueueError, Retry
+from reliable_queue.job import Job, decode_envelope
+from reliable_queue.keys import QueueKeys
+from reliable_queue.policy import QueuePolicy, decide_on_failure
+from reliable_queue.scripting import Scripts
+
+log = logging.getLogger(__name__)
+
+
+class JobHandler(Protocol):
+    """Processes one job. Returning acknowledges it; raising fails the attempt."""
+
+    def __call__(self, job: Job, /) -> Awaitable[object]: ...
+
+
+class BatchHandler(Protocol):
+    """Processes a batch of jobs; all are acknowledged or all fail together."""
+
+    def __call__(self, jobs: Sequence[Job], /) -> Awaitable[object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker runs. ``concurrency`` counts units: jobs, or batches for batch handlers."""
+
+    concurrency: int = 1
+    batch_size: int = 1
+    drain_timeout: float = 20.0
+    heartbeat_interval: float = 1.0
+    idle_block: float = 1.0
+    reap_limit: int = 1000
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+@dataclass(slots=True)
+class WorkerCounters:
+    """What one worker did, for logs and metrics."""
+
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    leases_lost: int = 0
+    recovered: int = 0
+
+
+class Worker:
+    """Runs ``handler`` on the jobs of ``queue``. Create with ``QueueClient.worker()``."""
+
+    def __init__(
+        self,
+        *,
+        redis: RedisClient,
+        scripts: Scripts,
+        queue: str,
+        handler: JobHandler | BatchHandler,
+        batch: bool,
+        options: WorkerOptions,
+    ) -> None:
+        self.queue = queue
+        self.options = options
+        self.counters = WorkerCounters()
+        self.policy = QueuePolicy()
+        self._redis = redis
+        self._scripts = scripts
+        self._keys = QueueKeys.for_queue(queue)
+        self._handler = handler
+        self._batch = batch
+        self._concurrency = options.concurrency
+        self._held: dict[str, Job] = {}  # claimed and not yet settled
+        self._acks: list[Job] = []
+        self._units: set[asyncio.Task[None]] = set()
+        self._progress = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
+        self._wake_task: asyncio.Task[Any] | None = None
+        self._last_renew = 0.0
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    async def start(self) -> None:
+        await self._beat()  # policy first, so the first claim uses the live concurrency
+        self._loop_task = asyncio.create_task(self._claim_loop(), name=f"claim:{self.queue}")
+        self._beat_task = asyncio.create_task(self._beat_loop(), name=f"beat:{self.queue}")
+        log.info(
+            "worker started on queue %s with concurrency %d",
+            self.queue,
+            self._concurrency,
+            extra={"queue": self.queue, "worker": self.options.worker_id},
+        )
+
+    async def stop(self) -> None:
+        """Stop claiming, drain within ``drain_timeout``, release what is left."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._progress.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._units:
+            _, late = await asyncio.wait(set(self._units), timeout=self.options.drain_timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+                log.warning(
+                    "%d handler(s) on %s did not finish within %.0fs; their jobs go back",
+                    len(late),
+                    self.queue,
+                    self.options.drain_timeout,
+                    extra={"queue": self.queue},
+                )
+        for _ in range(3):
+            try:
+                await self._flush_acks()
+                break
+            except QueueUnavailable:
+                await asyncio.sleep(0.2)
+        await self._release_held()
+        for task in (self._beat_task, self._wake_task):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        try:
+            with redis_boundary("deregister worker"):
+                await self._redis.zrem(self._keys.workers, self.options.worker_id)
+        except QueueUnavailable:
+            pass
+        log.info("worker on %s stopped", self.queue, extra={"queue": self.queue})
+
+    # --- claiming -----------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        delay = 0.05
+        while not self._stopping:
+            try:
+                await self._flush_acks()
+                free = self._concurrency - len(self._units)
+                if free <= 0:
+                    await self._wait_progress(None)
+                    continue
+                jobs, due_in = await self._claim(free * self.options.batch_size)
+                delay = 0.05
+                if jobs:
+                    self._dispatch(jobs)
+                else:
+                    await self._idle(due_in)
+            except QueueUnavailable as exc:
+                log.warning("%s; retrying in %.1fs", exc, delay, extra={"queue": self.queue})
+                await self._wait_progress(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:  # noqa: BLE001 - a worker must outlive one bad turn
+                log.exception("worker loop error on %s; retrying in %.1fs", self.queue, delay)
+                await self._wait_progress(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _claim(self, n: int) -> tuple[list[Job], float | None]:
+        k = self._keys
+        with redis_boundary(f"claim jobs from {self.queue!r}"):
+            raw = await self._scripts.run(
+                "claim",
+                (k.pending, k.delayed, k.active, k.jobs, k.leases, k.fails, k.counters, k.wake),
+                (n, int(self.policy.lease_s * 1000), self.options.reap_limit),
+            )
+        now_ms, next_due = int(raw[0]), int(raw[1])
+        jobs = [
+            decode_envelope(
+                queue=self.queue,
+                job_id=raw[i],
+                token=raw[i + 1],
+                envelope=raw[i + 2],
+                fails=raw[i + 3],
+            )
+            for i in range(2, len(raw), 4)
+        ]
+        return jobs, (max(0, next_due - now_ms) / 1000 if next_due >= 0 else None)
+
+    def _dispatch(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._held[job.id] = job
+        size = self.options.batch_size
+        for start in range(0, len(jobs), size):
+            task = asyncio.create_task(self._run_unit(jobs[start : start + size]))
+            self._units.add(task)
+
+    async def _idle(self, due_in: float | None) -> None:
+        timeout = self.options.idle_block if due_in is None else min(due_in, self.options.idle_block)
+        if timeout <= 0.001:
+            return
+        if self._wake_task is None or self._wake_task.done():
+            if self._wake_task is not None:
+                _consume(self._wake_task)
+            self._wake_task = asyncio.create_task(self._block_for_wake(timeout))
+        progress = asyncio.create_task(self._progress.wait())
+        await asyncio.wait({self._wake_task, progress}, return_when=asyncio.FIRST_COMPLETED)
+        progress.cancel()
+        self._progress.clear()
+        if self._wake_task.done():
+            _consume(self._wake_task)
+
+    async def _block_for_wake(self, timeout: float) -> None:
+        with redis_boundary(f"wait for jobs on {self.queue!r}"):
+            await self._redis.blpop([self._keys.wake], timeout=max(0.01, timeout))  # type: ignore[misc]
+
+    async def _wait_progress(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._progress.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._progress.clear()
+
+    # --- running and settling -----------------------------------------------------------------
+
+    async def _run_unit(self, jobs: list[Job]) -> None:
+        try:
+            if self._batch:
+                await self._handler(jobs)  # type: ignore[arg-type]
+            else:
+                await self._handler(jobs[0])  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise  # stopping: the jobs stay held and are released
+        except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
+            for job in jobs:
+                await self._settle_failure(job, exc)
+        else:
+            self._acks.extend(jobs)
+        finally:
+            self._units.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._progress.set()
+
+    async def _flush_acks(self) -> None:
+        if not self._acks:
+            return
+        acks, self._acks = self._acks, []
+        k = self._keys
+        args: list[Any] = [self.policy.done_max_count, int(self.policy.done_max_age_s * 1000)]
+        for job in acks:
+            args += (job.id, job.token)
+        try:
+            with redis_boundary(f"acknowledge jobs of {self.queue!r}"):
+                flags = await self._scripts.run(
+                    "ack",
+                    (k.active, k.leases, k.fails, k.lost, k.errors, k.jobs, k.done, k.counters),
+                    args,
+                )
+        except QueueUnavailable:
+            self._acks[:0] = acks  # keep them; the next loop turn tries again
+            raise
+        for job, flag in zip(acks, flags, strict=True):
+            self._held.pop(job.id, None)
+            if flag:
+                self.counters.processed += 1
+            else:
+                self._lease_lost(job, "finished")
+
+    async def _settle_failure(self, job: Job, exc: Exception) -> None:
+        override = exc.delay if isinstance(exc, Retry) else None
+        decision = decide_on_failure(
+            self.policy,
+            attempt=job.attempt,
+            permanent=isinstance(exc, PermanentError),
+            delay_override=override,
+        )
+        k = self._keys
+        args = (
+            job.id,
+            job.token,
+            describe_error(exc),
+            decision.action,
+            int(decision.delay_s * 1000),
+            decision.reason,
+            self.policy.dead_max_count,
+        )
+        keys = (
+            k.active,
+            k.leases,
+            k.fails,
+            k.lost,
+            k.errors,
+            k.jobs,
+            k.delayed,
+            k.dead,
+            k.dead_info,
+            k.counters,
+        )
+        delay = 0.05
+        while True:
+            try:
+                with redis_boundary(f"record a failed job of {self.queue!r}"):
+                    applied, _ = await self._scripts.run("fail", keys, args)
+                break
+            except QueueUnavailable as exc_redis:
+                if self._stopping:
+                    return  # the lease expires and the reaper returns the job
+                log.warning("%s; retrying in %.1fs", exc_redis, delay, extra={"queue": self.queue})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._held.pop(job.id, None)
+        if not applied:
+            self._lease_lost(job, "failed")
+            return
+        self.counters.failed += 1
+        extra = {"queue": self.queue, "job_id": job.id, "attempt": job.attempt}
+        if decision.action == "retry":
+            self.counters.retried += 1
+            log.info("job %s failed (%s); retry in %.1fs", job.id, exc, decision.delay_s, extra=extra)
+        else:
+            self.counters.dead_lettered += 1
+            log.warning(
+                "job %s moved to dead:%s (%s): %s", job.id, self.queue, decision.reason, exc, extra=extra
+            )
+
+    def _lease_lost(self, job: Job, outcome: str) -> None:
+        self.counters.leases_lost += 1
+        log.warning(
+            "job %s %s after its lease expired; the result is not recorded and the job runs "
+            "again elsewhere (raise lease_s if handlers take longer than %.0fs)",
+            job.id,
+            outcome,
+            self.policy.lease_s,
+            extra={"queue": self.queue, "job_id": job.id},
+        )
+
+    async def _release_held(self) -> None:
+        if not self._held:
+            return
+        args: list[str] = []
+        for job in self._held.values():
+            args += (job.id, job.token)
+        k = self._keys
+        try:
+            with redis_boundary(f"release jobs of {self.queue!r}"):
+                n = await self._scripts.run("release", (k.active, k.leases, k.pending, k.wake), args)
+            log.info("released %d unfinished job(s) back to %s", n, self.queue)
+        except QueueUnavailable as exc:
+            log.warning("%s; the leases expire and the reaper returns the jobs", exc)
+        self._held.clear()
+
+    # --- heartbeat: policy, leases, reaper ----------------------------------------------------
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.heartbeat_interval)
+            try:
+                await self._beat()
+            except ReliableQueueError as exc:
+                log.warning("heartbeat failed: %s", exc, extra={"queue": self.queue})
+
+    async def _beat(self) -> None:
+        k = self._keys
+        forget_ms = int(max(60.0, self.options.heartbeat_interval * 30) * 1000)
+        with redis_boundary(f"heartbeat on {self.queue!r}"):
+            raw = await self._scripts.run(
+                "beat", (k.workers, k.config), (self.options.worker_id, forget_ms)
+            )
+        self._apply_policy(QueuePolicy.from_redis(dict(zip(raw[::2], raw[1::2], strict=True))))
+        if self._held and time.monotonic() - self._last_renew >= self.policy.lease_s / 3:
+            await self._renew()
+        await self._reap()
+
+    def _apply_policy(self, policy: QueuePolicy) -> None:
+        wanted = policy.concurrency or self.options.concurrency
+        if wanted != self._concurrency:
+            log.info(
+                "concurrency of %s changed from %d to %d",
+                self.queue,
+                self._concurrency,
+                wanted,
+                extra={"queue": self.queue},
+            )
+            self._concurrency = wanted
+            self._progress.set()
+        self.policy = policy
+
+    async def _renew(self) -> None:
+        args: list[Any] = [int(self.policy.lease_s * 1000)]
+        held = list(self._held.values())
+        for job in held:
+            args += (job.id, job.token)
+        with redis_boundary(f"renew leases on {self.queue!r}"):
+            lost = await self._scripts.run("renew", (self._keys.active, self._keys.leases), args)
+        self._last_renew = time.monotonic()
+        for raw_id in lost:
+            job_id = raw_id.decode()
+            if job_id in self._held:
+                log.warning(
+                    "lost the lease of job %s (this worker was too slow to renew it)",
+                    job_id,
+                    extra={"queue": self.queue, "job_id": job_id},
+                )
+
+    async def _reap(self) -> None:
+        k, p = self._keys, self.policy
+        lock_ms = int(self.options.heartbeat_interval * 1000)
+        with redis_boundary(f"reap expired leases on {self.queue!r}"):
+            ran, recovered, buried, _ = await self._scripts.run(
+                "reap",
+                (
+                    k.reaper_lock,
+                    k.active,
+                    k.leases,
+                    k.lost,
+                    k.fails,
+                    k.errors,
+                    k.pending,
+                    k.delayed,
+                    k.jobs,
+                    k.dead,
+                    k.dead_info,
+                    k.done,
+                    k.counters,
+                    k.wake,
+                ),
+                (
+                    lock_ms,
+                    self.options.worker_id,
+                    p.max_recoveries,
+                    self.options.reap_limit,
+                    p.dead_max_count,
+                    int(p.dead_max_age_s * 1000),
+                    p.done_max_count,
+                    int(p.done_max_age_s * 1000),
+                ),
+            )
+        if recovered or buried:
+            self.counters.recovered += int(recovered)
+            log.warning(
+                "returned %d job(s) of crashed workers to %s, dead-lettered %d that kept "
+                "losing their worker",
+                recovered,
+                self.queue,
+                buried,
+                extra={"queue": self.queue},
+            )
+
+
+def describe_error(exc: BaseException, *, frames: int = 3, limit: int = 4000) -> str:
+    """``Type: message`` and the last few frames, for dead letters and logs."""
+    text = f"{type(exc).__name__}: {exc}"
+    tb = traceback.extract_tb(exc.__traceback__)[-frames:]
+    if tb:
+        text += "\n" + "".join(f"  at {f.filename}:{f.lineno} in {f.name}\n" for f in tb)
+    return text[:limit]
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a finished task's exception so asyncio does not warn about it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("wake wait ended with %s", task.exception())
+
+
+StopCallable = Callable[[], Awaitable[None]]

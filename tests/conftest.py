@@ -1,0 +1,43 @@
+"""Fixtures shared by every test: real servers on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from reliable_queue import QueueClient
+from tests.servers import RedisServer, require_binary
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session; tests get it flushed through ``redis_url``."""
+    binary = require_binary("redis-server", install="apt-get install redis-server")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    with redis.Redis.from_url(redis_server.url) as r:
+        r.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, with AOF on, that the test may stop and restart."""
+    binary = require_binary("redis-server", install="apt-get install redis-server")
+    server = RedisServer(binary, tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.stop(kill=True)
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[QueueClient]:
+    async with QueueClient.from_url(redis_url) as c:
+        yield c
