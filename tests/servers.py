@@ -35,6 +35,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 > 65535:
+            port -= 20000 if port > 30000 else 0
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,6 +140,7 @@ def start_redis_cluster(binary: str, cli: str, workdir: Path, *, size: int = 3) 
         RedisServer(
             binary,
             workdir / f"node{i}",
+            port=free_cluster_port(),
             extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
         ).start()
         for i in range(size)

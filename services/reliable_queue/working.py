@@ -428,7 +428,9 @@ class Worker:
 
     async def _reap(self) -> None:
         k, p = self._keys, self.policy
-        lock_ms = int(self.options.heartbeat_interval * 1000)
+        # At most one reap a second across all workers of the queue, however slow this
+        # worker's own heartbeat is.
+        lock_ms = int(min(self.options.heartbeat_interval, 1.0) * 1000)
         with redis_boundary(f"reap expired leases on {self.queue!r}"):
             ran, recovered, buried, _ = await self._scripts.run(
                 "reap",

@@ -1,0 +1,21 @@
+"""``conveyor bench ...``: measurements printed as tables, never asserted in tests."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bench", help="measure throughput, latency and memory on this machine")
+    bsub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    q = bsub.add_parser("queue", help="the reliable queue against redis-benchmark and peers")
+    q.add_argument("--messages", type=int, default=50_000, help="jobs per throughput run")
+    q.add_argument("--peers", default="rq,arq,dramatiq,celery,bullmq", help="peers to run, or ''")
+    q.add_argument("--redis-url", help="use this Redis instead of starting one (it gets FLUSHALL)")
+
+    async def run_queue(args: argparse.Namespace) -> int:
+        from conveyor.bench.queue import run
+
+        return await run(args)
+
+    q.set_defaults(run=run_queue)

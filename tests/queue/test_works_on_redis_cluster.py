@@ -1,0 +1,64 @@
+"""The queue on a real 3-master Redis Cluster: every queue's keys share one hash tag, so its
+scripts run in one slot; queues spread over the masters and all work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from reliable_queue import Job, PermanentError, QueueClient
+from tests.helpers import eventually
+from tests.servers import RedisClusterServers, require_binary, start_redis_cluster
+
+pytestmark = pytest.mark.integration
+
+QUEUES = ["alerts", "mqtt_realtime", "mqtt_spc", "mqtt_tech", "custom-1", "custom-2"]
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    server = require_binary("redis-server", install="apt-get install redis-server")
+    cli = require_binary("redis-cli", install="apt-get install redis-tools")
+    cluster = start_redis_cluster(server, cli, tmp_path)
+    yield cluster
+    cluster.stop()
+
+
+async def test_queues_spread_over_masters_and_work(redis_cluster: RedisClusterServers) -> None:
+    with redis.RedisCluster.from_url(redis_cluster.url) as rc:
+        masters = {rc.get_node_from_key(f"conveyor:{{{q}}}:pending").name for q in QUEUES}
+    assert len(masters) >= 2  # the test really spans nodes
+
+    processed: dict[str, int] = dict.fromkeys(QUEUES, 0)
+
+    async def handler(job: Job) -> None:
+        if job.data.get("poison"):
+            raise PermanentError("poison")
+        processed[job.queue] += 1
+
+    async with QueueClient.from_url(redis_cluster.url, cluster=True) as client:
+        stops = [await client.start_worker(q, handler, concurrency=4) for q in QUEUES]
+        for q in QUEUES:
+            await client.enqueue_many(q, [{"n": n} for n in range(200)])
+            await asyncio.gather(*(client.enqueue(q, {"n": n}, priority=5) for n in range(50)))
+            await client.enqueue(q, {"poison": True}, job_id=f"{q}-poison")
+
+        async def all_done() -> bool:
+            return all(n == 250 for n in processed.values()) and all(
+                [await client.dead_letter_count(q) == 1 for q in QUEUES]
+            )
+
+        await eventually(all_done, timeout=30, what="every queue drained")
+        stats = await client.stats()
+        for stop in stops:
+            await stop()
+        assert stats["workers"] == "running"
+        for q in QUEUES:
+            assert stats["queues"][q]["completed"] == 250
+            assert stats["queues"][q]["failed"] == 1
+            assert await client.replay_dead_letters(q) == 1
+            assert await client.job_state(q, f"{q}-poison") == "pending"
