@@ -16,7 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "",
 ) -> None:
     """Wait until ``check()`` is true; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -36,7 +40,9 @@ def cli_env(redis_url: str | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, redis_url: str | None = None, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, redis_url: str | None = None, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "conveyor.cli", *args],
         capture_output=True,
@@ -50,7 +56,9 @@ def run_cli(*args: str, redis_url: str | None = None, timeout: float = 60, **env
 class CliProcess:
     """A ``conveyor`` command running in the background, its output in a log file."""
 
-    def __init__(self, args: tuple[str, ...], *, redis_url: str | None, env: dict[str, str]) -> None:
+    def __init__(
+        self, args: tuple[str, ...], *, redis_url: str | None, env: dict[str, str]
+    ) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix="conveyor-", suffix=".log")[1])
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
@@ -67,7 +75,8 @@ class CliProcess:
         return self.proc.poll()
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def kill(self) -> None:

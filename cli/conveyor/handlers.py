@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 async def log_job(job: Job) -> None:
     """The default handler until a queue has a processor: log the job and acknowledge it."""
     log.info(
-        "job %s: %s", job.id, job.data, extra={"queue": job.queue, "job_id": job.id, "attempt": job.attempt}
+        "job %s: %s",
+        job.id,
+        job.data,
+        extra={"queue": job.queue, "job_id": job.id, "attempt": job.attempt},
     )
 
 
@@ -33,6 +36,9 @@ def load_handler(spec: str) -> Any:
         if not hasattr(target, part):
             raise UsageError(f"--handler {spec!r}: {module_name!r} has no attribute {attr!r}")
         target = getattr(target, part)
-    if not (inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))):
+    if not (
+        inspect.iscoroutinefunction(target)
+        or (callable(target) and inspect.iscoroutinefunction(type(target).__call__))
+    ):
         raise UsageError(f"--handler {spec!r}: {attr!r} must be an async function taking the job")
     return target

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from reliable_queue import QueueClient, QueuePolicy, UsageError
-
 from conveyor.settings import RedisSettings, load
+from reliable_queue import QueueClient, QueuePolicy, UsageError
 
 
 @asynccontextmanager
@@ -68,9 +67,23 @@ async def cmd_queues(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2))
         return 0
     columns = ("pending", "processing", "delayed", "failed", "completed", "oldest_pending_age_s")
-    headers = ("QUEUE", "PENDING", "PROCESSING", "DELAYED", "DEAD", "COMPLETED", "OLDEST", "WORKERS")
+    headers = (
+        "QUEUE",
+        "PENDING",
+        "PROCESSING",
+        "DELAYED",
+        "DEAD",
+        "COMPLETED",
+        "OLDEST",
+        "WORKERS",
+    )
     rows = [
-        (name, *(_num(q[c]) for c in columns[:-1]), f"{q['oldest_pending_age_s']:.1f}s", str(q["workers"]))
+        (
+            name,
+            *(_num(q[c]) for c in columns[:-1]),
+            f"{q['oldest_pending_age_s']:.1f}s",
+            str(q["workers"]),
+        )
         for name, q in stats["queues"].items()
     ]
     print(_table(headers, rows) if rows else "no queues yet: enqueue a job or start a worker")
@@ -133,7 +146,9 @@ async def cmd_dlq_purge(args: argparse.Namespace) -> int:
 
 
 async def cmd_policy(args: argparse.Namespace) -> int:
-    changes = {k: getattr(args, k) for k in QueuePolicy.model_fields if getattr(args, k) is not None}
+    changes = {
+        k: getattr(args, k) for k in QueuePolicy.model_fields if getattr(args, k) is not None
+    }
     async with open_client() as client:
         policy = (
             await client.set_policy(args.queue, **changes)
@@ -153,7 +168,7 @@ def _time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]

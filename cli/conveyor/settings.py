@@ -60,6 +60,9 @@ def describe(cls: type[BaseSettings], exc: ValidationError) -> str:
         field = str(err["loc"][0]) if err["loc"] else ""
         var = (prefix + field).upper()
         given = err.get("input")
-        shown = "" if "password" in field or "token" in field else f"={given!r}"
+        if "password" in field or "token" in field:
+            shown = ""  # never echo a secret
+        else:
+            shown = f"={given}" if isinstance(given, str) else f"={given!r}"
         problems.append(f"{var}{shown}: {err['msg']}")
     return "invalid configuration: " + "; ".join(problems)

@@ -7,10 +7,9 @@ import asyncio
 import logging
 import signal
 
-from reliable_queue import QueueClient
-
 from conveyor.handlers import load_handler, log_job
 from conveyor.settings import RedisSettings, load
+from reliable_queue import QueueClient
 
 log = logging.getLogger(__name__)
 

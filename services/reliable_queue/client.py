@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from reliable_queue.connection import RedisClient, connect, redis_boundary
 from reliable_queue.dead_letters import (
@@ -53,7 +53,7 @@ class QueueClient:
     async def ping(self) -> None:
         """Raise QueueUnavailable unless Redis answers."""
         with redis_boundary("ping Redis"):
-            await self.redis.ping()  # type: ignore[misc]
+            await self.redis.ping()
 
     @property
     def duplicates_skipped(self) -> int:
@@ -152,7 +152,11 @@ class QueueClient:
     ) -> StopCallable:
         """Start a worker in this event loop; returns ``stop``, to await for a clean drain."""
         worker = self.worker(
-            queue, handler, concurrency=concurrency, batch_size=batch_size, drain_timeout=drain_timeout
+            queue,
+            handler,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            drain_timeout=drain_timeout,
         )
         await self._producer._register(worker.queue)
         await worker.start()
@@ -163,7 +167,7 @@ class QueueClient:
     async def queues(self) -> list[str]:
         """Every queue that has been used, sorted."""
         with redis_boundary("list queues"):
-            names = await self.redis.smembers(QUEUE_REGISTRY)  # type: ignore[misc]
+            names = cast(set[bytes], await self.redis.smembers(QUEUE_REGISTRY))
         return sorted(n.decode() for n in names)
 
     async def queue_stats(self, queue: str) -> QueueStats:
@@ -196,12 +200,15 @@ class QueueClient:
         from pydantic_core import from_json
 
         with redis_boundary("read a job"):
-            env = await self.redis.hget(QueueKeys.for_queue(_queue(queue)).jobs, job_id)  # type: ignore[misc]
+            key = QueueKeys.for_queue(_queue(queue)).jobs
+            env = cast(bytes | None, await self.redis.hget(key, job_id))
         return None if env is None else from_json(split_envelope(env)[2])
 
     # --- dead letters -------------------------------------------------------------------------
 
-    async def dead_letters(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
+    async def dead_letters(
+        self, queue: str, *, offset: int = 0, limit: int = 100
+    ) -> list[DeadLetter]:
         """The dead letters of ``queue`` (``dead:<queue>`` also accepted), newest first."""
         return await list_dead(self.redis, _queue(queue), offset=offset, limit=limit)
 
@@ -221,7 +228,7 @@ class QueueClient:
     async def get_policy(self, queue: str) -> QueuePolicy:
         k = QueueKeys.for_queue(_queue(queue))
         with redis_boundary("read a queue policy"):
-            raw = await self.redis.hgetall(k.config)  # type: ignore[misc]
+            raw = cast(dict[bytes, bytes], await self.redis.hgetall(k.config))
         return QueuePolicy.from_redis(raw)
 
     async def set_policy(self, queue: str, **changes: Any) -> QueuePolicy:
@@ -243,7 +250,7 @@ class QueueClient:
         k = QueueKeys.for_queue(_queue(queue))
         with redis_boundary(f"delete queue {k.queue!r}"):
             await self.redis.delete(*k.all())
-            await self.redis.srem(QUEUE_REGISTRY, k.queue)  # type: ignore[misc]
+            await self.redis.srem(QUEUE_REGISTRY, k.queue)
 
 
 def _queue(name: str) -> str:

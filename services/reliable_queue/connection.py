@@ -41,7 +41,7 @@ def connect(
         "retry": RedisRetry(NoBackoff(), 0),
     }
     if cluster:
-        return RedisCluster.from_url(url, **options)  # type: ignore[arg-type]
+        return RedisCluster.from_url(url, **options)
     return aioredis.Redis.from_url(url, max_connections=max_connections, **options)  # type: ignore[arg-type]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic_core import from_json
 
@@ -46,11 +46,12 @@ async def list_dead(
     """Dead letters, newest first."""
     keys = QueueKeys.for_queue(queue)
     with redis_boundary(f"list dead letters of {queue!r}"):
-        ids = await redis.zrevrange(keys.dead, offset, offset + max(0, limit) - 1)
+        stop = offset + max(0, limit) - 1
+        ids = cast(list[bytes], await redis.zrevrange(keys.dead, offset, stop))
         if not ids:
             return []
-        envelopes = await redis.hmget(keys.jobs, ids)  # type: ignore[misc]
-        infos = await redis.hmget(keys.dead_info, ids)  # type: ignore[misc]
+        envelopes = cast(list[bytes | None], await redis.hmget(keys.jobs, ids))
+        infos = cast(list[bytes | None], await redis.hmget(keys.dead_info, ids))
     letters = []
     for raw_id, env, info in zip(ids, envelopes, infos, strict=True):
         if env is None:  # purged between the two reads

@@ -41,8 +41,12 @@ class Job:
 
 
 def new_job_id() -> str:
-    """A random id: 96 bits, URL-safe, 16 characters."""
-    return base64.urlsafe_b64encode(os.urandom(12)).decode()
+    """A random id: 100 bits as 20 lowercase base32 characters.
+
+    Base32 rather than base64: an id never starts with '-' (which a shell command would
+    take for an option) and needs no quoting anywhere.
+    """
+    return base64.b32encode(os.urandom(13)).decode()[:20].lower()
 
 
 def check_priority(priority: int) -> int:

@@ -75,7 +75,7 @@ class QueuePolicy(BaseModel):
         return {k: str(v) for k, v in self.model_dump().items() if v is not None}
 
     @classmethod
-    def from_redis(cls, raw: Mapping[bytes | str, bytes | str]) -> QueuePolicy:
+    def from_redis(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> QueuePolicy:
         """Parse a config hash; raises UsageError naming the bad field."""
         fields = {_text(k): _text(v) for k, v in raw.items()}
         unknown = sorted(set(fields) - set(cls.model_fields))

@@ -102,7 +102,7 @@ class Producer:
     async def _register(self, queue: str) -> None:
         if queue not in self._registered:
             with redis_boundary(f"register queue {queue!r}"):
-                await self._redis.sadd(QUEUE_REGISTRY, queue)  # type: ignore[misc]
+                await self._redis.sadd(QUEUE_REGISTRY, queue)
             self._registered.add(queue)
 
     async def _flush(self) -> None:

@@ -18,6 +18,7 @@ back to pending at their place in line, without counting an attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -154,10 +155,11 @@ class Worker:
             except QueueUnavailable:
                 await asyncio.sleep(0.2)
         await self._release_held()
-        for task in (self._beat_task, self._wake_task):
-            if task is not None and not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        tasks: list[asyncio.Task[Any] | None] = [self._beat_task, self._wake_task]
+        for helper in tasks:
+            if helper is not None and not helper.done():
+                helper.cancel()
+                await asyncio.gather(helper, return_exceptions=True)
         try:
             with redis_boundary("deregister worker"):
                 await self._redis.zrem(self._keys.workers, self.options.worker_id)
@@ -186,7 +188,7 @@ class Worker:
                 log.warning("%s; retrying in %.1fs", exc, delay, extra={"queue": self.queue})
                 await self._wait_progress(delay)
                 delay = min(delay * 2, 5.0)
-            except Exception:  # noqa: BLE001 - a worker must outlive one bad turn
+            except Exception:
                 log.exception("worker loop error on %s; retrying in %.1fs", self.queue, delay)
                 await self._wait_progress(delay)
                 delay = min(delay * 2, 5.0)
@@ -221,7 +223,9 @@ class Worker:
             self._units.add(task)
 
     async def _idle(self, due_in: float | None) -> None:
-        timeout = self.options.idle_block if due_in is None else min(due_in, self.options.idle_block)
+        timeout = (
+            self.options.idle_block if due_in is None else min(due_in, self.options.idle_block)
+        )
         if timeout <= 0.001:
             return
         if self._wake_task is None or self._wake_task.done():
@@ -237,13 +241,11 @@ class Worker:
 
     async def _block_for_wake(self, timeout: float) -> None:
         with redis_boundary(f"wait for jobs on {self.queue!r}"):
-            await self._redis.blpop([self._keys.wake], timeout=max(0.01, timeout))  # type: ignore[misc]
+            await self._redis.blpop([self._keys.wake], timeout=max(0.01, timeout))
 
     async def _wait_progress(self, timeout: float | None) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), timeout)
-        except TimeoutError:
-            pass
         self._progress.clear()
 
     # --- running and settling -----------------------------------------------------------------
@@ -262,7 +264,9 @@ class Worker:
         else:
             self._acks.extend(jobs)
         finally:
-            self._units.discard(asyncio.current_task())  # type: ignore[arg-type]
+            task = asyncio.current_task()
+            if task is not None:
+                self._units.discard(task)
             self._progress.set()
 
     async def _flush_acks(self) -> None:
@@ -340,11 +344,18 @@ class Worker:
         extra = {"queue": self.queue, "job_id": job.id, "attempt": job.attempt}
         if decision.action == "retry":
             self.counters.retried += 1
-            log.info("job %s failed (%s); retry in %.1fs", job.id, exc, decision.delay_s, extra=extra)
+            log.info(
+                "job %s failed (%s); retry in %.1fs", job.id, exc, decision.delay_s, extra=extra
+            )
         else:
             self.counters.dead_lettered += 1
             log.warning(
-                "job %s moved to dead:%s (%s): %s", job.id, self.queue, decision.reason, exc, extra=extra
+                "job %s moved to dead:%s (%s): %s",
+                job.id,
+                self.queue,
+                decision.reason,
+                exc,
+                extra=extra,
             )
 
     def _lease_lost(self, job: Job, outcome: str) -> None:
@@ -367,7 +378,9 @@ class Worker:
         k = self._keys
         try:
             with redis_boundary(f"release jobs of {self.queue!r}"):
-                n = await self._scripts.run("release", (k.active, k.leases, k.pending, k.wake), args)
+                n = await self._scripts.run(
+                    "release", (k.active, k.leases, k.pending, k.wake), args
+                )
             log.info("released %d unfinished job(s) back to %s", n, self.queue)
         except QueueUnavailable as exc:
             log.warning("%s; the leases expire and the reaper returns the jobs", exc)
@@ -432,7 +445,7 @@ class Worker:
         # worker's own heartbeat is.
         lock_ms = int(min(self.options.heartbeat_interval, 1.0) * 1000)
         with redis_boundary(f"reap expired leases on {self.queue!r}"):
-            ran, recovered, buried, _ = await self._scripts.run(
+            _, recovered, buried, _ = await self._scripts.run(
                 "reap",
                 (
                     k.reaper_lock,

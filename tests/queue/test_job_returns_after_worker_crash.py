@@ -19,7 +19,9 @@ def _processed(redis_url: str) -> list[str]:
         return [x.decode() for x in r.lrange("test:processed", 0, -1)]
 
 
-async def test_killed_worker_jobs_return_and_are_processed(client: QueueClient, redis_url: str) -> None:
+async def test_killed_worker_jobs_return_and_are_processed(
+    client: QueueClient, redis_url: str
+) -> None:
     await client.set_policy("crash", lease_s=2)
     ids = await client.enqueue_many("crash", [{"seconds": 0.5} for _ in range(40)])
     victim = start_cli(

@@ -1,5 +1,5 @@
-"""Redis killed and restarted under load (AOF, fsync always): producers get a clear retryable error, workers carry
-on by themselves, and no acknowledged job is lost."""
+"""Redis killed and restarted under load (AOF, fsync always): producers get a clear
+retryable error, workers carry on by themselves, and no acknowledged job is lost."""
 
 from __future__ import annotations
 

@@ -1,0 +1,160 @@
+"""Redis (and later other servers) as child processes on free loopback ports.
+
+Used by the tests' fixtures, by ``conveyor bench`` and by ``conveyor dev``: each starts its
+own servers so that nothing depends on what happens to run on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def find_binary(name: str) -> str | None:
+    """``name`` on PATH or in /usr/sbin (where Debian puts mosquitto), else None."""
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 > 65535:
+            port -= 20000 if port > 30000 else 0
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+def wait_for_port(
+    port: int, *, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class RedisServer:
+    """One redis-server process; ``stop``/``start`` keep its data directory and port."""
+
+    binary: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    appendonly: bool = False
+    extra: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.workdir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
+            "--logfile", str(self.workdir / "redis.log"),
+            *self.extra,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, proc=self.proc)
+        self._wait_loaded()
+        return self
+
+    def _wait_loaded(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise TimeoutError("redis-server did not finish loading")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.proc = None
+
+
+@dataclass
+class RedisClusterServers:
+    """A Redis Cluster of ``size`` masters, no replicas."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop(kill=True)
+
+
+def start_redis_cluster(
+    binary: str, cli: str, workdir: Path, *, size: int = 3
+) -> RedisClusterServers:
+    nodes = [
+        RedisServer(
+            binary,
+            workdir / f"node{i}",
+            port=free_cluster_port(),
+            extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+        ).start()
+        for i in range(size)
+    ]
+    addrs = [f"127.0.0.1:{n.port}" for n in nodes]
+    subprocess.run(
+        [cli, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [cli, "-p", str(nodes[0].port), "cluster", "info"], capture_output=True, text=True
+        ).stdout
+        if "cluster_state:ok" in out:
+            return RedisClusterServers(nodes)
+        time.sleep(0.1)
+    raise TimeoutError("Redis Cluster did not reach cluster_state:ok")

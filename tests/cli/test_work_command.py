@@ -1,0 +1,54 @@
+"""``conveyor work``: runs a handler given as module:function, drains on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from reliable_queue import QueueClient
+from tests.helpers import eventually, run_cli, start_cli
+
+pytestmark = pytest.mark.integration
+
+
+async def test_worker_processes_then_exits_cleanly_on_sigterm(
+    client: QueueClient, redis_url: str
+) -> None:
+    ids = await client.enqueue_many("cli-work", [{"seconds": 0.01} for _ in range(50)])
+    worker = start_cli(
+        "work", "--queue", "cli-work", "--concurrency", "4",
+        "--handler", "tests.queue.handlers:record", redis_url=redis_url,
+    )  # fmt: skip
+    r = redis.Redis.from_url(redis_url)
+    try:
+
+        async def done() -> bool:
+            return int(r.llen("test:processed")) == 50
+
+        await eventually(done, timeout=30, what="50 jobs processed")
+    finally:
+        code = worker.stop()
+        r.close()
+    assert code == 0, worker.output()
+    logs = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    assert any(e["message"].startswith("worker started on queue cli-work") for e in logs)
+    assert any(e["message"] == "worker on cli-work stopped" for e in logs)
+    assert all(e.get("queue") == "cli-work" for e in logs if "worker" in e["message"])
+    assert len(ids) == 50
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        ("nocolon", "write it as module:function"),
+        ("no_such_module:f", "cannot import 'no_such_module'"),
+        ("tests.queue.handlers:missing", "has no attribute 'missing'"),
+        ("json:dumps", "must be an async function"),
+    ],
+)
+def test_bad_handler_is_reported_before_start(redis_url: str, handler: str, message: str) -> None:
+    out = run_cli("work", "--queue", "q", "--handler", handler, redis_url=redis_url)
+    assert out.returncode == 2
+    assert message in out.stderr
