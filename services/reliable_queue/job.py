@@ -10,6 +10,7 @@ pending.
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,13 +41,26 @@ class Job:
     token: str = field(repr=False)
 
 
-def new_job_id() -> str:
-    """A random id: 100 bits as 20 lowercase base32 characters.
+class _JobIds:
+    """Unique ids, cheaply: a random 60-bit prefix per process and a counter.
 
-    Base32 rather than base64: an id never starts with '-' (which a shell command would
-    take for an option) and needs no quoting anywhere.
+    Base32 lowercase, so an id never starts with '-' (which a shell would take for an
+    option) and needs no quoting anywhere. A forked child draws a new prefix.
     """
-    return base64.b32encode(os.urandom(13)).decode()[:20].lower()
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._prefix = base64.b32encode(os.urandom(8)).decode()[:12].lower()
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+new_job_id = _JobIds()
+os.register_at_fork(after_in_child=new_job_id.reset)
 
 
 def check_priority(priority: int) -> int:

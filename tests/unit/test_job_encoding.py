@@ -17,10 +17,23 @@ from reliable_queue.job import (
 from reliable_queue.keys import QueueKeys, queue_from_dead_letter_name
 
 
-def test_new_ids_are_short_and_unique() -> None:
+def test_new_ids_are_short_unique_and_shell_safe() -> None:
     ids = {new_job_id() for _ in range(10_000)}
     assert len(ids) == 10_000
-    assert all(len(i) == 20 and i.isalnum() and i.islower() for i in ids)
+    assert all(13 <= len(i) <= 20 and i.isalnum() and i == i.lower() for i in ids)
+
+
+def test_a_forked_child_draws_other_ids() -> None:
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.write(write, new_job_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 100).decode()
+    assert child_id[:12] != new_job_id()[:12]
 
 
 @pytest.mark.parametrize("priority", [PRIORITY_MIN - 1, PRIORITY_MAX + 1, 1.5, True])

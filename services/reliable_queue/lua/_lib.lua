@@ -51,6 +51,29 @@ local function next_seq(counters, n)
   return redis.call('HINCRBY', counters, 'seq', n) - n
 end
 
+-- redis.call(cmd, key, <items...>) in slices: Lua's unpack() has a stack limit of ~8000.
+local function call_many(cmd, key, items)
+  local n = #items
+  local step = 4000
+  for i = 1, n, step do
+    redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, n)))
+  end
+end
+
+-- The same, collecting the replies of a command that returns one value per item (HMGET).
+local function get_many(cmd, key, items)
+  local out = {}
+  local n = #items
+  local step = 4000
+  for i = 1, n, step do
+    local part = redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, n)))
+    for _, v in ipairs(part) do
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
 local function wake(wake_key)
   redis.call('LPUSH', wake_key, '1')
   redis.call('LTRIM', wake_key, 0, 0)
@@ -88,22 +111,20 @@ end
 -- Drop the oldest members of a record ZSET (dead or done) beyond max_count and older than
 -- cutoff_ms, with their envelopes. At most `budget` per call so no call blocks Redis long.
 local function trim_records(zset, jobs, info, max_count, cutoff_ms, budget)
-  local removed = 0
   local ids = redis.call('ZRANGEBYSCORE', zset, '-inf', '(' .. int(cutoff_ms), 'LIMIT', 0, budget)
   local excess = redis.call('ZCARD', zset) - #ids - max_count
-  if excess > 0 then
+  if excess > 0 and #ids < budget then
     local more = redis.call('ZRANGE', zset, #ids, #ids + math.min(excess, budget - #ids) - 1)
     for _, id in ipairs(more) do
       ids[#ids + 1] = id
     end
   end
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', zset, id)
-    redis.call('HDEL', jobs, id)
+  if #ids > 0 then
+    call_many('ZREM', zset, ids)
+    call_many('HDEL', jobs, ids)
     if info then
-      redis.call('HDEL', info, id)
+      call_many('HDEL', info, ids)
     end
-    removed = removed + 1
   end
-  return removed
+  return #ids
 end

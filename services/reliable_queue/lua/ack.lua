@@ -8,29 +8,38 @@ local active, leases, fails, lost, errors, jobs, done, counters =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local keep, max_age = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()
-local flags, acked = {}, 0
+local stamp = int(now)
+
+local ids = {}
 for i = 3, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  local lease = redis.call('HGET', leases, id)
+  ids[#ids + 1] = ARGV[i]
+end
+local held = get_many('HMGET', leases, ids)
+local flags, acked, done_args = {}, {}, {}
+for k, id in ipairs(ids) do
+  local token = ARGV[2 + 2 * k]
+  local lease = held[k]
   if lease and string.sub(lease, 1, #token + 1) == token .. ':' then
-    redis.call('ZREM', active, id)
-    redis.call('HDEL', leases, id)
-    redis.call('HDEL', fails, id)
-    redis.call('HDEL', lost, id)
-    redis.call('HDEL', errors, id)
-    if keep > 0 then
-      redis.call('ZADD', done, int(now), id)
-    else
-      redis.call('HDEL', jobs, id)
-    end
-    acked = acked + 1
-    flags[#flags + 1] = 1
+    acked[#acked + 1] = id
+    done_args[#done_args + 1] = stamp
+    done_args[#done_args + 1] = id
+    flags[k] = 1
   else
-    flags[#flags + 1] = 0
+    flags[k] = 0
   end
 end
-if acked > 0 then
-  redis.call('HINCRBY', counters, 'completed', acked)
+if #acked > 0 then
+  call_many('ZREM', active, acked)
+  call_many('HDEL', leases, acked)
+  call_many('HDEL', fails, acked)
+  call_many('HDEL', lost, acked)
+  call_many('HDEL', errors, acked)
+  if keep > 0 then
+    call_many('ZADD', done, done_args)
+  else
+    call_many('HDEL', jobs, acked)
+  end
+  redis.call('HINCRBY', counters, 'completed', #acked)
   -- Trim in slices, only once the cap is overshot by a margin, so acks stay cheap.
   if keep > 0 and redis.call('ZCARD', done) > keep + math.max(16, math.floor(keep / 8)) then
     trim_records(done, jobs, false, keep, now - max_age, 1000)

@@ -28,21 +28,31 @@ if #popped == 0 then
   return out
 end
 
-local count = #popped / 2
-local token = redis.call('HINCRBY', counters, 'token', count) - count
-local deadline = int(now + lease_ms)
+local ids = {}
 for i = 1, #popped, 2 do
-  local id, sc = popped[i], popped[i + 1]
-  local env = redis.call('HGET', jobs, id)
+  ids[#ids + 1] = popped[i]
+end
+local envs = get_many('HMGET', jobs, ids)
+local failed = get_many('HMGET', fails, ids)
+local token = redis.call('HINCRBY', counters, 'token', #ids) - #ids
+local deadline = int(now + lease_ms)
+local active_args, lease_args = {}, {}
+for k, id in ipairs(ids) do
   token = token + 1
-  if env then
-    redis.call('ZADD', active, deadline, id)
-    redis.call('HSET', leases, id, int(token) .. ':' .. int(tonumber(sc)))
+  if envs[k] then
+    active_args[#active_args + 1] = deadline
+    active_args[#active_args + 1] = id
+    lease_args[#lease_args + 1] = id
+    lease_args[#lease_args + 1] = int(token) .. ':' .. int(tonumber(popped[2 * k]))
     out[#out + 1] = id
     out[#out + 1] = int(token)
-    out[#out + 1] = env
-    out[#out + 1] = redis.call('HGET', fails, id) or '0'
+    out[#out + 1] = envs[k]
+    out[#out + 1] = failed[k] or '0'
   end
+end
+if #active_args > 0 then
+  call_many('ZADD', active, active_args)
+  call_many('HSET', leases, lease_args)
 end
 if redis.call('ZCARD', pending) > 0 then
   -- More work remains: pass the wake-up on to the next idle worker.

@@ -2,39 +2,57 @@
 -- KEYS[1] jobs  KEYS[2] pending  KEYS[3] delayed  KEYS[4] done  KEYS[5] counters  KEYS[6] wake
 -- ARGV[1] n, then n times: id, priority, delay_ms, payload
 -- Returns a list of n flags: 1 queued, 0 duplicate of a job that is still alive
--- (pending, delayed, being processed or in dead letters). A finished job's id may be reused.
+-- (pending, delayed, being processed or in dead letters), or of an earlier item of this call.
+-- A finished job's id may be reused. Commands are issued per batch, not per job.
 local jobs, pending, delayed, done, counters, wake_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local n = tonumber(ARGV[1])
 local now = now_ms()
+local stamp = int(now)
 local seq = next_seq(counters, n)
-local flags, added, ready = {}, 0, 0
+
+local ids = {}
+for i = 0, n - 1 do
+  ids[i + 1] = ARGV[2 + i * 4]
+end
+local existing = get_many('HMGET', jobs, ids)
+
+local flags, seen = {}, {}
+local job_fields, ready, later = {}, {}, {}
 for i = 0, n - 1 do
   local base = 2 + i * 4
-  local id, priority, delay = ARGV[base], tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
-  local env = int(now) .. '|' .. priority .. '|' .. ARGV[base + 3]
-  local fresh = redis.call('HSETNX', jobs, id, env) == 1
-  if not fresh and redis.call('ZREM', done, id) == 1 then
-    redis.call('HSET', jobs, id, env)
-    fresh = true
+  local id = ids[i + 1]
+  local fresh = not seen[id]
+  if fresh and existing[i + 1] then
+    -- Alive unless it is only a finished-job record.
+    fresh = redis.call('ZREM', done, id) == 1
   end
   if fresh then
+    seen[id] = true
+    local priority, delay = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+    job_fields[#job_fields + 1] = id
+    job_fields[#job_fields + 1] = stamp .. '|' .. priority .. '|' .. ARGV[base + 3]
     if delay > 0 then
-      redis.call('ZADD', delayed, int(now + delay), id)
+      later[#later + 1] = int(now + delay)
+      later[#later + 1] = id
     else
-      redis.call('ZADD', pending, int(score(priority, seq + i)), id)
-      ready = ready + 1
+      ready[#ready + 1] = int(score(priority, seq + i))
+      ready[#ready + 1] = id
     end
-    added = added + 1
     flags[i + 1] = 1
   else
     flags[i + 1] = 0
   end
 end
-if added > 0 then
-  redis.call('HINCRBY', counters, 'enqueued', added)
+if #job_fields > 0 then
+  call_many('HSET', jobs, job_fields)
+  redis.call('HINCRBY', counters, 'enqueued', #job_fields / 2)
 end
-if ready > 0 then
+if #ready > 0 then
+  call_many('ZADD', pending, ready)
   wake(wake_key)
+end
+if #later > 0 then
+  call_many('ZADD', delayed, later)
 end
 return flags
