@@ -59,7 +59,9 @@ class CliProcess:
     def __init__(
         self, args: tuple[str, ...], *, redis_url: str | None, env: dict[str, str]
     ) -> None:
-        self.log_path = Path(tempfile.mkstemp(prefix="conveyor-", suffix=".log")[1])
+        fd, name = tempfile.mkstemp(prefix="conveyor-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(name)
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "conveyor.cli", "--log-format", "json", *args],
@@ -85,10 +87,10 @@ class CliProcess:
         self.proc.wait(timeout=10)
         self._log.close()
 
-    def stop(self, *, timeout: float = 30) -> int:
-        """SIGTERM and wait: the clean shutdown a pod gets."""
+    def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """SIGTERM (what a pod gets) or another signal, and wait for the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         code = self.proc.wait(timeout=timeout)
         self._log.close()
         return code

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.settings import RedisSettings, load
+from conveyor.tables import render
 from reliable_queue import QueueClient, QueuePolicy, UsageError
 
 
@@ -86,7 +87,7 @@ async def cmd_queues(args: argparse.Namespace) -> int:
         )
         for name, q in stats["queues"].items()
     ]
-    print(_table(headers, rows) if rows else "no queues yet: enqueue a job or start a worker")
+    print(render(headers, rows) if rows else "no queues yet: enqueue a job or start a worker")
     return 0
 
 
@@ -123,7 +124,7 @@ async def cmd_dlq_list(args: argparse.Namespace) -> int:
         )
         for d in letters
     ]
-    print(_table(("JOB_ID", "FAILED_AT", "REASON", "ATTEMPTS", "ERROR"), rows))
+    print(render(("JOB_ID", "FAILED_AT", "REASON", "ATTEMPTS", "ERROR"), rows))
     if total > len(letters):
         print(f"... {total} in all; use --offset/--limit or --json")
     return 0
@@ -166,10 +167,3 @@ def _num(value: Any) -> str:
 
 def _time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)

@@ -23,6 +23,7 @@ import redis
 
 from conveyor.bench.peers_env import Peer, ensure_peer
 from conveyor.local_servers import RedisServer, find_binary
+from conveyor.tables import render
 
 DRIVER = [sys.executable, "-m", "conveyor.bench.conveyor_driver"]
 PAYLOAD_BYTES = 200
@@ -106,45 +107,47 @@ def _bench(args: argparse.Namespace, url: str) -> int:
             peers.append((peer, str(exc)))
 
     e2e_limit = 1 / (1 / limits["LPUSH -P 32"] + 1 / limits["RPOP -P 32"])
+    plain_limit = 1 / (1 / limits["LPUSH"] + 1 / limits["RPOP"])
     print()
-    print(f"Queue benchmark: {n:,} no-op jobs of ~{16 + 8} bytes, Redis {info['redis_version']}, "
-          f"one producer and one worker process, {_cores()} cores")  # fmt: skip
+    print(f"Queue benchmark: {n:,} no-op jobs, Redis {info['redis_version']}, "
+          f"one producer and one worker process per system, {_cores()} cores")  # fmt: skip
     print()
-    print(_table(
+    print(render(
         ("physical limit (redis-benchmark, 50 clients)", "ops/s"),
         [(k, f"{v:,.0f}") for k, v in limits.items()]
-        + [("LPUSH+RPOP pipelined, one push and one pop per job", f"{e2e_limit:,.0f}")],
+        + [("one LPUSH + one RPOP per job, plain", f"{plain_limit:,.0f}"),
+           ("one LPUSH + one RPOP per job, pipelined", f"{e2e_limit:,.0f}")],
+        figures=True,
     ))  # fmt: skip
     print()
-    rows = [
-        (
-            one.label,
-            f"{one.rate:,.0f}",
-            f"{one.produce_rate:,.0f}",
-            "1.00",
-            _ratio(one.rate, e2e_limit),
-        )
-    ]
-    rows.append((batch.label, f"{batch.rate:,.0f}", f"{batch.produce_rate:,.0f}",
-                 _ratio(batch.rate, one.rate), _ratio(batch.rate, e2e_limit)))  # fmt: skip
+
+    def row(label: str, result: Run) -> tuple[str, ...]:
+        return (label, f"{result.rate:,.0f}", f"{result.produce_rate:,.0f}",
+                _ratio(result.rate, one.rate), _ratio(result.rate, plain_limit),
+                _ratio(result.rate, e2e_limit))  # fmt: skip
+
+    rows = [row(one.label, one), row(batch.label, batch)]
+    failures = []
     for peer, result in peers:
         label = f"{peer.name} {peer.version} ({_PEER_SETTINGS[peer.name]})"
         if isinstance(result, str):
-            rows.append((label, "failed", result[:40], "", ""))
+            rows.append((label, "failed", "", "", "", ""))
+            failures.append(f"{peer.name}: {result}")
         else:
-            rows.append((label, f"{result.rate:,.0f}", f"{result.produce_rate:,.0f}",
-                         _ratio(result.rate, one.rate), _ratio(result.rate, e2e_limit)))  # fmt: skip
-    print(_table(("end to end: enqueue -> handler (jobs/s)", "jobs/s", "enqueue/s",
-                  "x Conveyor/msg", "x limit"), rows))  # fmt: skip
+            rows.append(row(label, result))
+    print(render(("end to end: enqueue -> no-op handler", "jobs/s", "enqueue/s",
+                  "x Conveyor", "x plain", "x pipelined"), rows, figures=True))  # fmt: skip
+    for failure in failures:
+        print(f"  {failure}")
     print()
     p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
-    print(_table(("Conveyor latency and cost", "value", "target"), [
+    print(render(("Conveyor latency and cost", "value", "target"), [
         ("enqueue -> handler start at a steady 1,000 jobs/s, p50", f"{p50 * 1000:.2f} ms", ""),
         ("enqueue -> handler start at a steady 1,000 jobs/s, p99", f"{p99 * 1000:.2f} ms", ""),
-        ("priority-10 job starts, behind 100,000 pending priority-1", f"{jump_ms:.1f} ms", "< 20 ms"),
+        ("priority-10 job starts, behind 100,000 priority-1", f"{jump_ms:.1f} ms", "< 20 ms"),
         (f"Redis memory per pending {PAYLOAD_BYTES}-byte job, total", f"{memory:.0f} B", ""),
         ("  of which beyond the payload", f"{memory - PAYLOAD_BYTES:.0f} B", "<= 300 B"),
-    ]))  # fmt: skip
+    ], figures=True))  # fmt: skip
     return 0
 
 
@@ -294,25 +297,6 @@ def _cores() -> int:
     import os
 
     return os.cpu_count() or 1
-
-
-def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    out = [
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
-        )
-    ]
-    out.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        out.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    return "\n".join(out)
 
 
 def _note(message: str) -> None:

@@ -9,7 +9,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import Counter, parse, say  # noqa: E402
+from _common import Counter, parse, say
 
 args = parse()
 counter = Counter(args.n)

@@ -5,7 +5,7 @@ import sys
 from celery import Celery
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import Counter, parse, produce_threaded, say  # noqa: E402
+from _common import Counter, parse, produce_threaded, say
 
 args = parse()
 app = Celery("bench", broker=args.url)
@@ -14,6 +14,7 @@ app.conf.update(
     task_ignore_result=True,
     worker_prefetch_multiplier=16,
     worker_hijack_root_logger=False,
+    worker_redirect_stdouts=False,
     broker_connection_retry_on_startup=True,
 )
 counter = Counter(args.n)

@@ -7,7 +7,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import Counter, parse, produce_threaded, say  # noqa: E402
+from _common import Counter, parse, produce_threaded, say
 
 args = parse()
 broker = RedisBroker(url=args.url)

@@ -6,7 +6,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import Counter, parse, produce_threaded, say  # noqa: E402
+from _common import Counter, parse, produce_threaded, say
 
 args = parse()
 counter = Counter(args.n)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what is missing, then the lint and type gates,
+# then pytest (unit and integration tests against real servers it starts itself).
+# Extra arguments go to pytest, e.g. hack/test.sh -k priority
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/bootstrap.sh
+source "$ROOT/hack/bootstrap.sh"
+cd "$ROOT"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "ruff (lint and format)"
+ruff check .
+ruff format --check .
+
+step "mypy --strict"
+mypy -p reliable_queue -p conveyor
+
+step "import boundaries"
+lint-imports
+
+step "pytest"
+# Exit code 5 (no test collected) is a failure like any other.
+exec python -m pytest -m "not bench" "$@"
