@@ -134,3 +134,32 @@ async def _dead(client: QueueClient, queue: str, job_id: str) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_retention_by_age_drops_old_dead_letters_and_finished_records(
+    client: QueueClient,
+) -> None:
+    await client.set_policy("aged", dead_max_age_s=0.5, done_max_age_s=0.5, max_retries=0)
+
+    async def handler(job: Job) -> None:
+        if job.data["fail"]:
+            raise ValueError("no")
+
+    worker = client.worker("aged", handler, heartbeat_interval=0.2)
+    await worker.start()
+    await client.enqueue_many("aged", [{"fail": i % 2 == 0} for i in range(20)])
+
+    async def settled() -> bool:
+        s = await client.queue_stats("aged")
+        return s.completed == 10 and s.dead_lettered == 10
+
+    await eventually(settled, what="10 finished, 10 dead")
+
+    async def trimmed() -> bool:
+        s = await client.queue_stats("aged")
+        return s.failed == 0 and s.finished_records == 0
+
+    await eventually(trimmed, timeout=5, what="records older than 0.5 s trimmed by the reaper")
+    await worker.stop()
+    assert await client.redis.hlen("conveyor:{aged}:jobs") == 0
+    assert await client.redis.hlen("conveyor:{aged}:dead_info") == 0
