@@ -15,7 +15,7 @@ ruff check .
 ruff format --check .
 
 step "mypy --strict"
-mypy -p reliable_queue -p conveyor
+mypy -p reliable_queue -p conveyor_ingestor -p conveyor
 
 step "import boundaries"
 lint-imports

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from reliable_queue import QueueClient
-from tests.servers import RedisServer, require_binary
+from tests.servers import MosquittoServer, RedisServer, require_binary
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +41,12 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 async def client(redis_url: str) -> AsyncIterator[QueueClient]:
     async with QueueClient.from_url(redis_url) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    """One mosquitto broker for the session (persistence on, no cap on queued messages)."""
+    binary = require_binary("mosquitto", install="apt-get install mosquitto")
+    server = MosquittoServer(binary, tmp_path_factory.mktemp("mosquitto")).start()
+    yield server
+    server.stop()

@@ -7,13 +7,20 @@ import os
 import pytest
 
 from conveyor.local_servers import (
+    MosquittoServer,
     RedisClusterServers,
     RedisServer,
     find_binary,
     start_redis_cluster,
 )
 
-__all__ = ["RedisClusterServers", "RedisServer", "require_binary", "start_redis_cluster"]
+__all__ = [
+    "MosquittoServer",
+    "RedisClusterServers",
+    "RedisServer",
+    "require_binary",
+    "start_redis_cluster",
+]
 
 
 def require_binary(name: str, *, install: str) -> str:

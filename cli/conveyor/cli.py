@@ -22,7 +22,13 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from conveyor import bench_command, dev_command, queue_commands, work_command
+    from conveyor import (
+        bench_command,
+        dev_command,
+        ingest_command,
+        queue_commands,
+        work_command,
+    )
 
     parser = argparse.ArgumentParser(
         prog="conveyor",
@@ -35,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     queue_commands.register(sub)
+    ingest_command.register(sub)
     work_command.register(sub)
     dev_command.register(sub)
     bench_command.register(sub)

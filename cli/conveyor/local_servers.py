@@ -158,3 +158,55 @@ def start_redis_cluster(
             return RedisClusterServers(nodes)
         time.sleep(0.1)
     raise TimeoutError("Redis Cluster did not reach cluster_state:ok")
+
+
+@dataclass
+class MosquittoServer:
+    """One mosquitto broker on loopback, with persistence in ``workdir``.
+
+    ``max_queued_messages 0`` lifts mosquitto's default cap of 1000 messages queued for an
+    offline persistent session: with the default, a consumer that is down for a burst loses
+    everything past the first 1000 at the broker. Production brokers need the same setting.
+    """
+
+    binary: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> MosquittoServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 0\n"
+            "max_inflight_messages 0\n"
+            "max_packet_size 10485760\n"
+            f"log_dest file {self.workdir}/mosquitto.log\n"
+            # Run as root, mosquitto would switch to the 'mosquitto' user, which cannot
+            # write to this directory; stay the user that started it.
+            + ("user root\n" if os.geteuid() == 0 else "")
+        )
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.proc = None

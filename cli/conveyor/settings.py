@@ -6,7 +6,8 @@ command with a message that names the variable and says what it should be.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -66,3 +67,65 @@ def describe(cls: type[BaseSettings], exc: ValidationError) -> str:
             shown = f"={given}" if isinstance(given, str) else f"={given!r}"
         problems.append(f"{var}{shown}: {err['msg']}")
     return "invalid configuration: " + "; ".join(problems)
+
+
+class MqttSettings(BaseSettings):
+    """``MQTT_BROKER_URL`` and the MQTT client options, all ``MQTT_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="MQTT_", extra="ignore")
+
+    broker_url: str = Field(default="mqtt://localhost:1883", description="mqtt:// or mqtts://")
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = Field(default=None, description="a mounted secret file")
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_id: str | None = Field(default=None, description="default: conveyor-ingestor-<host>")
+    share_group: str | None = Field(default=None, description="split load across replicas")
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=7 * 86_400, ge=0)
+    receive_maximum: int = Field(default=2000, ge=1, le=65535)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://, e.g. mqtt://localhost:1883")
+        return value
+
+    @field_validator("password_file", "ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    def secret(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return None
+
+
+class IngestSettings(BaseSettings):
+    """The ingestor's own options, all ``INGEST_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
+
+    routes: str | None = Field(default=None, description="routing table as JSON")
+    routes_file: Path | None = Field(default=None, description="routing table as a JSON file")
+    batch_size: int = Field(default=1000, ge=1, le=10_000)
+    flush_ms: float = Field(default=5.0, ge=0, le=1000)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=64, le=64 * 1024 * 1024)
+
+
+class ProbeSettings(BaseSettings):
+    """Where ``/healthz``, ``/readyz`` and ``/metrics`` are served (``PROBE_HOST``, ``_PORT``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROBE_", extra="ignore")
+
+    host: str = "0.0.0.0"  # noqa: S104 - in a pod the kubelet and Prometheus come from outside
+    port: int = Field(default=8080, ge=0, le=65535)

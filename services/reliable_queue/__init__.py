@@ -12,7 +12,7 @@ letters, live concurrency and statistics; every queue in one Redis Cluster slot.
 
 from reliable_queue.client import QueueClient
 from reliable_queue.connection import connect
-from reliable_queue.dead_letters import DeadLetter
+from reliable_queue.dead_letters import DeadLetter, NewDeadLetter
 from reliable_queue.errors import (
     InvalidJob,
     InvalidQueueName,
@@ -38,6 +38,7 @@ __all__ = [
     "InvalidQueueName",
     "Job",
     "JobHandler",
+    "NewDeadLetter",
     "NewJob",
     "PermanentError",
     "QueueClient",

@@ -8,6 +8,8 @@ from typing import Any, cast
 from reliable_queue.connection import RedisClient, connect, redis_boundary
 from reliable_queue.dead_letters import (
     DeadLetter,
+    NewDeadLetter,
+    add_dead,
     count_dead,
     list_dead,
     purge_dead,
@@ -158,7 +160,7 @@ class QueueClient:
             batch_size=batch_size,
             drain_timeout=drain_timeout,
         )
-        await self._producer._register(worker.queue)
+        await self._producer.register(worker.queue)
         await worker.start()
         return worker.stop
 
@@ -211,6 +213,11 @@ class QueueClient:
     ) -> list[DeadLetter]:
         """The dead letters of ``queue`` (``dead:<queue>`` also accepted), newest first."""
         return await list_dead(self.redis, _queue(queue), offset=offset, limit=limit)
+
+    async def add_dead_letters(self, queue: str, letters: Sequence[NewDeadLetter]) -> int:
+        """Park items that never became jobs (bad input) in ``dead:<queue>``."""
+        await self._producer.register(_queue(queue))
+        return await add_dead(self._scripts, _queue(queue), letters)
 
     async def dead_letter_count(self, queue: str) -> int:
         return await count_dead(self.redis, _queue(queue))

@@ -13,7 +13,7 @@ from typing import Any, cast
 from pydantic_core import from_json
 
 from reliable_queue.connection import RedisClient, redis_boundary
-from reliable_queue.job import split_envelope
+from reliable_queue.job import encode_payload, new_job_id, split_envelope
 from reliable_queue.keys import QueueKeys
 from reliable_queue.scripting import Scripts
 
@@ -73,6 +73,40 @@ async def list_dead(
             )
         )
     return letters
+
+
+@dataclass(frozen=True, slots=True)
+class NewDeadLetter:
+    """Something that could not become a job, parked for a person: ``reason`` is a short tag,
+    ``error`` says what was wrong and what to do."""
+
+    data: Any
+    reason: str
+    error: str
+    job_id: str | None = None
+
+
+async def add_dead(scripts: Scripts, queue: str, letters: Sequence[NewDeadLetter]) -> int:
+    """Put items straight into dead letters; an id already there is not added twice."""
+    keys = QueueKeys.for_queue(queue)
+    added = 0
+    with redis_boundary(f"write dead letters of {queue!r}"):
+        for start in range(0, len(letters), SLICE):
+            chunk = letters[start : start + SLICE]
+            args: list[Any] = [len(chunk)]
+            for letter in chunk:
+                args += (
+                    letter.job_id or new_job_id(),
+                    encode_payload(letter.data),
+                    letter.reason,
+                    letter.error,
+                )
+            added += int(
+                await scripts.run(
+                    "dead_add", (keys.jobs, keys.dead, keys.dead_info, keys.counters), args
+                )
+            )
+    return added
 
 
 async def count_dead(redis: RedisClient, queue: str) -> int:

@@ -79,7 +79,7 @@ class Producer:
     async def send(self, queue: str, items: Sequence[_Item]) -> list[bool]:
         """Send jobs now, in slices of MAX_BATCH; returns one flag per job (True if new)."""
         keys = QueueKeys.for_queue(queue)
-        await self._register(queue)
+        await self.register(queue)
         flags: list[bool] = []
         for start in range(0, len(items), MAX_BATCH):
             chunk = items[start : start + MAX_BATCH]
@@ -99,7 +99,8 @@ class Producer:
             log.debug("skipped %d duplicate job ids", skipped, extra={"queue": queue})
         return flags
 
-    async def _register(self, queue: str) -> None:
+    async def register(self, queue: str) -> None:
+        """Record the queue name in the registry that stats() and the CLI list."""
         if queue not in self._registered:
             with redis_boundary(f"register queue {queue!r}"):
                 await self._redis.sadd(QUEUE_REGISTRY, queue)

@@ -18,6 +18,7 @@ SCRIPT_NAMES = (
     "ack",
     "beat",
     "claim",
+    "dead_add",
     "dead_purge",
     "dead_replay",
     "enqueue",

@@ -1,0 +1,242 @@
+"""The MQTT side: a paho-mqtt 2 client with a persistent session and manual acknowledgements.
+
+- QoS 1 subscriptions, a stable client id and a persistent session (MQTT 5 ``clean_start``
+  false with a session expiry, or MQTT 3.1.1 ``clean_session`` false), so the broker keeps
+  and redelivers what was not acknowledged while the ingestor was away.
+- ``manual_ack``: the PUBACK for a message is sent only when :meth:`Subscriber.ack` is called,
+  which the ingestor does after Redis has accepted the job.
+- MQTT 5 ``Receive Maximum`` bounds how many unacknowledged messages the broker sends: it is
+  both the flow-control window and the bound on the memory the ingestor holds when Redis is
+  slow or down.
+- Messages are handed from paho's network thread to asyncio through a deque; the event loop
+  is woken once per burst, not once per message.
+- A PUBACK is only sent on the connection the message arrived on: after a reconnect the broker
+  redelivers unacknowledged messages, and a packet id from the old connection may already
+  name another message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from conveyor_ingestor.errors import BrokerConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """How to reach the broker. Build it with :func:`broker_config` from a URL."""
+
+    host: str
+    port: int
+    client_id: str
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive: int = 30
+    session_expiry_s: int = 7 * 86_400
+    receive_maximum: int = 2000
+    share_group: str | None = None
+
+
+def broker_config(url: str, *, client_id: str, **options: Any) -> BrokerConfig:
+    """Parse ``mqtt://host:port`` or ``mqtts://host:port`` (credentials may be in the URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise BrokerConfigError(
+            f"MQTT_BROKER_URL={url!r}: use mqtt://host:port or mqtts://host:port"
+        )
+    if not parts.hostname:
+        raise BrokerConfigError(f"MQTT_BROKER_URL={url!r} has no host")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise BrokerConfigError(f"MQTT_BROKER_URL={url!r}: the port is not a number") from exc
+    if not client_id or len(client_id) > 128:
+        raise BrokerConfigError("the MQTT client id must be 1-128 characters")
+    if parts.username and "username" not in options:
+        options["username"] = unquote(parts.username)
+    if parts.password and "password" not in options:
+        options["password"] = unquote(parts.password)
+    return BrokerConfig(host=parts.hostname, port=port, client_id=client_id, tls=tls, **options)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message from the broker, waiting to be enqueued and acknowledged."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_at: float
+
+
+class Subscriber:
+    """Subscribes to ``filters`` and hands messages to the event loop; acks on request."""
+
+    def __init__(self, config: BrokerConfig, filters: list[str]) -> None:
+        self.config = config
+        self.filters = [self._shared(f) for f in filters]
+        self.connected = False
+        self.reconnects = 0
+        self.inbox: collections.deque[Delivery] = collections.deque()
+        self._generation = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._arrived = asyncio.Event()
+        self._waking = threading.Lock()
+        self._wake_pending = False
+        self._client = self._make_client()
+
+    def _shared(self, topic_filter: str) -> str:
+        group = self.config.share_group
+        return f"$share/{group}/{topic_filter}" if group else topic_filter
+
+    def _make_client(self) -> mqtt.Client:
+        c = self.config
+        v5 = c.protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=c.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        if c.username:
+            client.username_pw_set(c.username, c.password)
+        if c.tls:
+            try:
+                client.tls_set(
+                    ca_certs=c.ca_file,
+                    certfile=c.cert_file,
+                    keyfile=c.key_file,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise BrokerConfigError(f"cannot use the TLS files for the broker: {exc}") from exc
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (in the background; paho keeps reconnecting) and start the network thread."""
+        self._loop = asyncio.get_running_loop()
+        c = self.config
+        properties = None
+        if c.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = c.session_expiry_s
+            properties.ReceiveMaximum = c.receive_maximum
+        if c.protocol == "5":
+            self._client.connect_async(
+                c.host, c.port, keepalive=c.keepalive, clean_start=False, properties=properties
+            )
+        else:
+            self._client.connect_async(c.host, c.port, keepalive=c.keepalive)
+        self._client.loop_start()
+
+    async def stop(self) -> None:
+        """Disconnect cleanly: unacknowledged messages stay with the broker's session."""
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        self.connected = False
+
+    async def wait(self, timeout: float) -> None:
+        """Return when messages are waiting in ``inbox``, or after ``timeout`` seconds."""
+        if self.inbox:
+            return
+        self._arrived.clear()
+        with self._waking:
+            self._wake_pending = False
+        if self.inbox:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), timeout)
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Send the PUBACK, unless the connection it came on is gone (then it is redelivered)."""
+        if delivery.generation != self._generation or not self.connected:
+            return False
+        self._client.ack(delivery.mid, delivery.qos)
+        return True
+
+    # --- paho callbacks (network thread) ------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error(
+                "broker %s:%d refused the connection: %s",
+                self.config.host,
+                self.config.port,
+                reason,
+            )
+            return
+        self._generation += 1
+        self.connected = True
+        if self._generation > 1:
+            self.reconnects += 1
+        session = getattr(flags, "session_present", False)
+        log.info(
+            "connected to %s:%d as %s (session %s)",
+            self.config.host,
+            self.config.port,
+            self.config.client_id,
+            "resumed" if session else "new",
+        )
+        client.subscribe([(f, 1) for f in self.filters])
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
+        self.connected = False
+        log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # a broker should refuse these; never crash on one
+            topic = message._topic.decode(errors="replace")
+        self.inbox.append(
+            Delivery(
+                topic=topic,
+                payload=bytes(message.payload),
+                mid=message.mid,
+                qos=message.qos,
+                generation=self._generation,
+                received_at=time.time(),
+            )
+        )
+        with self._waking:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._arrived.set)

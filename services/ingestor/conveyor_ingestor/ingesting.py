@@ -1,0 +1,216 @@
+"""The ingestor: MQTT messages in, jobs in Redis out, PUBACKs only after Redis has them.
+
+Messages wait in the subscriber's inbox; the ingestor takes them in batches (up to
+``batch_size``, or what arrived within ``flush_interval`` of the first), validates and routes
+each, enqueues each queue's share in one script call, parks what cannot be ingested in
+``dead:ingest``, and only then acknowledges the batch to the broker, in arrival order.
+
+When Redis is down the batch is retried with backoff, with the same job ids (so a retry never
+queues a job twice), and nothing is acknowledged; the broker stops sending once the MQTT 5
+receive window is full, which bounds the memory held. When Redis returns the ingestor carries on
+by itself.
+
+Job ids: a message that carries its own timestamps gets an id derived from its topic and
+bytes, so a copy redelivered after a crash is recognised and not queued twice while the first
+is alive. Without timestamps, equal bytes may be two real readings, so the id is random.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from conveyor_ingestor.broker import Delivery, Subscriber
+from conveyor_ingestor.errors import InvalidPayload
+from conveyor_ingestor.metrics import IngestMetrics
+from conveyor_ingestor.payloads import has_own_identity, parse_message
+from conveyor_ingestor.routing import RoutingTable
+from reliable_queue import NewDeadLetter, NewJob, QueueClient, QueueUnavailable
+from reliable_queue.job import new_job_id
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_QUEUE = "ingest"
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    batch_size: int = 1000
+    flush_interval: float = 0.005
+    max_payload_bytes: int = 256 * 1024
+    dead_payload_bytes: int = 4096
+    """How much of a rejected payload dead:ingest keeps."""
+    unrouted_log_interval: float = 10.0
+
+
+@dataclass(slots=True)
+class _Outcome:
+    jobs: dict[str, list[NewJob]]
+    dead: list[NewDeadLetter]
+
+
+class Ingestor:
+    def __init__(
+        self,
+        *,
+        client: QueueClient,
+        subscriber: Subscriber,
+        routes: RoutingTable,
+        options: IngestOptions | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self.client = client
+        self.subscriber = subscriber
+        self.routes = routes
+        self.options = options or IngestOptions()
+        self.metrics = metrics or IngestMetrics()
+        self.redis_ok = False
+        self._stopping = False
+        self._unrouted_logged = 0.0
+        self._unrouted_since_log = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.subscriber.connected and self.redis_ok
+
+    async def run(self) -> None:
+        """Ingest until :meth:`stop`; the caller starts and stops the subscriber."""
+        await self._check_redis()
+        while not self._stopping:
+            await self.subscriber.wait(0.5)
+            if not self.subscriber.inbox:
+                continue
+            if len(self.subscriber.inbox) < self.options.batch_size:
+                await asyncio.sleep(self.options.flush_interval)  # let the batch fill a little
+            batch = self._take()
+            await self._ingest(batch)
+        log.info("ingestor stopped")
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _take(self) -> list[Delivery]:
+        inbox = self.subscriber.inbox
+        return [inbox.popleft() for _ in range(min(len(inbox), self.options.batch_size))]
+
+    async def _ingest(self, batch: list[Delivery]) -> None:
+        self.metrics.received.inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
+        outcome = self._sort(batch)
+        started = time.perf_counter()
+        delay = 0.05
+        while True:
+            try:
+                await self._write(outcome)
+                self.redis_ok = True
+                break
+            except QueueUnavailable as exc:
+                self.redis_ok = False
+                self.metrics.redis_errors.inc()
+                if self._stopping:
+                    log.warning(
+                        "stopping with %d messages not enqueued; the broker keeps them", len(batch)
+                    )
+                    return
+                log.warning("%s; holding %d messages, retrying in %.1fs", exc, len(batch), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
+        for delivery in batch:
+            self.subscriber.ack(delivery)
+
+    def _sort(self, batch: list[Delivery]) -> _Outcome:
+        jobs: dict[str, list[NewJob]] = defaultdict(list)
+        dead: list[NewDeadLetter] = []
+        for d in batch:
+            match = self.routes.match(d.topic)
+            if match is None:
+                self._unrouted(d.topic)
+                continue
+            if len(d.payload) > self.options.max_payload_bytes:
+                dead.append(self._reject(d, "oversized", (
+                    f"payload of {len(d.payload):,} bytes is over the limit of "
+                    f"{self.options.max_payload_bytes:,} (INGEST_MAX_PAYLOAD_BYTES)"
+                )))  # fmt: skip
+                continue
+            try:
+                message = parse_message(
+                    match.route.kind,
+                    machine=match.machine,
+                    topic=d.topic,
+                    payload=d.payload,
+                    received_at=int(d.received_at * 1000),
+                )
+            except InvalidPayload as exc:
+                dead.append(self._reject(d, exc.reason, f"{exc.detail} (route {match.route.filter} "
+                                         f"expects a {match.route.kind} message)"))  # fmt: skip
+                continue
+            job_id = _stable_id(d) if has_own_identity(message) else new_job_id()
+            jobs[match.route.queue].append(
+                NewJob(
+                    message.model_dump(mode="json"), priority=match.route.priority, job_id=job_id
+                )
+            )
+        return _Outcome(dict(jobs), dead)
+
+    async def _write(self, outcome: _Outcome) -> None:
+        before = self.client.duplicates_skipped
+        await asyncio.gather(
+            *(self.client.enqueue_many(q, jobs) for q, jobs in outcome.jobs.items())
+        )
+        for queue, jobs in outcome.jobs.items():
+            self.metrics.enqueued.labels(queue).inc(len(jobs))
+        self.metrics.duplicates.inc(self.client.duplicates_skipped - before)
+        if outcome.dead:
+            await self.client.add_dead_letters(DEAD_LETTER_QUEUE, outcome.dead)
+            for letter in outcome.dead:
+                self.metrics.rejected.labels(letter.reason).inc()
+            outcome.dead = []  # written: a retry of the jobs must not count them again
+
+    def _reject(self, d: Delivery, reason: str, error: str) -> NewDeadLetter:
+        raw = d.payload[: self.options.dead_payload_bytes]
+        try:
+            shown: dict[str, object] = {"payload": raw.decode()}
+        except UnicodeDecodeError:
+            shown = {"payload_base64": base64.b64encode(raw).decode()}
+        data = {
+            "topic": d.topic,
+            **shown,
+            "payload_bytes": len(d.payload),
+            "truncated": len(d.payload) > len(raw),
+            "received_at": int(d.received_at * 1000),
+        }
+        log.warning("rejected a message on %s: %s", d.topic, error, extra={"reason": reason})
+        return NewDeadLetter(data=data, reason=reason, error=error, job_id=_stable_id(d))
+
+    def _unrouted(self, topic: str) -> None:
+        self.metrics.unrouted.inc()
+        self._unrouted_since_log += 1
+        now = time.monotonic()
+        if now - self._unrouted_logged >= self.options.unrouted_log_interval:
+            log.warning(
+                "%d message(s) matched no route (last on %r); they are acknowledged and dropped: "
+                "add a route if they matter",
+                self._unrouted_since_log,
+                topic,
+            )
+            self._unrouted_logged = now
+            self._unrouted_since_log = 0
+
+    async def _check_redis(self) -> None:
+        try:
+            await self.client.ping()
+            self.redis_ok = True
+        except QueueUnavailable as exc:
+            self.redis_ok = False
+            log.warning("%s; will keep trying", exc)
+
+
+def _stable_id(d: Delivery) -> str:
+    digest = hashlib.blake2b(d.topic.encode() + b"\0" + d.payload, digest_size=15).digest()
+    return "m" + base64.b32encode(digest).decode().lower()

@@ -1,0 +1,267 @@
+"""Payload validation: MQTT bytes in, one normalised message per kind out.
+
+OPC UA and PLC bridges publish JSON in a few common shapes; each kind accepts them all and
+turns them into one model, so workers see one format:
+
+- realtime: a flat object of values (``{"temp": 21.5, "timestamp": ...}``), an object with
+  ``values`` (``{"timestamp": ..., "values": {...}}``), or an array of either, or of
+  single-signal samples (``{"name"|"signal"|"nodeId": ..., "value": ..., "timestamp": ...}``);
+  a value may be an OPC UA style object ``{"value": ..., "quality": ...}``.
+- spc: ``{"characteristic": ..., "value": x}`` or ``"values": [subgroup]``, optionally with
+  ``usl``/``lsl``/``target``; or a flat object of characteristic -> value; or an array.
+- tech: a JSON object (or ``{"config": {...}}``): the machine's technical configuration.
+- alert: an object with a ``type``/``code`` and/or ``message``, a ``severity``.
+
+Timestamps may be ISO 8601 strings or UNIX times in s, ms or µs; they become epoch
+milliseconds. Anything else raises :class:`InvalidPayload` with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from conveyor_ingestor.errors import InvalidPayload
+from conveyor_ingestor.routing import Kind
+
+Scalar = float | int | bool | str
+TIMESTAMP_KEYS = ("timestamp", "ts", "time", "sourceTimestamp", "SourceTimestamp")
+SIGNAL_KEYS = ("name", "signal", "nodeId", "NodeId", "id")
+MAX_STRING = 1024
+MAX_SAMPLES = 10_000
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Sample(_Frozen):
+    ts: int | None
+    values: dict[str, Scalar]
+
+
+class SpcSample(_Frozen):
+    ts: int | None
+    characteristic: str
+    values: list[float]
+    spec: dict[str, float] = {}
+
+
+class Envelope(_Frozen):
+    machine: str
+    topic: str
+    received_at: int
+
+
+class RealtimeMessage(Envelope):
+    kind: Literal["realtime"] = "realtime"
+    samples: list[Sample]
+
+
+class SpcMessage(Envelope):
+    kind: Literal["spc"] = "spc"
+    samples: list[SpcSample]
+
+
+class TechMessage(Envelope):
+    kind: Literal["tech"] = "tech"
+    ts: int | None
+    config: dict[str, Any]
+
+
+class AlertMessage(Envelope):
+    kind: Literal["alert"] = "alert"
+    ts: int | None
+    type: str
+    severity: Literal["info", "warning", "critical"]
+    message: str
+    details: dict[str, Any] = {}
+
+
+Message = RealtimeMessage | SpcMessage | TechMessage | AlertMessage
+
+
+def parse_message(
+    kind: Kind, *, machine: str, topic: str, payload: bytes, received_at: int
+) -> Message:
+    """Validate ``payload`` as a message of ``kind``; raise InvalidPayload if it is not one."""
+    try:
+        doc = json.loads(payload)
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload("not_utf8", f"payload is not UTF-8 text ({exc.reason})") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidPayload("not_json", f"payload is not JSON: {exc.msg} at {exc.pos}") from exc
+    except RecursionError as exc:
+        raise InvalidPayload("not_json", "payload nests too deeply") from exc
+    head: dict[str, Any] = {"machine": machine, "topic": topic, "received_at": received_at}
+    if kind == "realtime":
+        return RealtimeMessage(**head, samples=_realtime_samples(doc))
+    if kind == "spc":
+        return SpcMessage(**head, samples=_spc_samples(doc))
+    obj = _object(doc, kind)
+    if kind == "tech":
+        config = obj.get("config", obj)
+        if not isinstance(config, dict) or not config:
+            raise InvalidPayload("no_config", "a tech message needs a non-empty JSON object")
+        ts = _pop_ts(dict(obj))
+        return TechMessage(
+            **head, ts=ts, config={k: v for k, v in config.items() if k not in TIMESTAMP_KEYS}
+        )
+    return _alert(obj, head)
+
+
+def _object(doc: Any, kind: str) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise InvalidPayload("wrong_shape", f"a {kind} message must be a JSON object")
+    return doc
+
+
+def _realtime_samples(doc: Any) -> list[Sample]:
+    items = doc if isinstance(doc, list) else [doc]
+    if len(items) > MAX_SAMPLES:
+        raise InvalidPayload("too_many_samples", f"{len(items)} samples, at most {MAX_SAMPLES}")
+    samples: list[Sample] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidPayload("wrong_shape", "realtime samples must be JSON objects")
+        item = dict(item)
+        ts = _pop_ts(item)
+        if "values" in item:
+            values = item["values"]
+            if not isinstance(values, dict):
+                raise InvalidPayload("wrong_shape", "'values' must be an object of signal -> value")
+        elif "value" in item and any(k in item for k in SIGNAL_KEYS):
+            name = next(str(item[k]) for k in SIGNAL_KEYS if k in item)
+            values = {name: item["value"]}
+        else:
+            values = item
+        samples.append(Sample(ts=ts, values={str(k): _scalar(k, v) for k, v in values.items()}))
+    if not samples or not any(s.values for s in samples):
+        raise InvalidPayload("no_values", "the message carries no values")
+    return samples
+
+
+def _spc_samples(doc: Any) -> list[SpcSample]:
+    items = doc if isinstance(doc, list) else [doc]
+    samples: list[SpcSample] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidPayload("wrong_shape", "SPC samples must be JSON objects")
+        item = dict(item)
+        ts = _pop_ts(item)
+        spec = {k: _number(k, item.pop(k)) for k in ("usl", "lsl", "target") if k in item}
+        if "characteristic" in item:
+            name = str(item["characteristic"])
+            raw = item.get("values", item.get("value"))
+            values = raw if isinstance(raw, list) else [raw]
+            samples.append(
+                SpcSample(
+                    ts=ts, characteristic=name, values=[_number(name, v) for v in values], spec=spec
+                )
+            )
+        else:
+            for name, value in item.items():
+                values = value if isinstance(value, list) else [value]
+                samples.append(
+                    SpcSample(
+                        ts=ts, characteristic=str(name), values=[_number(name, v) for v in values]
+                    )
+                )
+    if not samples or any(not s.values for s in samples):
+        raise InvalidPayload("no_values", "an SPC message needs at least one measured value")
+    if len(samples) > MAX_SAMPLES:
+        raise InvalidPayload("too_many_samples", f"{len(samples)} samples, at most {MAX_SAMPLES}")
+    return samples
+
+
+def _alert(obj: dict[str, Any], head: dict[str, Any]) -> AlertMessage:
+    obj = dict(obj)
+    ts = _pop_ts(obj)
+    kind = next((str(obj.pop(k)) for k in ("type", "code", "alarm", "name") if k in obj), "")
+    message = next((str(obj.pop(k)) for k in ("message", "text", "description") if k in obj), "")
+    if not kind and not message:
+        raise InvalidPayload("no_alert", "an alert needs a 'type' (or 'code') or a 'message'")
+    raw = str(obj.pop("severity", obj.pop("level", "warning"))).lower()
+    severity = {"error": "critical", "fatal": "critical", "high": "critical", "warn": "warning",
+                "medium": "warning", "low": "info", "notice": "info"}.get(raw, raw)  # fmt: skip
+    if severity not in ("info", "warning", "critical"):
+        raise InvalidPayload("bad_severity", f"severity {raw!r}: use info, warning or critical")
+    return AlertMessage(
+        **head,
+        ts=ts,
+        type=(kind or "alert")[:MAX_STRING],
+        severity=severity,  # type: ignore[arg-type]
+        message=message[:MAX_STRING],
+        details=obj,
+    )
+
+
+def _scalar(name: Any, value: Any) -> Scalar:
+    if isinstance(value, dict) and "value" in value:  # OPC UA style {"value": .., "quality": ..}
+        value = value["value"]
+    if isinstance(value, bool | int | str):
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            raise InvalidPayload("value_too_long", f"value of {name!r} is over {MAX_STRING} chars")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidPayload("bad_value", f"value of {name!r} is not a finite number")
+        return value
+    raise InvalidPayload(
+        "bad_value", f"value of {name!r} must be a number, boolean or string, not {_type(value)}"
+    )
+
+
+def _number(name: Any, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidPayload("bad_value", f"{name!r} must be a finite number, not {_type(value)}")
+    return float(value)
+
+
+def _pop_ts(item: dict[str, Any]) -> int | None:
+    for key in TIMESTAMP_KEYS:
+        if key in item:
+            return parse_timestamp(item.pop(key))
+    return None
+
+
+def parse_timestamp(value: Any) -> int:
+    """Epoch milliseconds from an ISO 8601 string or a UNIX time in s, ms or µs."""
+    if isinstance(value, bool):
+        raise InvalidPayload("bad_timestamp", "a timestamp cannot be a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidPayload("bad_timestamp", f"timestamp {value!r} is not a valid time")
+        if value > 1e14:  # microseconds
+            return int(value / 1000)
+        if value > 1e11:  # milliseconds
+            return int(value)
+        return int(value * 1000)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InvalidPayload(
+                "bad_timestamp", f"timestamp {value[:64]!r} is not ISO 8601"
+            ) from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    raise InvalidPayload(
+        "bad_timestamp", f"timestamp must be a string or number, not {_type(value)}"
+    )
+
+
+def has_own_identity(message: Message) -> bool:
+    """True when the message carries its own time, so equal bytes mean the same message."""
+    if isinstance(message, RealtimeMessage | SpcMessage):
+        return all(s.ts is not None for s in message.samples)
+    return message.ts is not None
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,162 @@
+"""Topic routing: which queue (and priority) an MQTT message goes to, and which machine sent it.
+
+A route maps an MQTT topic filter (``+`` one level, ``#`` the rest) to a queue, a priority and
+the kind of payload to expect. The machine id is the topic level at ``machine_level`` (by
+default the level matched by the filter's first ``+``). The first matching route wins, so list
+specific filters before general ones. The table is validated when the ingestor starts: a bad
+filter, queue name or priority stops it with a message naming the route.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from conveyor_ingestor.errors import RoutingError
+from reliable_queue import PRIORITY_MAX, PRIORITY_MIN, UsageError, validate_queue_name
+
+Kind = Literal["realtime", "spc", "tech", "alert"]
+
+
+class Route(BaseModel):
+    """One line of the routing table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    filter: str = Field(description="MQTT topic filter, e.g. '+/realtime' or 'plant/+/spc/#'")
+    queue: str
+    priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    kind: Kind
+    machine_level: int | None = Field(
+        default=None, ge=0, description="topic level holding the machine id; default: first '+'"
+    )
+
+    @field_validator("filter")
+    @classmethod
+    def _valid_filter(cls, value: str) -> str:
+        check_filter(value)
+        return value
+
+    @field_validator("queue")
+    @classmethod
+    def _valid_queue(cls, value: str) -> str:
+        try:
+            return validate_queue_name(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @model_validator(mode="after")
+    def _machine_level(self) -> Route:
+        levels = self.filter.split("/")
+        if self.machine_level is None:
+            if "+" not in levels:
+                raise ValueError(
+                    f"filter {self.filter!r} has no '+' level for the machine id: "
+                    "add one or set machine_level"
+                )
+        elif self.machine_level >= len(levels) or levels[self.machine_level] == "#":
+            raise ValueError(f"machine_level {self.machine_level} is beyond filter {self.filter!r}")
+        return self
+
+    @property
+    def machine_index(self) -> int:
+        return (
+            self.filter.split("/").index("+") if self.machine_level is None else self.machine_level
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route
+    machine: str
+
+
+class RoutingTable:
+    """Routes in order; ``match`` returns the first that fits a topic, with the machine id."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        if not routes:
+            raise RoutingError("the routing table is empty: give at least one route")
+        self.routes = tuple(routes)
+        self._split = [(r, r.filter.split("/")) for r in self.routes]
+
+    def match(self, topic: str) -> Match | None:
+        levels = topic.split("/")
+        for route, pattern in self._split:
+            if _matches(pattern, levels):
+                machine = levels[route.machine_index]
+                if machine:
+                    return Match(route, machine)
+        return None
+
+    @property
+    def filters(self) -> list[str]:
+        return [r.filter for r in self.routes]
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str) -> RoutingTable:
+        """Parse ``[{"filter": ..., "queue": ..., "priority": ..., "kind": ...}, ...]``."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RoutingError(f"{source} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, list):
+            raise RoutingError(f"{source} must be a JSON list of routes")
+        routes = []
+        for i, item in enumerate(raw):
+            try:
+                routes.append(Route.model_validate(item))
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'route'}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                raise RoutingError(f"{source}, route {i} ({item!r}): {problems}") from exc
+        return cls(routes)
+
+    @classmethod
+    def from_file(cls, path: Path) -> RoutingTable:
+        try:
+            return cls.from_json(path.read_text(), source=str(path))
+        except OSError as exc:
+            raise RoutingError(f"cannot read the routing file {path}: {exc}") from exc
+
+
+def check_filter(value: str) -> None:
+    """Raise ValueError unless ``value`` is a valid MQTT subscription filter."""
+    if not value or len(value.encode()) > 65535 or "\x00" in value:
+        raise ValueError("a topic filter must be 1-65535 bytes without NUL")
+    levels = value.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ValueError(f"'#' must be a whole level and the last one in {value!r}")
+        if "+" in level and level != "+":
+            raise ValueError(f"'+' must be a whole level in {value!r}")
+    if value.startswith("$share/"):
+        raise ValueError("write the filter without $share/; set the share group instead")
+
+
+def _matches(pattern: list[str], levels: list[str]) -> bool:
+    if levels and levels[0].startswith("$") and pattern and pattern[0] in ("+", "#"):
+        return False  # MQTT: wildcards at the first level do not match $SYS topics
+    for i, p in enumerate(pattern):
+        if p == "#":
+            return True
+        if i >= len(levels):
+            return False
+        if p != "+" and p != levels[i]:
+            return False
+    return len(pattern) == len(levels)
+
+
+DEFAULT_ROUTES: tuple[Route, ...] = (
+    Route(filter="+/alerts", queue="alerts", priority=10, kind="alert"),
+    Route(filter="+/realtime", queue="mqtt_realtime", priority=5, kind="realtime"),
+    Route(filter="+/spc", queue="mqtt_spc", priority=3, kind="spc"),
+    Route(filter="+/tech", queue="mqtt_tech", priority=1, kind="tech"),
+)
