@@ -11,6 +11,7 @@ from conveyor.local_servers import (
     RedisClusterServers,
     RedisServer,
     find_binary,
+    free_port,
     start_redis_cluster,
 )
 
@@ -18,6 +19,7 @@ __all__ = [
     "MosquittoServer",
     "RedisClusterServers",
     "RedisServer",
+    "free_port",
     "require_binary",
     "start_redis_cluster",
 ]

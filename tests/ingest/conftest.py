@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-
 from conveyor_ingestor import (
     DEFAULT_ROUTES,
     IngestOptions,
@@ -16,6 +15,7 @@ from conveyor_ingestor import (
     Subscriber,
     broker_config,
 )
+
 from reliable_queue import QueueClient
 from tests.servers import MosquittoServer
 

@@ -7,8 +7,8 @@ import asyncio
 import json
 
 import pytest
-
 from conveyor_ingestor import Ingestor
+
 from reliable_queue import Job, QueueClient
 from tests.helpers import eventually
 from tests.mqtt import publish

@@ -1,0 +1,82 @@
+"""``conveyor ingest`` as deployed: its settings are checked at start, its probes answer."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.helpers import eventually, run_cli, start_cli
+from tests.servers import MosquittoServer, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_default_routes_are_the_original_design() -> None:
+    out = run_cli("ingest", "--print-routes")
+    assert out.returncode == 0, out.stderr
+    lines = [line.split() for line in out.stdout.splitlines()]
+    assert [(w[0], w[2], w[4].rstrip(",")) for w in lines] == [
+        ("+/alerts", "alerts", "10"),
+        ("+/realtime", "mqtt_realtime", "5"),
+        ("+/spc", "mqtt_spc", "3"),
+        ("+/tech", "mqtt_tech", "1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MQTT_BROKER_URL": "http://b:1883"}, "MQTT_BROKER_URL=http://b:1883: Value error"),
+        ({"MQTT_RECEIVE_MAXIMUM": "0"}, "MQTT_RECEIVE_MAXIMUM=0"),
+        ({"MQTT_CA_FILE": "/nonexistent/ca.pem"}, "MQTT_CA_FILE=/nonexistent/ca.pem"),
+        ({"INGEST_ROUTES": "[{\"filter\": \"a/#/b\", \"queue\": \"q\", \"kind\": \"spc\"}]"},
+         "INGEST_ROUTES, route 0"),
+        ({"INGEST_ROUTES": "[{\"filter\": \"plant/line\", \"queue\": \"q\", \"kind\": \"spc\"}]"},
+         "no '+' level for the machine id"),
+        ({"INGEST_ROUTES": "[{\"filter\": \"+/x\", \"queue\": \"bad name\", \"kind\": \"spc\"}]"},
+         "invalid queue name"),
+    ],
+)  # fmt: skip
+def test_bad_settings_stop_it_with_one_line(env: dict[str, str], message: str) -> None:
+    out = run_cli("ingest", **env)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+async def test_probes_and_metrics(redis_url: str, mosquitto: MosquittoServer) -> None:
+    port = free_port()
+    proc = start_cli(
+        "ingest", redis_url=redis_url, MQTT_BROKER_URL=mosquitto.url,
+        MQTT_CLIENT_ID="ingest-probes", PROBE_HOST="127.0.0.1", PROBE_PORT=str(port),
+    )  # fmt: skip
+    try:
+
+        async def ready() -> bool:
+            try:
+                return _get(port, "/readyz")[0] == 200
+            except (urllib.error.URLError, ConnectionError):
+                return False
+
+        await eventually(ready, timeout=20, what="/readyz 200")
+        _status, body = _get(port, "/readyz")
+        assert json.loads(body)["checks"] == {"broker": True, "redis": True}
+        assert _get(port, "/healthz")[0] == 200
+        metrics = _get(port, "/metrics")[1]
+        for name in ("conveyor_ingest_received_total", "conveyor_ingest_batch_size_bucket",
+                     "conveyor_ingest_connected{peer=\"broker\"} 1.0",
+                     "conveyor_ingest_broker_reconnects"):  # fmt: skip
+            assert name in metrics
+    finally:
+        assert proc.stop() == 0, proc.output()
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

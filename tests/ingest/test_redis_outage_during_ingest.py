@@ -1,0 +1,79 @@
+"""Redis stopped for a few seconds mid-stream: the ingestor stops acknowledging, holds what it
+has, retries, and recovers by itself; nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+
+import pytest
+from conveyor_ingestor import DEFAULT_ROUTES, Ingestor, RoutingTable, Subscriber, broker_config
+
+from reliable_queue import QueueClient, QueueUnavailable
+from tests.helpers import eventually
+from tests.mqtt import publish
+from tests.servers import MosquittoServer, RedisServer
+
+pytestmark = pytest.mark.integration
+
+TS = 1_700_000_000_000
+
+
+async def test_redis_down_mid_stream_loses_nothing(
+    own_redis: RedisServer, mosquitto: MosquittoServer
+) -> None:
+    n = 6000
+    routes = RoutingTable(DEFAULT_ROUTES)
+    subscriber = Subscriber(
+        broker_config(mosquitto.url, client_id=f"ingest-outage-{uuid.uuid4().hex[:6]}"),
+        routes.filters,
+    )
+    async with QueueClient.from_url(own_redis.url) as client:
+        ingestor = Ingestor(client=client, subscriber=subscriber, routes=routes)
+        await subscriber.start()
+        task = asyncio.create_task(ingestor.run())
+        await eventually(lambda: _true(ingestor.ready), what="ingestor ready")
+        await asyncio.sleep(0.1)
+
+        def paced() -> None:
+            for start in range(0, n, 500):
+                batch = [
+                    (f"m{i % 3}/tech", json.dumps({"rev": i, "timestamp": TS + i}).encode())
+                    for i in range(start, start + 500)
+                ]
+                publish(mosquitto.port, batch)
+
+        sender = threading.Thread(target=paced)
+        sender.start()
+
+        async def some() -> bool:
+            return (await client.queue_stats("mqtt_tech")).pending >= 1000
+
+        await eventually(some, timeout=30, what="stream flowing")
+        own_redis.stop()
+        await eventually(lambda: _true(not ingestor.ready), timeout=10, what="not ready")
+        await asyncio.sleep(3)
+        held = len(subscriber.inbox)
+        own_redis.start()
+
+        async def all_in() -> bool:
+            try:
+                return (await client.queue_stats("mqtt_tech")).pending == n
+            except QueueUnavailable:  # this test's own pooled connection died with Redis
+                return False
+
+        await eventually(all_in, timeout=60, what="every message after Redis returned")
+        await asyncio.to_thread(sender.join)
+        assert ingestor.ready
+        assert ingestor.metrics.redis_errors._value.get() > 0
+        # While Redis was down the broker stopped sending once the receive window was full.
+        assert held <= subscriber.config.receive_maximum + 1000
+        ingestor.stop()
+        await task
+        await subscriber.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
