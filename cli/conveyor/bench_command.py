@@ -19,3 +19,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return await run(args)
 
     q.set_defaults(run=run_queue)
+
+    i = bsub.add_parser("ingest", help="MQTT -> Redis at QoS 1 against the broker's own limit")
+    i.add_argument("--messages", type=int, default=50_000, help="messages per contender")
+
+    async def run_ingest(args: argparse.Namespace) -> int:
+        from conveyor.bench.ingest import run
+
+        return run(args)
+
+    i.set_defaults(run=run_ingest)

@@ -212,5 +212,4 @@ class Ingestor:
 
 
 def _stable_id(d: Delivery) -> str:
-    digest = hashlib.blake2b(d.topic.encode() + b"\0" + d.payload, digest_size=15).digest()
-    return "m" + base64.b32encode(digest).decode().lower()
+    return "m" + hashlib.blake2b(d.topic.encode() + b"\0" + d.payload, digest_size=12).hexdigest()

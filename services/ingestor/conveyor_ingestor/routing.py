@@ -84,8 +84,21 @@ class RoutingTable:
             raise RoutingError("the routing table is empty: give at least one route")
         self.routes = tuple(routes)
         self._split = [(r, r.filter.split("/")) for r in self.routes]
+        self._cache: dict[str, Match | None] = {}
 
     def match(self, topic: str) -> Match | None:
+        # Plants have a bounded set of topics (machines x kinds): remember the answers.
+        try:
+            return self._cache[topic]
+        except KeyError:
+            pass
+        found = self._match(topic)
+        if len(self._cache) >= 100_000:
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
+
+    def _match(self, topic: str) -> Match | None:
         levels = topic.split("/")
         for route, pattern in self._split:
             if _matches(pattern, levels):
