@@ -74,4 +74,4 @@ if [[ $where != "$ROOT" ]]; then
 fi
 
 export CONVEYOR_VENV="$VENV"
-export PATH="$VENV/bin:$PATH"
+export PATH="$CACHE/bin:$VENV/bin:$PATH"

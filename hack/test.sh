@@ -6,6 +6,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=hack/bootstrap.sh
 source "$ROOT/hack/bootstrap.sh"
+bash "$ROOT/hack/tools.sh"
 cd "$ROOT"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -15,7 +16,7 @@ ruff check .
 ruff format --check .
 
 step "mypy --strict"
-mypy -p reliable_queue -p conveyor_ingestor -p conveyor
+mypy -p reliable_queue -p conveyor_ingestor -p conveyor_worker -p conveyor
 
 step "import boundaries"
 lint-imports

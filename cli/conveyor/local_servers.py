@@ -210,3 +210,81 @@ class MosquittoServer:
             self.proc.terminate()
         self.proc.wait(timeout=20)
         self.proc = None
+
+
+@dataclass
+class InfluxServer:
+    """An InfluxDB 1.8 server (built by hack/tools.sh) on loopback, with a ``conveyor`` database.
+
+    It serves the v2 write API, where the bucket is ``<database>/<retention policy>`` and the
+    token ``<user>:<password>`` (empty with authentication off).
+    """
+
+    binary: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    database: str = "conveyor"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def bucket(self) -> str:
+        return f"{self.database}/autogen"
+
+    def start(self) -> InfluxServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(
+            "reporting-disabled = true\n"
+            f'bind-address = "127.0.0.1:{free_port()}"\n'
+            f'[meta]\n  dir = "{self.workdir}/meta"\n'
+            f'[data]\n  dir = "{self.workdir}/data"\n  wal-dir = "{self.workdir}/wal"\n'
+            "  query-log-enabled = false\n"
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
+            "[monitor]\n  store-enabled = false\n"
+        )
+        log = (self.workdir / "influxd.log").open("ab")
+        self.proc = subprocess.Popen([self.binary, "-config", str(conf)], stdout=log, stderr=log)
+        log.close()
+        wait_for_port(self.port, proc=self.proc, timeout=30)
+        self.query(f"CREATE DATABASE {self.database}")
+        return self
+
+    def query(self, q: str) -> list[dict[str, object]]:
+        """Run an InfluxQL query; the series of the first statement."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        data = urllib.parse.urlencode({"q": q, "db": self.database}).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10) as resp:  # noqa: S310
+            body = json.loads(resp.read())
+        result = body["results"][0]
+        if "error" in result:
+            raise RuntimeError(f"InfluxDB: {result['error']}")
+        series: list[dict[str, object]] = result.get("series", [])
+        return series
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+
+def influxd_binary() -> str | None:
+    """influxd from hack/tools.sh's cache, or on PATH."""
+    cached = (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "conveyor"
+        / "bin"
+        / "influxd"
+    )
+    return str(cached) if os.access(cached, os.X_OK) else find_binary("influxd")

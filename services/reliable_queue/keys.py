@@ -110,3 +110,37 @@ class QueueKeys:
 def queue_from_dead_letter_name(name: str) -> str:
     """Accept ``dead:<queue>`` where a queue name is expected, as users see it written."""
     return name.removeprefix(DEAD_LETTER_PREFIX)
+
+
+# --- Keys of the processing sinks, shared by the workers (writers) and the gateway (reader) ---
+# Per machine, hash-tagged by the machine id so one machine's keys share a slot.
+
+LIVE_CHANNEL_PATTERN = f"{PREFIX}:live:*"
+"""Pub/sub: every processed realtime value, tech change and alert, per machine channel."""
+
+ALERT_HISTORY = f"{PREFIX}:alerts:history"
+"""STREAM of processed alerts, capped (XADD MAXLEN ~)."""
+
+
+def live_channel(machine: str) -> str:
+    return f"{PREFIX}:live:{machine}"
+
+
+def latest_values(machine: str) -> str:
+    """HASH signal -> JSON value of the machine's latest realtime values, plus ``_ts``."""
+    return f"{PREFIX}:latest:{{{machine}}}"
+
+
+def tech_config(machine: str) -> str:
+    """STRING: JSON ``{"version", "ts", "config"}`` of the machine's current configuration."""
+    return f"{PREFIX}:tech:{{{machine}}}"
+
+
+def spc_window(machine: str, characteristic: str) -> str:
+    """LIST of the latest SPC points (newest first) of one characteristic."""
+    return f"{PREFIX}:spc:{{{machine}}}:{characteristic}"
+
+
+def alert_seen(machine: str, alert_type: str) -> str:
+    """STRING with a TTL: the job id of the last alert of this type delivered (deduplication)."""
+    return f"{PREFIX}:alert-seen:{{{machine}}}:{alert_type}"

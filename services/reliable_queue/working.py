@@ -24,7 +24,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,9 +45,10 @@ class JobHandler(Protocol):
 
 
 class BatchHandler(Protocol):
-    """Processes a batch of jobs; all are acknowledged or all fail together."""
+    """Processes a batch of jobs. Raising fails them all; returning a mapping of job id to
+    exception fails just those jobs and acknowledges the rest."""
 
-    def __call__(self, jobs: Sequence[Job], /) -> Awaitable[object]: ...
+    def __call__(self, jobs: Sequence[Job], /) -> Awaitable[Mapping[str, Exception] | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,16 +254,21 @@ class Worker:
     async def _run_unit(self, jobs: list[Job]) -> None:
         try:
             if self._batch:
-                await self._handler(jobs)  # type: ignore[arg-type]
+                result = await self._handler(jobs)  # type: ignore[arg-type]
             else:
-                await self._handler(jobs[0])  # type: ignore[arg-type]
+                result = await self._handler(jobs[0])  # type: ignore[arg-type]
         except asyncio.CancelledError:
             raise  # stopping: the jobs stay held and are released
         except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
             for job in jobs:
                 await self._settle_failure(job, exc)
         else:
-            self._acks.extend(jobs)
+            failed = result if self._batch and isinstance(result, Mapping) else {}
+            for job in jobs:
+                if job.id in failed:
+                    await self._settle_failure(job, failed[job.id])
+                else:
+                    self._acks.append(job)
         finally:
             task = asyncio.current_task()
             if task is not None:

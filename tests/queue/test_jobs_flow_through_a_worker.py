@@ -110,3 +110,25 @@ async def test_stats_have_the_documented_shape(client: QueueClient) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_batch_handler_can_fail_single_jobs(client: QueueClient) -> None:
+    from reliable_queue import PermanentError
+
+    await client.enqueue_many("partial", [{"n": n} for n in range(10)])
+    seen: list[int] = []
+
+    async def handler(jobs: list[Job]) -> dict[str, Exception]:
+        seen.extend(j.data["n"] for j in jobs)
+        return {j.id: PermanentError("odd") for j in jobs if j.data["n"] % 2}
+
+    stop = await client.start_worker("partial", handler, batch_size=10)
+
+    async def settled() -> bool:
+        s = await client.queue_stats("partial")
+        return s.completed == 5 and s.failed == 5
+
+    await eventually(settled, what="5 acked, 5 dead")
+    await stop()
+    assert sorted(seen) == list(range(10))
+    assert sorted(d.data["n"] for d in await client.dead_letters("partial")) == [1, 3, 5, 7, 9]
