@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from reliable_queue import QueueClient
+from conveyor.local_servers import InfluxServer, influxd_binary
 from tests.servers import MosquittoServer, RedisServer, require_binary
 
 
@@ -50,3 +51,20 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
     server = MosquittoServer(binary, tmp_path_factory.mktemp("mosquitto")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """InfluxDB 1.8 built by hack/tools.sh, serving the v2 write API."""
+    binary = influxd_binary() or require_binary("influxd", install="hack/tools.sh influxd")
+    server = InfluxServer(binary, tmp_path_factory.mktemp("influxdb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influx(influx_server: InfluxServer) -> InfluxServer:
+    """The session's InfluxDB with an empty ``conveyor`` database."""
+    influx_server.query(f"DROP DATABASE {influx_server.database}")
+    influx_server.query(f"CREATE DATABASE {influx_server.database}")
+    return influx_server

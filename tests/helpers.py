@@ -34,6 +34,8 @@ async def eventually(
 def cli_env(redis_url: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
     env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("PROBE_HOST", "127.0.0.1")
+    env.setdefault("PROBE_PORT", "0")  # several services on one machine: any free port
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra)

@@ -35,6 +35,15 @@ class ProbeServer:
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("probes and metrics on http://%s:%d", host, self.port)
 
+    async def start_or_warn(self, host: str, port: int) -> None:
+        """Start, or log why not (a port in use on a workstation) and run without probes."""
+        try:
+            await self.start(host, port)
+        except OSError as exc:
+            log.warning(
+                "probes and metrics not served on %s:%d (%s): set PROBE_PORT", host, port, exc
+            )
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()

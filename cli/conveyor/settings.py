@@ -129,3 +129,48 @@ class ProbeSettings(BaseSettings):
 
     host: str = "0.0.0.0"  # noqa: S104 - in a pod the kubelet and Prometheus come from outside
     port: int = Field(default=8080, ge=0, le=65535)
+
+
+class InfluxSettings(BaseSettings):
+    """``INFLUX_URL``, ``INFLUX_TOKEN``, ``INFLUX_ORG``, ``INFLUX_BUCKET``. For InfluxDB 1.8 the
+    bucket is ``<database>/<retention policy>`` and the token ``<user>:<password>``."""
+
+    model_config = SettingsConfigDict(env_prefix="INFLUX_", extra="ignore")
+
+    url: str | None = Field(default=None, description="e.g. http://influxdb:8086; unset: no writes")
+    token: SecretStr = SecretStr("")
+    org: str = "-"
+    bucket: str = "conveyor/autogen"
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://influxdb:8086")
+        return value
+
+
+class WorkerSettings(BaseSettings):
+    """The sinks' options: ``WORKER_*`` and ``ALERT_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    worker_batch_size: int = Field(default=200, ge=1, le=10_000)
+    worker_cache_ttl_s: int = Field(default=86_400, ge=1)
+    worker_spc_window: int = Field(default=100, ge=10, le=10_000)
+    worker_spc_min_points: int = Field(default=20, ge=2, le=10_000)
+    alert_webhooks: str = Field(default="", description="comma-separated URLs to POST alerts to")
+    alert_suppress_s: float = Field(default=300.0, ge=1)
+    alert_history_max: int = Field(default=10_000, ge=1)
+
+    @field_validator("alert_webhooks")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        for url in filter(None, (u.strip() for u in value.split(","))):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+    def webhooks(self) -> tuple[str, ...]:
+        return tuple(filter(None, (u.strip() for u in self.alert_webhooks.split(","))))

@@ -1,4 +1,4 @@
-"""``conveyor work --queue Q``: run a worker until SIGTERM or Ctrl-C, then drain."""
+"""``conveyor work --queue Q``: run the queue's processor (or a handler) until SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,26 +7,46 @@ import asyncio
 import logging
 import signal
 
+from conveyor_worker import (
+    Context,
+    InfluxConfig,
+    InfluxSink,
+    SinkSettings,
+    WorkerMetrics,
+    build_worker,
+)
+
 from conveyor.handlers import load_handler, log_job
-from conveyor.settings import RedisSettings, load
+from conveyor.probes import ProbeServer
+from conveyor.settings import (
+    InfluxSettings,
+    ProbeSettings,
+    RedisSettings,
+    WorkerSettings,
+    load,
+)
 from reliable_queue import QueueClient
 
 log = logging.getLogger(__name__)
 
+INFLUX_QUEUES = ("mqtt_realtime", "mqtt_spc", "mqtt_tech")
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("work", help="process jobs of one queue until stopped")
+    p = sub.add_parser(
+        "work",
+        help="process jobs of one queue until stopped (REDIS_*, INFLUX_*, WORKER_*, ALERT_*)",
+        description="Runs the queue's processor: mqtt_realtime, mqtt_spc, mqtt_tech and alerts "
+        "have one; other queues need --handler.",
+    )
     p.add_argument("--queue", required=True, help="the queue to work on")
     p.add_argument(
         "--concurrency",
         type=int,
         default=1,
-        help="jobs at once (default 1); the queue's policy in Redis overrides it live",
+        help="jobs (or batches) at once (default 1); the queue's policy in Redis overrides it live",
     )
-    p.add_argument("--handler", help="async function module:function taking the job (default: log)")
-    p.add_argument(
-        "--batch-size", type=int, help="hand the handler lists of up to N jobs instead of one"
-    )
+    p.add_argument("--handler", help="async function module:function taking one job")
     p.add_argument(
         "--drain-timeout",
         type=float,
@@ -38,23 +58,66 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def cmd_work(args: argparse.Namespace) -> int:
-    handler = load_handler(args.handler) if args.handler else log_job
-    settings = load(RedisSettings)
-    async with QueueClient.from_url(settings.effective_url(), cluster=settings.cluster) as client:
+    custom = load_handler(args.handler) if args.handler else None
+    redis_settings = load(RedisSettings)
+    influx = load(InfluxSettings)
+    sinks = load(WorkerSettings)
+    probes_at = load(ProbeSettings)
+    metrics = WorkerMetrics()
+    async with QueueClient.from_url(
+        redis_settings.effective_url(), cluster=redis_settings.cluster
+    ) as client:
         await client.ping()
-        worker = client.worker(
-            args.queue,
-            handler,
-            concurrency=args.concurrency,
-            batch_size=args.batch_size,
-            drain_timeout=args.drain_timeout,
+        sink = None
+        if influx.url:
+            sink = InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket, org=influx.org,
+                                           token=influx.token.get_secret_value(),
+                                           timeout_s=influx.timeout_s))  # fmt: skip
+        elif custom is None and args.queue in INFLUX_QUEUES:
+            log.warning(
+                "INFLUX_URL is not set: %s points are NOT written to InfluxDB (cache, live stream "
+                "and alerts still work). Set INFLUX_URL to enable the InfluxDB sink.",
+                args.queue,
+            )
+        ctx = Context(
+            client=client,
+            influx=sink,
+            settings=SinkSettings(
+                cache_ttl_s=sinks.worker_cache_ttl_s,
+                alert_suppress_s=sinks.alert_suppress_s,
+                alert_history_max=sinks.alert_history_max,
+                webhooks=sinks.webhooks(),
+                spc_window=sinks.worker_spc_window,
+                spc_min_points=sinks.worker_spc_min_points,
+            ),
+            metrics=metrics,
         )
+        worker = build_worker(
+            client=client,
+            queue=args.queue,
+            ctx=ctx,
+            concurrency=args.concurrency,
+            batch_size=sinks.worker_batch_size,
+            drain_timeout=args.drain_timeout,
+            custom=custom,
+        )
+        if worker is None:
+            log.warning("queue %s has no processor and no --handler: jobs are logged", args.queue)
+            worker = client.worker(args.queue, log_job, concurrency=args.concurrency,
+                                   drain_timeout=args.drain_timeout)  # fmt: skip
+            metrics.watch(worker)
+        probes = ProbeServer(registry=metrics.registry, ready=lambda: {"worker": worker.running})
+        await probes.start_or_warn(probes_at.host, probes_at.port)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         await worker.start()
-        await stopping.wait()
-        log.info("stopping: draining for up to %.0fs", args.drain_timeout)
-        await worker.stop()
+        try:
+            await stopping.wait()
+            log.info("stopping: draining for up to %.0fs", args.drain_timeout)
+            await worker.stop()
+        finally:
+            await probes.stop()
+            await ctx.close()
     return 0

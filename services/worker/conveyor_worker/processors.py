@@ -317,6 +317,7 @@ async def process_alerts(ctx: Context, jobs: Sequence[Job]) -> Failures:
             failed[job.id] = PermanentError(f"not an alert ({exc!r})")
             continue
         key = alert_seen(machine, kind)
+
         def claim(p: Any, k: str = key, j: str = job.id) -> None:
             p.set(k, j, nx=True, ex=max(1, int(ctx.settings.alert_suppress_s)), get=True)
 

@@ -1,0 +1,87 @@
+"""mqtt_realtime: points in InfluxDB, latest values in the Redis cache, updates on the live
+stream; acknowledged only once all of them took the batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from conveyor.local_servers import InfluxServer
+from reliable_queue import QueueClient
+from reliable_queue.keys import latest_values
+from tests.helpers import eventually
+from tests.worker.conftest import StartWorker, message
+
+pytestmark = pytest.mark.integration
+TS = 1_750_000_000_000
+
+
+async def test_points_cache_and_stream(
+    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+) -> None:
+    pubsub = client.redis.pubsub()
+    await pubsub.psubscribe("conveyor:live:*")
+    jobs = [message("realtime", f"m{i % 2}", {"timestamp": TS + i, "values": {"temp": 20.0 + i, "run": True, "mode": "AUTO"}})
+            for i in range(50)]  # fmt: skip
+    await client.enqueue_many("mqtt_realtime", jobs)
+    await start_worker("mqtt_realtime")
+
+    async def written() -> bool:
+        return (await client.queue_stats("mqtt_realtime")).completed == 50
+
+    await eventually(written, timeout=20, what="50 jobs acknowledged")
+    [series] = influx.query("SELECT count(value) FROM realtime WHERE signal='temp'")
+    assert series["values"][0][1] == 50  # type: ignore[index]
+    rows = influx.query(
+        "SELECT value FROM realtime WHERE machine='m1' AND signal='temp' ORDER BY time DESC LIMIT 1"
+    )
+    assert rows[0]["values"][0][1] == 20.0 + 49  # type: ignore[index]
+    flags = influx.query("SELECT flag, text FROM realtime WHERE signal='run' OR signal='mode'")
+    assert flags  # booleans and strings land in their own fields
+
+    latest = await client.redis.hgetall(latest_values("m1"))
+    assert json.loads(latest[b"temp"]) == 69.0
+    assert latest[b"_ts"] == str(TS + 49).encode()
+    assert 0 < await client.redis.ttl(latest_values("m1")) <= 86_400
+
+    events = []
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(events) < 50 and asyncio.get_running_loop().time() < deadline:
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if msg is not None:
+            events.append(json.loads(msg["data"]))
+    await pubsub.aclose()
+    assert len(events) == 50
+    assert events[0]["kind"] == "realtime"
+    assert set(events[0]["values"]) == {"temp", "run", "mode"}
+
+
+async def test_influx_outage_retries_and_writes_each_point_once(
+    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+) -> None:
+    await client.set_policy("mqtt_realtime", backoff_base_s=0.5, max_retries=10)
+    await start_worker("mqtt_realtime", batch_size=20)
+    await client.enqueue_many("mqtt_realtime", [
+        message("realtime", "press", {"timestamp": TS + i, "temp": float(i)}) for i in range(100)
+    ])  # fmt: skip
+    await asyncio.sleep(0.3)
+    influx.stop()
+    await client.enqueue_many("mqtt_realtime", [
+        message("realtime", "press", {"timestamp": TS + i, "temp": float(i)}) for i in range(100, 200)
+    ])  # fmt: skip
+    await asyncio.sleep(1.5)
+    stats = await client.queue_stats("mqtt_realtime")
+    assert stats.retried > 0  # the outage was felt
+    assert stats.completed < 200
+    influx.start()
+
+    async def drained() -> bool:
+        s = await client.queue_stats("mqtt_realtime")
+        return s.completed == 200
+
+    await eventually(drained, timeout=30, what="every job written after InfluxDB returned")
+    [series] = influx.query("SELECT count(value) FROM realtime")
+    assert series["values"][0][1] == 200  # type: ignore[index]
+    assert (await client.queue_stats("mqtt_realtime")).failed == 0
