@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from reliable_queue import QueueClient
 from conveyor.local_servers import InfluxServer, influxd_binary
+from reliable_queue import QueueClient
 from tests.servers import MosquittoServer, RedisServer, require_binary
 
 

@@ -32,14 +32,20 @@ def test_default_routes_are_the_original_design() -> None:
         ({"MQTT_BROKER_URL": "http://b:1883"}, "MQTT_BROKER_URL=http://b:1883: Value error"),
         ({"MQTT_RECEIVE_MAXIMUM": "0"}, "MQTT_RECEIVE_MAXIMUM=0"),
         ({"MQTT_CA_FILE": "/nonexistent/ca.pem"}, "MQTT_CA_FILE=/nonexistent/ca.pem"),
-        ({"INGEST_ROUTES": "[{\"filter\": \"a/#/b\", \"queue\": \"q\", \"kind\": \"spc\"}]"},
-         "INGEST_ROUTES, route 0"),
-        ({"INGEST_ROUTES": "[{\"filter\": \"plant/line\", \"queue\": \"q\", \"kind\": \"spc\"}]"},
-         "no '+' level for the machine id"),
-        ({"INGEST_ROUTES": "[{\"filter\": \"+/x\", \"queue\": \"bad name\", \"kind\": \"spc\"}]"},
-         "invalid queue name"),
+        (
+            {"INGEST_ROUTES": '[{"filter": "a/#/b", "queue": "q", "kind": "spc"}]'},
+            "INGEST_ROUTES, route 0",
+        ),
+        (
+            {"INGEST_ROUTES": '[{"filter": "plant/line", "queue": "q", "kind": "spc"}]'},
+            "no '+' level for the machine id",
+        ),
+        (
+            {"INGEST_ROUTES": '[{"filter": "+/x", "queue": "bad name", "kind": "spc"}]'},
+            "invalid queue name",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_settings_stop_it_with_one_line(env: dict[str, str], message: str) -> None:
     out = run_cli("ingest", **env)
     assert out.returncode == 2, out.stderr
@@ -50,9 +56,13 @@ def test_bad_settings_stop_it_with_one_line(env: dict[str, str], message: str) -
 async def test_probes_and_metrics(redis_url: str, mosquitto: MosquittoServer) -> None:
     port = free_port()
     proc = start_cli(
-        "ingest", redis_url=redis_url, MQTT_BROKER_URL=mosquitto.url,
-        MQTT_CLIENT_ID="ingest-probes", PROBE_HOST="127.0.0.1", PROBE_PORT=str(port),
-    )  # fmt: skip
+        "ingest",
+        redis_url=redis_url,
+        MQTT_BROKER_URL=mosquitto.url,
+        MQTT_CLIENT_ID="ingest-probes",
+        PROBE_HOST="127.0.0.1",
+        PROBE_PORT=str(port),
+    )
     try:
 
         async def ready() -> bool:
@@ -66,9 +76,12 @@ async def test_probes_and_metrics(redis_url: str, mosquitto: MosquittoServer) ->
         assert json.loads(body)["checks"] == {"broker": True, "redis": True}
         assert _get(port, "/healthz")[0] == 200
         metrics = _get(port, "/metrics")[1]
-        for name in ("conveyor_ingest_received_total", "conveyor_ingest_batch_size_bucket",
-                     "conveyor_ingest_connected{peer=\"broker\"} 1.0",
-                     "conveyor_ingest_broker_reconnects"):  # fmt: skip
+        for name in (
+            "conveyor_ingest_received_total",
+            "conveyor_ingest_batch_size_bucket",
+            'conveyor_ingest_connected{peer="broker"} 1.0',
+            "conveyor_ingest_broker_reconnects",
+        ):
             assert name in metrics
     finally:
         assert proc.stop() == 0, proc.output()

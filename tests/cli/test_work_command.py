@@ -18,9 +18,15 @@ async def test_worker_processes_then_exits_cleanly_on_sigterm(
 ) -> None:
     ids = await client.enqueue_many("cli-work", [{"seconds": 0.01} for _ in range(50)])
     worker = start_cli(
-        "work", "--queue", "cli-work", "--concurrency", "4",
-        "--handler", "tests.queue.handlers:record", redis_url=redis_url,
-    )  # fmt: skip
+        "work",
+        "--queue",
+        "cli-work",
+        "--concurrency",
+        "4",
+        "--handler",
+        "tests.queue.handlers:record",
+        redis_url=redis_url,
+    )
     r = redis.Redis.from_url(redis_url)
     try:
 

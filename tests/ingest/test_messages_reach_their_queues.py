@@ -81,8 +81,13 @@ async def test_malformed_and_oversized_payloads_go_to_dead_ingest(
     await eventually(all_dead, timeout=10, what="every bad message in dead:ingest")
     letters = {d.reason: d for d in await client.dead_letters("ingest")}
     assert set(letters) == {
-        "not_json", "bad_value", "no_alert", "not_utf8", "oversized", "bad_timestamp",
-    }  # fmt: skip
+        "not_json",
+        "bad_value",
+        "no_alert",
+        "not_utf8",
+        "oversized",
+        "bad_timestamp",
+    }
     assert letters["not_json"].data["payload"] == "{not json"
     assert letters["not_json"].data["topic"] == "m1/realtime"
     assert "expects a realtime message" in letters["not_json"].error

@@ -23,10 +23,12 @@ BASE_TS = 1_750_000_000_000
 
 def _burst(n: int, *, machines: int = 10, offset: int = 0) -> list[tuple[str, bytes]]:
     return [
-        (f"line{i % machines}/realtime",
-         json.dumps({"seq": i, "timestamp": BASE_TS + i, "temp": 21.5}).encode())
+        (
+            f"line{i % machines}/realtime",
+            json.dumps({"seq": i, "timestamp": BASE_TS + i, "temp": 21.5}).encode(),
+        )
         for i in range(offset, offset + n)
-    ]  # fmt: skip
+    ]
 
 
 def _ingest(redis_url: str, mosquitto: MosquittoServer, client_id: str, **env: str) -> CliProcess:
@@ -89,10 +91,15 @@ async def test_two_replicas_share_the_load_and_a_killed_one_loses_nothing(
 ) -> None:
     ports = [free_port(), free_port()]
     replicas = [
-        _ingest(redis_url, mosquitto, f"ingest-shared-{k}", MQTT_SHARE_GROUP="conveyor",
-                PROBE_PORT=str(ports[k]))
+        _ingest(
+            redis_url,
+            mosquitto,
+            f"ingest-shared-{k}",
+            MQTT_SHARE_GROUP="conveyor",
+            PROBE_PORT=str(ports[k]),
+        )
         for k in range(2)
-    ]  # fmt: skip
+    ]
     for r in replicas:
         await _connected(r)
     assert await asyncio.to_thread(publish, mosquitto.port, _burst(4000)) == 4000

@@ -25,9 +25,15 @@ async def test_killed_worker_jobs_return_and_are_processed(
     await client.set_policy("crash", lease_s=2)
     ids = await client.enqueue_many("crash", [{"seconds": 0.5} for _ in range(40)])
     victim = start_cli(
-        "work", "--queue", "crash", "--concurrency", "8",
-        "--handler", "tests.queue.handlers:slow_record", redis_url=redis_url,
-    )  # fmt: skip
+        "work",
+        "--queue",
+        "crash",
+        "--concurrency",
+        "8",
+        "--handler",
+        "tests.queue.handlers:slow_record",
+        redis_url=redis_url,
+    )
 
     async def busy() -> bool:
         return (await client.queue_stats("crash")).processing >= 8
@@ -38,9 +44,15 @@ async def test_killed_worker_jobs_return_and_are_processed(
     assert (await client.queue_stats("crash")).processing >= 8  # still leased to the dead worker
 
     survivor = start_cli(
-        "work", "--queue", "crash", "--concurrency", "8",
-        "--handler", "tests.queue.handlers:slow_record", redis_url=redis_url,
-    )  # fmt: skip
+        "work",
+        "--queue",
+        "crash",
+        "--concurrency",
+        "8",
+        "--handler",
+        "tests.queue.handlers:slow_record",
+        redis_url=redis_url,
+    )
     try:
 
         async def all_processed() -> bool:
@@ -67,9 +79,13 @@ async def test_job_that_keeps_killing_workers_is_dead_lettered(
         # Each worker reaps the expired lease of the one before, claims the job and dies.
         for attempt in (1, 2):
             worker = start_cli(
-                "work", "--queue", "poison", "--handler", "tests.queue.handlers:hang",
+                "work",
+                "--queue",
+                "poison",
+                "--handler",
+                "tests.queue.handlers:hang",
                 redis_url=redis_url,
-            )  # fmt: skip
+            )
 
             async def started(n: int = attempt) -> bool:
                 return int(r.llen("test:started")) >= n
@@ -77,9 +93,13 @@ async def test_job_that_keeps_killing_workers_is_dead_lettered(
             await eventually(started, timeout=20, what=f"attempt {attempt} started")
             worker.kill()
         last = start_cli(
-            "work", "--queue", "poison", "--handler", "tests.queue.handlers:hang",
+            "work",
+            "--queue",
+            "poison",
+            "--handler",
+            "tests.queue.handlers:hang",
             redis_url=redis_url,
-        )  # fmt: skip
+        )
         try:
 
             async def dead() -> bool:

@@ -40,15 +40,21 @@ def parse(kind: Kind, doc: Any) -> dict[str, Any]:
     [
         ({"temp": 21.5, "run": True}, [{"ts": None, "values": {"temp": 21.5, "run": True}}]),
         ({"temp": 1, "timestamp": TS}, [{"ts": TS, "values": {"temp": 1}}]),
-        ({"timestamp": "2025-06-15T15:06:40Z", "values": {"temp": 2}},
-         [{"ts": TS, "values": {"temp": 2}}]),
-        ([{"ts": TS / 1000, "temp": 3}, {"ts": TS * 1000, "temp": 4}],
-         [{"ts": TS, "values": {"temp": 3}}, {"ts": TS, "values": {"temp": 4}}]),
-        ([{"nodeId": "ns=2;s=Temp", "value": 5, "sourceTimestamp": TS}],
-         [{"ts": TS, "values": {"ns=2;s=Temp": 5}}]),
+        (
+            {"timestamp": "2025-06-15T15:06:40Z", "values": {"temp": 2}},
+            [{"ts": TS, "values": {"temp": 2}}],
+        ),
+        (
+            [{"ts": TS / 1000, "temp": 3}, {"ts": TS * 1000, "temp": 4}],
+            [{"ts": TS, "values": {"temp": 3}}, {"ts": TS, "values": {"temp": 4}}],
+        ),
+        (
+            [{"nodeId": "ns=2;s=Temp", "value": 5, "sourceTimestamp": TS}],
+            [{"ts": TS, "values": {"ns=2;s=Temp": 5}}],
+        ),
         ({"temp": {"value": 6.5, "quality": "good"}}, [{"ts": None, "values": {"temp": 6.5}}]),
     ],
-)  # fmt: skip
+)
 def test_realtime_shapes(doc: Any, samples: list[dict[str, Any]]) -> None:
     assert parse("realtime", doc)["samples"] == samples
 
@@ -74,8 +80,11 @@ def test_tech_and_alert() -> None:
     assert parse("tech", {"config": {"fw": "2.1"}, "timestamp": TS})["config"] == {"fw": "2.1"}
     alert = parse("alert", {"code": "E42", "level": "error", "text": "spindle stall", "axis": "Z"})
     assert (alert["type"], alert["severity"], alert["message"], alert["details"]) == (
-        "E42", "critical", "spindle stall", {"axis": "Z"},
-    )  # fmt: skip
+        "E42",
+        "critical",
+        "spindle stall",
+        {"axis": "Z"},
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conveyor_worker.spc import Limits, check_rules, individual_limits, subgroup_limits
 
 LIMITS = Limits(centre=10.0, sigma=1.0, chart="I-MR")

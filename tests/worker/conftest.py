@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-
-from conveyor.local_servers import InfluxServer
 from conveyor_ingestor import parse_message
 from conveyor_worker import (
     Context,
@@ -19,6 +17,8 @@ from conveyor_worker import (
     WorkerMetrics,
     build_worker,
 )
+
+from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient, Worker
 
 StartWorker = Callable[..., Any]
@@ -27,8 +27,13 @@ StartWorker = Callable[..., Any]
 def message(kind: Any, machine: str, doc: Any) -> dict[str, Any]:
     """A job as the ingestor makes it."""
     topic = f"{machine}/{'alerts' if kind == 'alert' else kind}"
-    parsed = parse_message(kind, machine=machine, topic=topic, payload=json.dumps(doc).encode(),
-                           received_at=int(time.time() * 1000))  # fmt: skip
+    parsed = parse_message(
+        kind,
+        machine=machine,
+        topic=topic,
+        payload=json.dumps(doc).encode(),
+        received_at=int(time.time() * 1000),
+    )
     return parsed.model_dump(mode="json")
 
 
@@ -36,16 +41,28 @@ def message(kind: Any, machine: str, doc: Any) -> dict[str, Any]:
 async def start_worker(client: QueueClient, influx: InfluxServer) -> AsyncIterator[StartWorker]:
     started: list[tuple[Worker, Context]] = []
 
-    async def start(queue: str, *, settings: SinkSettings | None = None, with_influx: bool = True,
-                    batch_size: int = 100, concurrency: int = 1) -> Worker:  # fmt: skip
+    async def start(
+        queue: str,
+        *,
+        settings: SinkSettings | None = None,
+        with_influx: bool = True,
+        batch_size: int = 100,
+        concurrency: int = 1,
+    ) -> Worker:
         sink = (
             InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket)) if with_influx else None
         )
         ctx = Context(
             client=client, influx=sink, settings=settings or SinkSettings(), metrics=WorkerMetrics()
         )
-        worker = build_worker(client=client, queue=queue, ctx=ctx, concurrency=concurrency,
-                              batch_size=batch_size, drain_timeout=5)  # fmt: skip
+        worker = build_worker(
+            client=client,
+            queue=queue,
+            ctx=ctx,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            drain_timeout=5,
+        )
         assert worker is not None
         await worker.start()
         started.append((worker, ctx))

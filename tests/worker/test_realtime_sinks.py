@@ -23,8 +23,14 @@ async def test_points_cache_and_stream(
 ) -> None:
     pubsub = client.redis.pubsub()
     await pubsub.psubscribe("conveyor:live:*")
-    jobs = [message("realtime", f"m{i % 2}", {"timestamp": TS + i, "values": {"temp": 20.0 + i, "run": True, "mode": "AUTO"}})
-            for i in range(50)]  # fmt: skip
+    jobs = [
+        message(
+            "realtime",
+            f"m{i % 2}",
+            {"timestamp": TS + i, "values": {"temp": 20.0 + i, "run": True, "mode": "AUTO"}},
+        )
+        for i in range(50)
+    ]
     await client.enqueue_many("mqtt_realtime", jobs)
     await start_worker("mqtt_realtime")
 
@@ -63,14 +69,19 @@ async def test_influx_outage_retries_and_writes_each_point_once(
 ) -> None:
     await client.set_policy("mqtt_realtime", backoff_base_s=0.5, max_retries=10)
     await start_worker("mqtt_realtime", batch_size=20)
-    await client.enqueue_many("mqtt_realtime", [
-        message("realtime", "press", {"timestamp": TS + i, "temp": float(i)}) for i in range(100)
-    ])  # fmt: skip
+    await client.enqueue_many(
+        "mqtt_realtime",
+        [message("realtime", "press", {"timestamp": TS + i, "temp": float(i)}) for i in range(100)],
+    )
     await asyncio.sleep(0.3)
     influx.stop()
-    await client.enqueue_many("mqtt_realtime", [
-        message("realtime", "press", {"timestamp": TS + i, "temp": float(i)}) for i in range(100, 200)
-    ])  # fmt: skip
+    await client.enqueue_many(
+        "mqtt_realtime",
+        [
+            message("realtime", "press", {"timestamp": TS + i, "temp": float(i)})
+            for i in range(100, 200)
+        ],
+    )
     await asyncio.sleep(1.5)
     stats = await client.queue_stats("mqtt_realtime")
     assert stats.retried > 0  # the outage was felt

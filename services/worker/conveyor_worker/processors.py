@@ -193,7 +193,9 @@ async def process_spc(ctx: Context, jobs: Sequence[Job]) -> Failures:
                 )
     await ctx.write_points(lines)
     if alerts:
-        await ctx.client.enqueue_many(ctx.settings.alerts_queue, alerts)
+        await ctx.client.enqueue_many(
+            ctx.settings.alerts_queue, alerts, priority=ctx.settings.alert_priority
+        )
         ctx.metrics.spc_violations.inc(len(alerts))
     return failed
 

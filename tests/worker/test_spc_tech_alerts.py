@@ -1,0 +1,175 @@
+"""mqtt_spc raises alerts for rule violations and writes points with limits; mqtt_tech keeps
+the current configuration and its history; alerts are deduplicated, kept, streamed and
+delivered to webhooks, and a failing webhook retries the job, then dead-letters it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from conveyor_worker import SinkSettings
+
+from conveyor.local_servers import InfluxServer
+from reliable_queue import Job, QueueClient
+from reliable_queue.keys import ALERT_HISTORY, tech_config
+from tests.helpers import eventually
+from tests.worker.conftest import StartWorker, message
+
+pytestmark = pytest.mark.integration
+TS = 1_750_000_000_000
+
+
+async def test_spc_rule_violation_becomes_an_alert(
+    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+) -> None:
+    in_control = [10.0 + (0.05 if i % 2 else -0.05) * (1 + i % 3) for i in range(25)]
+    values = [*in_control, 10.9]  # far beyond 3 sigma of the window
+    await client.enqueue_many(
+        "mqtt_spc",
+        [
+            message("spc", "lathe", {"characteristic": "bore", "value": v, "timestamp": TS + i})
+            for i, v in enumerate(values)
+        ],
+    )
+    await start_worker("mqtt_spc", settings=SinkSettings(spc_min_points=20), batch_size=5)
+
+    async def alerted() -> bool:
+        return (await client.queue_stats("alerts")).pending >= 1
+
+    await eventually(alerted, timeout=20, what="an alert on the alerts queue")
+    await eventually(lambda: _done(client, "mqtt_spc", len(values)), what="all SPC jobs done")
+    alerts: list[Job] = []
+
+    async def take(job: Job) -> None:
+        alerts.append(job)
+
+    stop = await client.start_worker("alerts", take)
+    await eventually(lambda: _true(bool(alerts)), what="alert received")
+    await stop()
+    assert len(alerts) == 1  # the in-control points raised nothing
+    alert = alerts[0].data
+    assert alert["type"] == "spc_rule_1:bore"
+    assert alert["severity"] == "critical"
+    assert alert["details"]["values"] == [10.9]
+    assert alert["details"]["limits"]["ucl"] < 10.9
+    assert alerts[0].priority == 10
+    rows = influx.query("SELECT value, ucl, lcl FROM spc WHERE characteristic='bore'")
+    points = rows[0]["values"]  # type: ignore[index]
+    assert len(points) == len(values)
+    assert points[-1][1] == 10.9
+    assert points[-1][2] is not None
+    assert points[0][2] is None  # too few points for limits yet
+
+
+async def test_tech_keeps_current_config_history_and_changes(
+    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+) -> None:
+    pubsub = client.redis.pubsub()
+    await pubsub.subscribe("conveyor:live:cnc-1")
+    docs = [
+        {"fw": "1.0", "feed": 100, "timestamp": TS},
+        {"fw": "1.0", "feed": 100, "timestamp": TS + 1},
+        {"fw": "1.1", "feed": 100, "timestamp": TS + 2},
+    ]
+    await client.enqueue_many("mqtt_tech", [message("tech", "cnc-1", d) for d in docs])
+    await start_worker("mqtt_tech", batch_size=1)
+    await eventually(lambda: _done(client, "mqtt_tech", 3), what="tech jobs done")
+    current = json.loads(await client.redis.get(tech_config("cnc-1")))
+    assert current["version"] == 2  # the repeat of 1.0 was not a change
+    assert current["config"] == {"fw": "1.1", "feed": 100}
+    rows = influx.query("SELECT version, config FROM tech WHERE machine='cnc-1'")
+    assert [r[1] for r in rows[0]["values"]] == [1, 2]  # type: ignore[index]
+    events = await _drain(pubsub, 2)
+    assert [e["changed"] for e in events] == [["feed", "fw"], ["fw"]]
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[dict[str, Any]]:
+    """A local HTTP endpoint that records POSTs and answers with ``state['status']``."""
+    state: dict[str, Any] = {"status": 200, "received": []}
+
+    async def handle(request: web.Request) -> web.Response:
+        state["received"].append(await request.json())
+        return web.Response(status=state["status"], text="ok" if state["status"] < 300 else "boom")
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    state["url"] = f"http://127.0.0.1:{port}/hook"
+    yield state
+    await runner.cleanup()
+
+
+async def test_alerts_are_deduplicated_kept_streamed_and_delivered(
+    client: QueueClient, start_worker: StartWorker, webhook: dict[str, Any]
+) -> None:
+    pubsub = client.redis.pubsub()
+    await pubsub.subscribe("conveyor:live:press-2")
+    overheat = {"type": "overheat", "severity": "critical", "message": "120 C"}
+    await client.enqueue_many(
+        "alerts",
+        [
+            message("alert", "press-2", overheat),
+            message("alert", "press-2", overheat),  # a repeat within the window: folded
+            message("alert", "press-2", {"type": "door_open", "severity": "info"}),
+        ],
+    )
+    worker = await start_worker(
+        "alerts", settings=SinkSettings(webhooks=(webhook["url"],)), with_influx=False
+    )
+    await eventually(lambda: _done(client, "alerts", 3), what="alerts done")
+    assert [p["alert"]["type"] for p in webhook["received"]] == ["overheat", "door_open"]
+    history = await client.redis.xrange(ALERT_HISTORY)
+    assert [json.loads(fields[b"alert"])["type"] for _, fields in history] == [
+        "overheat",
+        "door_open",
+    ]
+    assert [e["type"] for e in await _drain(pubsub, 2)] == ["overheat", "door_open"]
+    assert worker.counters.processed == 3
+
+
+async def test_failing_webhook_retries_then_dead_letters(
+    client: QueueClient, start_worker: StartWorker, webhook: dict[str, Any]
+) -> None:
+    webhook["status"] = 500
+    await client.set_policy("alerts", max_retries=2, backoff_base_s=0.2)
+    await client.enqueue("alerts", message("alert", "press-3", {"type": "fire"}), job_id="a1")
+    await start_worker(
+        "alerts", settings=SinkSettings(webhooks=(webhook["url"],)), with_influx=False
+    )
+
+    async def dead() -> bool:
+        return await client.job_state("alerts", "a1") == "dead"
+
+    await eventually(dead, timeout=20, what="alert dead-lettered after its retries")
+    assert [p["attempt"] for p in webhook["received"]] == [1, 2, 3]
+    [letter] = await client.dead_letters("alerts")
+    assert "answered 500" in letter.error
+    assert await client.redis.xlen(ALERT_HISTORY) == 0  # never recorded as delivered
+
+
+async def _done(client: QueueClient, queue: str, n: int) -> bool:
+    return (await client.queue_stats(queue)).completed >= n
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _drain(pubsub: Any, n: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(events) < n and asyncio.get_running_loop().time() < deadline:
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if msg is not None:
+            events.append(json.loads(msg["data"]))
+    await pubsub.aclose()
+    return events
