@@ -29,3 +29,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return run(args)
 
     i.set_defaults(run=run_ingest)
+
+    pl = bsub.add_parser("pipeline", help="MQTT -> InfluxDB end to end at 1, 2 and 4 workers")
+    pl.add_argument("--messages", type=int, default=50_000, help="messages per run")
+
+    async def run_pipeline(args: argparse.Namespace) -> int:
+        from conveyor.bench.pipeline import run
+
+        return run(args)
+
+    pl.set_defaults(run=run_pipeline)

@@ -16,6 +16,7 @@ from conveyor_worker import (
     build_worker,
 )
 
+from conveyor.defaults import DEFAULT_QUEUES
 from conveyor.handlers import load_handler, log_job
 from conveyor.probes import ProbeServer
 from conveyor.settings import (
@@ -25,7 +26,7 @@ from conveyor.settings import (
     WorkerSettings,
     load,
 )
-from reliable_queue import QueueClient
+from reliable_queue import QueueClient, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--concurrency",
         type=int,
-        default=1,
-        help="jobs (or batches) at once (default 1); the queue's policy in Redis overrides it live",
+        help="jobs (or batches) at once; default: the queue's default (alerts 1, mqtt_realtime 3, "
+        "mqtt_spc 2, mqtt_tech 1, others 1). The queue's policy in Redis overrides it live",
     )
     p.add_argument("--handler", help="async function module:function taking one job")
     p.add_argument(
@@ -57,8 +58,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=cmd_work)
 
 
+def default_concurrency(queue: str) -> int:
+    return next((q.concurrency for q in DEFAULT_QUEUES if q.name == queue), 1)
+
+
 async def cmd_work(args: argparse.Namespace) -> int:
     custom = load_handler(args.handler) if args.handler else None
+    if args.concurrency is None:
+        args.concurrency = default_concurrency(args.queue)
+    elif args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
     redis_settings = load(RedisSettings)
     influx = load(InfluxSettings)
     sinks = load(WorkerSettings)
@@ -70,9 +79,15 @@ async def cmd_work(args: argparse.Namespace) -> int:
         await client.ping()
         sink = None
         if influx.url:
-            sink = InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket, org=influx.org,
-                                           token=influx.token.get_secret_value(),
-                                           timeout_s=influx.timeout_s))  # fmt: skip
+            sink = InfluxSink(
+                InfluxConfig(
+                    url=influx.url,
+                    bucket=influx.bucket,
+                    org=influx.org,
+                    token=influx.token.get_secret_value(),
+                    timeout_s=influx.timeout_s,
+                )
+            )
         elif custom is None and args.queue in INFLUX_QUEUES:
             log.warning(
                 "INFLUX_URL is not set: %s points are NOT written to InfluxDB (cache, live stream "
@@ -103,8 +118,9 @@ async def cmd_work(args: argparse.Namespace) -> int:
         )
         if worker is None:
             log.warning("queue %s has no processor and no --handler: jobs are logged", args.queue)
-            worker = client.worker(args.queue, log_job, concurrency=args.concurrency,
-                                   drain_timeout=args.drain_timeout)  # fmt: skip
+            worker = client.worker(
+                args.queue, log_job, concurrency=args.concurrency, drain_timeout=args.drain_timeout
+            )
             metrics.watch(worker)
         probes = ProbeServer(registry=metrics.registry, ready=lambda: {"worker": worker.running})
         await probes.start_or_warn(probes_at.host, probes_at.port)

@@ -58,3 +58,13 @@ def test_bad_handler_is_reported_before_start(redis_url: str, handler: str, mess
     out = run_cli("work", "--queue", "q", "--handler", handler, redis_url=redis_url)
     assert out.returncode == 2
     assert message in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("queue", "expected"),
+    [("alerts", 1), ("mqtt_realtime", 3), ("mqtt_spc", 2), ("mqtt_tech", 1), ("custom", 1)],
+)
+def test_default_concurrency_follows_the_queue(queue: str, expected: int) -> None:
+    from conveyor.work_command import default_concurrency
+
+    assert default_concurrency(queue) == expected

@@ -56,14 +56,18 @@ def _bench(n: int, rs: RedisServer, broker: MosquittoServer) -> int:
     conveyor = _conveyor(n, broker, rs)
     rows.append(("conveyor ingest: validated, batched, acked after Redis", conveyor))
     print()
-    print(f"Ingest benchmark: {n:,} realtime messages (QoS 1, ~90 bytes) drained from a "
-          "persistent session by one process")  # fmt: skip
+    print(
+        f"Ingest benchmark: {n:,} realtime messages (QoS 1, ~90 bytes) drained from a "
+        "persistent session by one process"
+    )
     print()
-    print(render(
-        ("MQTT -> Redis", "msgs/s", "x broker limit"),
-        [(label, f"{rate:,.0f}", f"{rate / count:.2f}") for label, rate in rows],
-        figures=True,
-    ))  # fmt: skip
+    print(
+        render(
+            ("MQTT -> Redis", "msgs/s", "x broker limit"),
+            [(label, f"{rate:,.0f}", f"{rate / count:.2f}") for label, rate in rows],
+            figures=True,
+        )
+    )
     return 0
 
 

@@ -74,15 +74,30 @@ def _bench(args: argparse.Namespace, url: str) -> int:
     _note(f"Redis {info['redis_version']} at {url}; {n:,} jobs per throughput run")
 
     limits = redis_benchmark(url, n=max(n, 100_000))
-    one = _measure(r, "Conveyor, per-message enqueue(), worker concurrency 64", n,
-                   [*DRIVER, "worker", "--mode", "job", "--concurrency", "64"],
-                   [*DRIVER, "produce", "--mode", "job"], url)  # fmt: skip
-    batch = _measure(r, "Conveyor, enqueue_many(1000), batch handler of 500", n,
-                     [*DRIVER, "worker", "--mode", "batch", "--concurrency", "4"],
-                     [*DRIVER, "produce", "--mode", "batch"], url)  # fmt: skip
-    steady = _measure(r, "latency", 5000,
-                      [*DRIVER, "worker", "--mode", "latency", "--concurrency", "16"],
-                      [*DRIVER, "produce", "--mode", "paced", "--rate", "1000"], url)  # fmt: skip
+    one = _measure(
+        r,
+        "Conveyor, per-message enqueue(), worker concurrency 64",
+        n,
+        [*DRIVER, "worker", "--mode", "job", "--concurrency", "64"],
+        [*DRIVER, "produce", "--mode", "job"],
+        url,
+    )
+    batch = _measure(
+        r,
+        "Conveyor, enqueue_many(1000), batch handler of 500",
+        n,
+        [*DRIVER, "worker", "--mode", "batch", "--concurrency", "4"],
+        [*DRIVER, "produce", "--mode", "batch"],
+        url,
+    )
+    steady = _measure(
+        r,
+        "latency",
+        5000,
+        [*DRIVER, "worker", "--mode", "latency", "--concurrency", "16"],
+        [*DRIVER, "produce", "--mode", "paced", "--rate", "1000"],
+        url,
+    )
     latencies = sorted(_floats(steady, "latencies"))
     jump_ms = _priority_jump(r, url, backlog=100_000)
     memory = _memory_per_job(r, url, count=100_000)
@@ -109,22 +124,33 @@ def _bench(args: argparse.Namespace, url: str) -> int:
     e2e_limit = 1 / (1 / limits["LPUSH -P 32"] + 1 / limits["RPOP -P 32"])
     plain_limit = 1 / (1 / limits["LPUSH"] + 1 / limits["RPOP"])
     print()
-    print(f"Queue benchmark: {n:,} no-op jobs, Redis {info['redis_version']}, "
-          f"one producer and one worker process per system, {_cores()} cores")  # fmt: skip
+    print(
+        f"Queue benchmark: {n:,} no-op jobs, Redis {info['redis_version']}, "
+        f"one producer and one worker process per system, {_cores()} cores"
+    )
     print()
-    print(render(
-        ("physical limit (redis-benchmark, 50 clients)", "ops/s"),
-        [(k, f"{v:,.0f}") for k, v in limits.items()]
-        + [("one LPUSH + one RPOP per job, plain", f"{plain_limit:,.0f}"),
-           ("one LPUSH + one RPOP per job, pipelined", f"{e2e_limit:,.0f}")],
-        figures=True,
-    ))  # fmt: skip
+    print(
+        render(
+            ("physical limit (redis-benchmark, 50 clients)", "ops/s"),
+            [(k, f"{v:,.0f}") for k, v in limits.items()]
+            + [
+                ("one LPUSH + one RPOP per job, plain", f"{plain_limit:,.0f}"),
+                ("one LPUSH + one RPOP per job, pipelined", f"{e2e_limit:,.0f}"),
+            ],
+            figures=True,
+        )
+    )
     print()
 
     def row(label: str, result: Run) -> tuple[str, ...]:
-        return (label, f"{result.rate:,.0f}", f"{result.produce_rate:,.0f}",
-                _ratio(result.rate, one.rate), _ratio(result.rate, plain_limit),
-                _ratio(result.rate, e2e_limit))  # fmt: skip
+        return (
+            label,
+            f"{result.rate:,.0f}",
+            f"{result.produce_rate:,.0f}",
+            _ratio(result.rate, one.rate),
+            _ratio(result.rate, plain_limit),
+            _ratio(result.rate, e2e_limit),
+        )
 
     rows = [row(one.label, one), row(batch.label, batch)]
     failures = []
@@ -135,19 +161,53 @@ def _bench(args: argparse.Namespace, url: str) -> int:
             failures.append(f"{peer.name}: {result}")
         else:
             rows.append(row(label, result))
-    print(render(("end to end: enqueue -> no-op handler", "jobs/s", "enqueue/s",
-                  "x Conveyor", "x plain", "x pipelined"), rows, figures=True))  # fmt: skip
+    print(
+        render(
+            (
+                "end to end: enqueue -> no-op handler",
+                "jobs/s",
+                "enqueue/s",
+                "x Conveyor",
+                "x plain",
+                "x pipelined",
+            ),
+            rows,
+            figures=True,
+        )
+    )
     for failure in failures:
         print(f"  {failure}")
     print()
     p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
-    print(render(("Conveyor latency and cost", "value", "target"), [
-        ("enqueue -> handler start at a steady 1,000 jobs/s, p50", f"{p50 * 1000:.2f} ms", ""),
-        ("enqueue -> handler start at a steady 1,000 jobs/s, p99", f"{p99 * 1000:.2f} ms", ""),
-        ("priority-10 job starts, behind 100,000 priority-1", f"{jump_ms:.1f} ms", "< 20 ms"),
-        (f"Redis memory per pending {PAYLOAD_BYTES}-byte job, total", f"{memory:.0f} B", ""),
-        ("  of which beyond the payload", f"{memory - PAYLOAD_BYTES:.0f} B", "<= 300 B"),
-    ], figures=True))  # fmt: skip
+    print(
+        render(
+            ("Conveyor latency and cost", "value", "target"),
+            [
+                (
+                    "enqueue -> handler start at a steady 1,000 jobs/s, p50",
+                    f"{p50 * 1000:.2f} ms",
+                    "",
+                ),
+                (
+                    "enqueue -> handler start at a steady 1,000 jobs/s, p99",
+                    f"{p99 * 1000:.2f} ms",
+                    "",
+                ),
+                (
+                    "priority-10 job starts, behind 100,000 priority-1",
+                    f"{jump_ms:.1f} ms",
+                    "< 20 ms",
+                ),
+                (
+                    f"Redis memory per pending {PAYLOAD_BYTES}-byte job, total",
+                    f"{memory:.0f} B",
+                    "",
+                ),
+                ("  of which beyond the payload", f"{memory - PAYLOAD_BYTES:.0f} B", "<= 300 B"),
+            ],
+            figures=True,
+        )
+    )
     return 0
 
 
@@ -170,10 +230,26 @@ def redis_benchmark(url: str, *, n: int) -> dict[str, float]:
     for pipeline in (1, 32):
         _note(f"redis-benchmark LPUSH,RPOP -P {pipeline}")
         out = subprocess.run(
-            [binary, "-h", "127.0.0.1", "-p", port, "-n", str(n), "-c", "50",
-             "-P", str(pipeline), "-t", "lpush,rpop", "--csv"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            [
+                binary,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-n",
+                str(n),
+                "-c",
+                "50",
+                "-P",
+                str(pipeline),
+                "-t",
+                "lpush,rpop",
+                "--csv",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         for line in out.splitlines()[1:]:
             cells = [c.strip('"') for c in line.split(",")]
             name = cells[0].split()[0]
@@ -243,20 +319,25 @@ def _priority_jump(r: redis.Redis, url: str, *, backlog: int) -> float:
     common = ["--url", url]
     subprocess.run(
         [*DRIVER, "produce", "--mode", "batch", "--priority", "1", "--n", str(backlog), *common],
-        check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     worker = subprocess.Popen(
         [*DRIVER, "worker", "--mode", "urgent", "--concurrency", "8", "--n", "1", *common],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert worker.stdout is not None
         _expect(worker.stdout, "working", 120, "priority jump")
         time.sleep(0.5)  # let the worker settle into the backlog
         subprocess.run(
             [*DRIVER, "produce", "--mode", "urgent", "--n", "1", *common],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         _expect(worker.stdout, "done", 60, "priority jump")
         [seconds] = json.loads(_expect(worker.stdout, "latencies", 10, "priority jump"))
         return float(seconds) * 1000
@@ -271,10 +352,22 @@ def _memory_per_job(r: redis.Redis, url: str, *, count: int) -> float:
     _note(f"memory of {count:,} pending {PAYLOAD_BYTES}-byte jobs")
     before = int(r.info("memory")["used_memory"])
     subprocess.run(
-        [*DRIVER, "produce", "--mode", "batch", "--n", str(count), "--url", url,
-         "--payload", str(PAYLOAD_BYTES - 8)],  # {"v":"..."} adds 8 bytes
-        check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
+        [
+            *DRIVER,
+            "produce",
+            "--mode",
+            "batch",
+            "--n",
+            str(count),
+            "--url",
+            url,
+            "--payload",
+            str(PAYLOAD_BYTES - 8),
+        ],  # {"v":"..."} adds 8 bytes
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     after = int(r.info("memory")["used_memory"])
     return (after - before) / count
 

@@ -133,10 +133,16 @@ class Ingestor:
                 self._unrouted(d.topic)
                 continue
             if len(d.payload) > self.options.max_payload_bytes:
-                dead.append(self._reject(d, "oversized", (
-                    f"payload of {len(d.payload):,} bytes is over the limit of "
-                    f"{self.options.max_payload_bytes:,} (INGEST_MAX_PAYLOAD_BYTES)"
-                )))  # fmt: skip
+                dead.append(
+                    self._reject(
+                        d,
+                        "oversized",
+                        (
+                            f"payload of {len(d.payload):,} bytes is over the limit of "
+                            f"{self.options.max_payload_bytes:,} (INGEST_MAX_PAYLOAD_BYTES)"
+                        ),
+                    )
+                )
                 continue
             try:
                 message = parse_message(
@@ -147,8 +153,14 @@ class Ingestor:
                     received_at=int(d.received_at * 1000),
                 )
             except InvalidPayload as exc:
-                dead.append(self._reject(d, exc.reason, f"{exc.detail} (route {match.route.filter} "
-                                         f"expects a {match.route.kind} message)"))  # fmt: skip
+                dead.append(
+                    self._reject(
+                        d,
+                        exc.reason,
+                        f"{exc.detail} (route {match.route.filter} "
+                        f"expects a {match.route.kind} message)",
+                    )
+                )
                 continue
             job_id = _stable_id(d) if has_own_identity(message) else new_job_id()
             jobs[match.route.queue].append(

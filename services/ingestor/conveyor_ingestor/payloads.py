@@ -191,8 +191,15 @@ def _alert(obj: dict[str, Any], head: dict[str, Any]) -> AlertMessage:
     if not kind and not message:
         raise InvalidPayload("no_alert", "an alert needs a 'type' (or 'code') or a 'message'")
     raw = str(obj.pop("severity", obj.pop("level", "warning"))).lower()
-    severity = {"error": "critical", "fatal": "critical", "high": "critical", "warn": "warning",
-                "medium": "warning", "low": "info", "notice": "info"}.get(raw, raw)  # fmt: skip
+    severity = {
+        "error": "critical",
+        "fatal": "critical",
+        "high": "critical",
+        "warn": "warning",
+        "medium": "warning",
+        "low": "info",
+        "notice": "info",
+    }.get(raw, raw)
     if severity not in ("info", "warning", "critical"):
         raise InvalidPayload("bad_severity", f"severity {raw!r}: use info, warning or critical")
     return AlertMessage(

@@ -180,10 +180,15 @@ async def process_spc(ctx: Context, jobs: Sequence[Job]) -> Failures:
                 ctx, machine, sample["characteristic"], point_id, sample["values"]
             )
             limits = _limits(history[:-1], ctx.settings.spc_min_points)
-            lines.append(spc_line(
-                machine=machine, characteristic=sample["characteristic"], ts_ms=ts,
-                values=sample["values"], limits=limits.as_dict() if limits else None,
-            ))  # fmt: skip
+            lines.append(
+                spc_line(
+                    machine=machine,
+                    characteristic=sample["characteristic"],
+                    ts_ms=ts,
+                    values=sample["values"],
+                    limits=limits.as_dict() if limits else None,
+                )
+            )
             if limits is None:
                 continue
             points = [fmean(v) for v in history]
@@ -288,9 +293,10 @@ async def process_tech(ctx: Context, jobs: Sequence[Job]) -> Failures:
         ts = msg["ts"] if msg.get("ts") is not None else msg["received_at"]
         version = int(current["version"]) + 1
         lines.append(tech_line(machine=machine, ts_ms=ts, config=config, version=version))
-        changed = sorted(set(config) ^ set(current["config"] or {}) | {
-            k for k in config if (current["config"] or {}).get(k, object()) != config[k]
-        })  # fmt: skip
+        changed = sorted(
+            set(config) ^ set(current["config"] or {})
+            | {k for k in config if (current["config"] or {}).get(k, object()) != config[k]}
+        )
         record = {"version": version, "ts": ts, "config": config}
         changes.append((machine, record, changed))
     await ctx.write_points(lines)

@@ -25,8 +25,12 @@ def build_worker(
     queue has no processor and no custom handler was given."""
     metrics = ctx.metrics
     if custom is not None:
-        worker = client.worker(queue, _timed_job(custom, queue, metrics), concurrency=concurrency,
-                               drain_timeout=drain_timeout)  # fmt: skip
+        worker = client.worker(
+            queue,
+            _timed_job(custom, queue, metrics),
+            concurrency=concurrency,
+            drain_timeout=drain_timeout,
+        )
     else:
         processor = processor_for(queue, ctx)
         if processor is None:

@@ -40,8 +40,13 @@ class Limits:
         return self.centre - 3 * self.sigma
 
     def as_dict(self) -> dict[str, float | str]:
-        return {"chart": self.chart, "cl": self.centre, "ucl": self.ucl, "lcl": self.lcl,
-                "sigma": self.sigma}  # fmt: skip
+        return {
+            "chart": self.chart,
+            "cl": self.centre,
+            "ucl": self.ucl,
+            "lcl": self.lcl,
+            "sigma": self.sigma,
+        }
 
 
 @dataclass(frozen=True, slots=True)
