@@ -61,8 +61,24 @@ def wait_for_port(
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+class ChildServer:
+    """A server process of ours; ``stop`` ends it (SIGTERM, or SIGKILL with ``kill``)."""
+
+    proc: subprocess.Popen[bytes] | None
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+
 @dataclass
-class RedisServer:
+class RedisServer(ChildServer):
     """One redis-server process; ``stop``/``start`` keep its data directory and port."""
 
     binary: str
@@ -111,16 +127,6 @@ class RedisServer:
             time.sleep(0.05)
         raise TimeoutError("redis-server did not finish loading")
 
-    def stop(self, *, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        self.proc.wait(timeout=20)
-        self.proc = None
-
 
 @dataclass
 class RedisClusterServers:
@@ -158,17 +164,20 @@ def start_redis_cluster(
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        out = subprocess.run(
-            [cli, "-p", str(nodes[0].port), "cluster", "info"], capture_output=True, text=True
-        ).stdout
-        if "cluster_state:ok" in out:
+        states = [
+            subprocess.run(
+                [cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True
+            ).stdout
+            for n in nodes
+        ]
+        if all("cluster_state:ok" in s for s in states):  # every node agrees, not just one
             return RedisClusterServers(nodes)
         time.sleep(0.1)
     raise TimeoutError("Redis Cluster did not reach cluster_state:ok")
 
 
 @dataclass
-class MosquittoServer:
+class MosquittoServer(ChildServer):
     """One mosquitto broker on loopback, with persistence in ``workdir``.
 
     ``max_queued_messages 0`` lifts mosquitto's default cap of 1000 messages queued for an
@@ -208,19 +217,9 @@ class MosquittoServer:
         wait_for_port(self.port, proc=self.proc)
         return self
 
-    def stop(self, *, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        self.proc.wait(timeout=20)
-        self.proc = None
-
 
 @dataclass
-class InfluxServer:
+class InfluxServer(ChildServer):
     """An InfluxDB 1.8 server (built by hack/tools.sh) on loopback, with a ``conveyor`` database.
 
     It serves the v2 write API, where the bucket is ``<database>/<retention policy>`` and the
@@ -274,16 +273,6 @@ class InfluxServer:
             raise RuntimeError(f"InfluxDB: {result['error']}")
         series: list[dict[str, object]] = result.get("series", [])
         return series
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.proc = None
 
 
 def influxd_binary() -> str | None:

@@ -58,7 +58,13 @@ def redis_boundary(what: str) -> Iterator[None]:
     """Map Redis client errors to the library's errors, naming what was being done."""
     try:
         yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+    except (
+        redis_errors.ConnectionError,
+        redis_errors.TimeoutError,
+        redis_errors.ClusterDownError,
+        redis_errors.TryAgainError,
+        OSError,
+    ) as exc:
         raise QueueUnavailable(f"Redis unavailable while trying to {what}: {exc}") from exc
     except redis_errors.ResponseError as exc:
         if "LOADING" in str(exc) or "CLUSTERDOWN" in str(exc) or "TRYAGAIN" in str(exc):

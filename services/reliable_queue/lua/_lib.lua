@@ -128,3 +128,16 @@ local function trim_records(zset, jobs, info, max_count, cutoff_ms, budget)
   end
   return #ids
 end
+
+-- The ids a dead-letter script works on: ARGV[1] 'oldest' takes the ARGV[2] oldest dead
+-- letters; 'ids' takes ARGV[3..].
+local function dead_ids(dead)
+  if ARGV[1] == 'oldest' then
+    return redis.call('ZRANGE', dead, 0, tonumber(ARGV[2]) - 1)
+  end
+  local ids = {}
+  for i = 3, #ARGV do
+    ids[#ids + 1] = ARGV[i]
+  end
+  return ids
+end

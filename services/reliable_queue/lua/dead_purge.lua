@@ -3,15 +3,7 @@
 -- ARGV[1] 'ids' | 'oldest'  ARGV[2] limit (for 'oldest'), then ids (for 'ids')
 -- Returns how many were deleted.
 local dead, dead_info, jobs = KEYS[1], KEYS[2], KEYS[3]
-local ids
-if ARGV[1] == 'oldest' then
-  ids = redis.call('ZRANGE', dead, 0, tonumber(ARGV[2]) - 1)
-else
-  ids = {}
-  for i = 3, #ARGV do
-    ids[#ids + 1] = ARGV[i]
-  end
-end
+local ids = dead_ids(dead)
 local purged = 0
 for _, id in ipairs(ids) do
   if redis.call('ZREM', dead, id) == 1 then

@@ -5,15 +5,7 @@
 -- Returns the ids replayed.
 local dead, dead_info, jobs, pending, counters, wake_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local ids
-if ARGV[1] == 'oldest' then
-  ids = redis.call('ZRANGE', dead, 0, tonumber(ARGV[2]) - 1)
-else
-  ids = {}
-  for i = 3, #ARGV do
-    ids[#ids + 1] = ARGV[i]
-  end
-end
+local ids = dead_ids(dead)
 local replayed = {}
 for _, id in ipairs(ids) do
   if redis.call('ZREM', dead, id) == 1 then
