@@ -5,11 +5,18 @@
 #
 #   influxd   InfluxDB OSS 1.8.10: pure Go (1.11+ and 2.x need Rust for flux) and it serves
 #             the v2 write API (/api/v2/write) that the workers use.
+#   k8s       the test control plane: etcd, kube-apiserver, kube-controller-manager,
+#             kube-scheduler and kubectl (Kubernetes 1.34, built rather than the PyPI wheel,
+#             which only has 1.36+, too far from this server), kwok and kwokctl, helm.
 set -euo pipefail
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
 BIN="$CACHE/bin"
 INFLUXDB_VERSION=v1.8.10
+K8S_VERSION=v1.34.4
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.19.0
 
 say() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
@@ -36,17 +43,79 @@ build() {
     tail -20 "$log" >&2
     die "building $name failed (log: $log); is the Go module proxy reachable (GOPROXY=$(go env GOPROXY))?"
   fi
-  mv "$GOBIN/$(basename "${pkg%@*}")" "$target"
+  # go install names the binary after the package path, less a /vN major-version suffix.
+  local installed
+  installed=$(basename "${pkg%@*}")
+  [[ $installed =~ ^v[0-9]+$ ]] && installed=$(basename "$(dirname "${pkg%@*}")")
+  mv "$GOBIN/$installed" "$target"
   ln -sf "$target" "$BIN/$name"
   say "built $target"
 }
 
+# Modules whose go.mod replaces sibling modules with local paths (k8s.io/kubernetes: its
+# ./staging/src/k8s.io/*; etcd's server: ../api, ../client/...) cannot be `go install`ed. A
+# small wrapper module requires them and points each such replacement at its published
+# version instead.
+# wrapped NAME MODULE VERSION SIBLING_VERSION PACKAGE LDFLAGS
+wrapped() {
+  local name=$1 module=$2 version=$3 sibling=$4 pkg=$5 ldflags=$6
+  local target="$BIN/$name-$version"
+  if [[ -x $target ]]; then
+    ln -sf "$target" "$BIN/$name"
+    return
+  fi
+  need_go
+  mkdir -p "$BIN"
+  local wrapper="$CACHE/src/$(basename "$module")-$version"
+  if [[ ! -f $wrapper/go.mod ]]; then
+    say "preparing a wrapper module for $module $version"
+    mkdir -p "$wrapper"
+    local gomod
+    gomod=$(cd "$wrapper" && go mod download -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    [[ -f $gomod ]] || die "cannot download $module@$version from the Go module proxy"
+    {
+      printf 'module conveyor.local/tools\n\ngo 1.24.0\n\nrequire %s %s\n\nreplace (\n' "$module" "$version"
+      grep -E '=> \.\.?/' "$gomod" | grep -v FORBIDDEN | awk -v v="$sibling" '{print "\t" $1 " => " $1 " " v}'
+      printf ')\n'
+    } >"$wrapper/go.mod.tmp"
+    mv "$wrapper/go.mod.tmp" "$wrapper/go.mod"
+  fi
+  say "building $name $version from the Go module proxy (first time only; up to a few minutes)"
+  local log="$CACHE/build-$name.log"
+  if ! (cd "$wrapper" && go build -o "$target.tmp" -ldflags "$ldflags" "$pkg") >"$log" 2>&1; then
+    tail -20 "$log" >&2
+    die "building $name failed (log: $log); is the Go module proxy reachable (GOPROXY=$(go env GOPROXY))?"
+  fi
+  mv "$target.tmp" "$target"
+  ln -sf "$target" "$BIN/$name"
+  say "built $target"
+}
+
+build_k8s() {
+  local name=$1 minor=${K8S_VERSION#v1.}
+  minor=${minor%%.*}
+  local v="k8s.io/component-base/version" c="k8s.io/client-go/pkg/version"
+  local ldflags="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+  ldflags+=" -X $v.gitTreeState=clean -X $c.gitVersion=$K8S_VERSION -X $c.gitMajor=1 -X $c.gitMinor=$minor"
+  wrapped "$name" k8s.io/kubernetes "$K8S_VERSION" "v0.${K8S_VERSION#v1.}" "k8s.io/kubernetes/cmd/$name" "$ldflags"
+}
+
 tools=("$@")
-((${#tools[@]})) || tools=(influxd)
+((${#tools[@]})) || tools=(influxd k8s)
 for tool in "${tools[@]}"; do
   case $tool in
     influxd) build influxd "$INFLUXDB_VERSION" "github.com/influxdata/influxdb/cmd/influxd@$INFLUXDB_VERSION" \
                "-X main.version=${INFLUXDB_VERSION#v}" ;;
-    *) die "unknown tool '$tool' (known: influxd)" ;;
+    k8s)
+      wrapped etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "-s -w"
+      for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do build_k8s "$name"; done
+      build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
+        "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
+      build kwokctl "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" \
+        "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
+      build helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+        "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+      ;;
+    *) die "unknown tool '$tool' (known: influxd, k8s)" ;;
   esac
 done

@@ -284,3 +284,8 @@ def influxd_binary() -> str | None:
         / "influxd"
     )
     return str(cached) if os.access(cached, os.X_OK) else find_binary("influxd")
+
+
+def tools_dir() -> Path:
+    """Where hack/tools.sh puts the Go-built tools."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "conveyor" / "bin"

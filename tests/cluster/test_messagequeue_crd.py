@@ -1,0 +1,150 @@
+"""The MessageQueue CRD on a real kube-apiserver: samples are accepted with defaults filled in,
+nonsense is rejected with a message that says what is wrong, the scale and status
+subresources and the printer columns work."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster.conftest import KubeCluster
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.cluster
+
+CRD = ROOT / "manifests" / "crd" / "bases" / "conveyor.io_messagequeues.yaml"
+SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def crd(kube: KubeCluster) -> KubeCluster:
+    kube.kubectl("apply", "--server-side", "-f", str(CRD))
+    kube.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/messagequeues.conveyor.io"
+    )
+    return kube
+
+
+@pytest.fixture
+def ns(crd: KubeCluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    crd.kubectl("create", "namespace", name)
+    yield name
+    crd.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def _mq(name: str, **spec: object) -> str:
+    lines = [f"  {k}: {v}" for k, v in spec.items()]
+    return (
+        "\n".join(
+            [
+                "apiVersion: conveyor.io/v1alpha1",
+                "kind: MessageQueue",
+                f"metadata:\n  name: {name}",
+                "spec:",
+                *lines,
+            ]
+        )
+        + "\n"
+    )
+
+
+def test_samples_are_accepted_with_defaults(crd: KubeCluster, ns: str) -> None:
+    for sample in SAMPLES:
+        crd.kubectl("apply", "-n", ns, "-f", str(sample))
+    items = {i["metadata"]["name"]: i["spec"] for i in crd.get("mq", "-n", ns)["items"]}
+    assert set(items) == {"alerts", "mqtt-realtime", "mqtt-spc", "mqtt-tech", "energy-meters"}
+    realtime = items["mqtt-realtime"]
+    assert (realtime["queue"], realtime["priority"], realtime["concurrency"]) == (
+        "mqtt_realtime",
+        5,
+        3,
+    )
+    assert realtime["retry"] == {"maxRetries": 3, "backoffBaseSeconds": 2, "backoffFactor": 2}
+    assert realtime["deletionPolicy"] == "Retain"
+    assert realtime["scaleDown"]["stabilizationWindowSeconds"] == 60
+    assert items["energy-meters"]["retry"]["maxRetries"] == 5
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"queue": "q", "minReplicas": 5, "maxReplicas": 2},
+            "minReplicas must not be greater than maxReplicas",
+        ),
+        ({"queue": "'bad name'"}, "spec.queue in body should match"),
+        (
+            {"queue": "q", "concurrency": 0},
+            "spec.concurrency in body should be greater than or equal to 1",
+        ),
+        ({"queue": "q", "deletionPolicy": "Maybe"}, 'Unsupported value: "Maybe"'),
+        (
+            {"queue": "q", "activationDepth": 5000},
+            "activationDepth must be below targetDepthPerReplica",
+        ),
+        (
+            {"queue": "q", "priority": 5000},
+            "spec.priority in body should be less than or equal to 1000",
+        ),
+        ({"priority": 1}, "spec.queue: Required value"),
+    ],
+)
+def test_nonsense_is_rejected_with_a_reason(
+    crd: KubeCluster, ns: str, spec: dict[str, object], message: str
+) -> None:
+    done = crd.kubectl("apply", "-n", ns, "-f", "-", stdin=_mq("bad", **spec), check=False)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+
+
+def test_queue_name_is_immutable(crd: KubeCluster, ns: str) -> None:
+    crd.kubectl("apply", "-n", ns, "-f", "-", stdin=_mq("q1", queue="first"))
+    done = crd.kubectl("apply", "-n", ns, "-f", "-", stdin=_mq("q1", queue="second"), check=False)
+    assert done.returncode != 0
+    assert "queue is immutable" in done.stderr
+
+
+def test_scale_status_and_columns(crd: KubeCluster, ns: str) -> None:
+    crd.kubectl("apply", "-n", ns, "-f", str(ROOT / "manifests" / "samples" / "mqtt-realtime.yaml"))
+    crd.kubectl("scale", "-n", ns, "mq/mqtt-realtime", "--replicas", "4")
+    assert crd.get("mq/mqtt-realtime", "-n", ns)["spec"]["replicas"] == 4
+    too_many = crd.kubectl("scale", "-n", ns, "mq/mqtt-realtime", "--replicas", "50", check=False)
+    assert "replicas must lie between minReplicas and maxReplicas" in too_many.stderr
+    status = (
+        '{"status": {"depth": 11800, "replicas": 4, "concurrency": 3, "selector": "app=x", '
+        '"conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled"}]}}'
+    )
+    crd.kubectl(
+        "patch", "-n", ns, "mq/mqtt-realtime", "--subresource=status", "--type=merge", "-p", status
+    )
+    table = crd.kubectl("get", "-n", ns, "mq").stdout.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "QUEUE",
+        "PRIORITY",
+        "DEPTH",
+        "REPLICAS",
+        "CONCURRENCY",
+        "READY",
+        "AGE",
+    ]
+    assert table[1].split()[:7] == [
+        "mqtt-realtime",
+        "mqtt_realtime",
+        "5",
+        "11800",
+        "4",
+        "3",
+        "True",
+    ]
+    path = f"/apis/conveyor.io/v1alpha1/namespaces/{ns}/messagequeues/mqtt-realtime/scale"
+    scale = json.loads(crd.kubectl("get", "--raw", path).stdout)
+    assert (scale["kind"], scale["spec"]["replicas"], scale["status"]["selector"]) == (
+        "Scale",
+        4,
+        "app=x",
+    )
