@@ -59,7 +59,7 @@ class KubeCluster:
         return done
 
 
-def _require_tools() -> Path:
+def require_tools() -> Path:
     bin_dir = tools_dir()
     missing = [t for t in TOOLS if not os.access(bin_dir / t, os.X_OK)]
     if missing:
@@ -72,7 +72,7 @@ def _require_tools() -> Path:
 
 @pytest.fixture(scope="session")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    bin_dir = _require_tools()
+    bin_dir = require_tools()
     workdir = tmp_path_factory.mktemp("kwok")
     name = f"conveyor-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "KWOK_WORKDIR": str(workdir), "PATH": f"{bin_dir}:{os.environ['PATH']}"}

@@ -1,0 +1,106 @@
+{{/* Names, truncated to 63 characters as Kubernetes requires. */}}
+{{- define "conveyor.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "conveyor.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* <fullname>-<component>, within 63 characters. */}}
+{{- define "conveyor.component" -}}
+{{- printf "%s-%s" (include "conveyor.fullname" .root | trunc (int (sub 62 (len .component))) | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{- define "conveyor.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "conveyor.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "conveyor.labels" -}}
+{{ include "conveyor.selectorLabels" . }}
+app.kubernetes.io/part-of: conveyor
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "conveyor.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Pods run as non-root with the runtime's default seccomp profile. */}}
+{{- define "conveyor.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid | default 10001 }}
+runAsGroup: {{ .uid | default 10001 }}
+fsGroup: {{ .uid | default 10001 }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "conveyor.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{- define "conveyor.redisUrl" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "redis://%s:6379/0" (include "conveyor.component" (dict "root" . "component" "redis")) -}}
+{{- else -}}
+{{- required "set redis.url (or redis.enabled=true for the in-chart Redis)" .Values.redis.url -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "conveyor.brokerUrl" -}}
+{{- if .Values.mqtt.enabled -}}
+{{- printf "mqtt://%s:1883" (include "conveyor.component" (dict "root" . "component" "mosquitto")) -}}
+{{- else -}}
+{{- required "set mqtt.brokerUrl (or mqtt.enabled=true for the in-chart Mosquitto)" .Values.mqtt.brokerUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment every Conveyor process shares: Redis, logging, probes. */}}
+{{- define "conveyor.commonEnv" -}}
+- name: REDIS_URL
+  value: {{ include "conveyor.redisUrl" . | quote }}
+- name: REDIS_CLUSTER
+  value: {{ .Values.redis.cluster | quote }}
+{{- if .Values.redis.existingSecret }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.passwordKey }}
+{{- end }}
+- name: PROBE_PORT
+  value: "8080"
+- name: CONVEYOR_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- end -}}
+
+{{- define "conveyor.probes" -}}
+livenessProbe:
+  httpGet: {path: /healthz, port: http-probes}
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /readyz, port: http-probes}
+  periodSeconds: 5
+  failureThreshold: 2
+{{- end -}}

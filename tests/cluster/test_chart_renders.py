@@ -1,0 +1,168 @@
+"""The chart as helm renders it: lint, the important values, the schema's refusal of typos,
+and install.yaml kept in step with the chart."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from conveyor.local_servers import tools_dir
+from tests.cluster.conftest import require_tools
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.cluster
+CHART = ROOT / "charts" / "conveyor"
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    require_tools()
+    return subprocess.run(
+        [str(tools_dir() / "helm"), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def render(*sets: str) -> list[dict[str, Any]]:
+    args = [a for s in sets for a in ("--set", s)]
+    done = helm(
+        "template", "conveyor", str(CHART), "-n", "conveyor", "--kube-version", "1.34.4", *args
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_lint() -> None:
+    done = helm("lint", str(CHART), "--strict", "--kube-version", "1.34.4")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_pod_is_locked_down_and_labelled() -> None:
+    docs = render()
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    assert {d["metadata"]["name"] for d in workloads} == {
+        "conveyor-operator",
+        "conveyor-gateway",
+        "conveyor-ingestor",
+        "conveyor-redis",
+        "conveyor-mosquitto",
+    }
+    for w in workloads:
+        pod = w["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert c["livenessProbe"]
+            assert c["readinessProbe"]
+            assert c["resources"]["requests"]
+        labels = w["spec"]["template"]["metadata"]["labels"]
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+        ):
+            assert key in labels
+
+
+def test_ingestor_is_a_statefulset_whose_pod_name_is_the_client_id() -> None:
+    [sts] = [
+        d for d in by_kind(render(), "StatefulSet") if d["metadata"]["name"] == "conveyor-ingestor"
+    ]
+    env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MQTT_CLIENT_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["MQTT_SHARE_GROUP"]["value"] == "conveyor"
+    assert env["MQTT_BROKER_URL"]["value"] == "mqtt://conveyor-mosquitto:1883"
+    assert env["REDIS_URL"]["value"] == "redis://conveyor-redis:6379/0"
+
+
+def test_external_services_and_secrets_by_reference() -> None:
+    docs = render(
+        "redis.enabled=false",
+        "redis.url=redis://r.example:6379/0",
+        "redis.existingSecret=redis",
+        "mqtt.enabled=false",
+        "mqtt.brokerUrl=mqtts://b.example:8883",
+        "mqtt.existingSecret=mqtt",
+    )
+    names = {d["metadata"]["name"] for d in docs}
+    assert "conveyor-redis" not in names
+    assert "conveyor-mosquitto" not in names
+    [sts] = [
+        d for d in by_kind(docs, "StatefulSet") if d["metadata"]["name"] == "conveyor-ingestor"
+    ]
+    env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis",
+        "key": "redis-password",
+    }
+    assert env["MQTT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "mqtt"
+    assert "hunter2" not in str(docs)
+
+
+def test_cluster_wide_operator_gets_a_cluster_role() -> None:
+    docs = render("operator.clusterWide=true")
+    assert by_kind(docs, "ClusterRole")
+    assert not by_kind(docs, "Role")
+
+
+def test_default_queues_are_the_original_design() -> None:
+    queues = {d["spec"]["queue"]: d["spec"] for d in by_kind(render(), "MessageQueue")}
+    assert {q: (s["priority"], s["concurrency"]) for q, s in queues.items()} == {
+        "alerts": (10, 1),
+        "mqtt_realtime": (5, 3),
+        "mqtt_spc": (3, 2),
+        "mqtt_tech": (1, 1),
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("redis.porrt=1", "additional properties 'porrt' not allowed"),
+        ("mqtt.brokerUrl=http://x", "does not match pattern"),
+        ("redis.enabled=false", "set redis.url"),
+        ("worker.drainTimeoutSeconds=60", "terminationGracePeriodSeconds must exceed"),
+    ],
+)
+def test_bad_values_fail_with_a_message(value: str, message: str) -> None:
+    done = helm("template", "conveyor", str(CHART), "--kube-version", "1.34.4", "--set", value)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_install_yaml_matches_the_chart() -> None:
+    done = helm(
+        "template",
+        "conveyor",
+        str(CHART),
+        "--namespace",
+        "conveyor",
+        "--include-crds",
+        "--kube-version",
+        "1.34.4",
+    )
+    committed = (ROOT / "manifests" / "install.yaml").read_text()
+    body = "\n".join(
+        line
+        for line in committed.splitlines()
+        if not line.startswith("# Rendered") and not line.startswith("# kubectl create")
+    )
+    assert body.strip() == done.stdout.strip(), (
+        "manifests/install.yaml is stale: run hack/render-install.sh"
+    )
+
+
+def test_chart_and_manifests_carry_the_same_crd() -> None:
+    name = "conveyor.io_messagequeues.yaml"
+    assert (CHART / "crds" / name).read_text() == (
+        ROOT / "manifests" / "crd" / "bases" / name
+    ).read_text()
