@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -37,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     parser.add_argument(
-        "--log-format", default="auto", choices=("auto", "json", "text"), help="default: auto"
+        "--log-format",
+        default=os.environ.get("CONVEYOR_LOG_FORMAT", "auto"),
+        choices=("auto", "json", "text"),
+        help="default: $CONVEYOR_LOG_FORMAT or auto (text on a terminal, else JSON)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     queue_commands.register(sub)

@@ -41,6 +41,11 @@ class RedisSettings(BaseSettings):
 
     def effective_url(self) -> str:
         if self.url:
+            # A password kept in a secret (REDIS_PASSWORD) joins a URL that has none.
+            scheme, sep, rest = self.url.partition("://")
+            if self.password and "@" not in rest and scheme != "unix":
+                secret = quote(self.password.get_secret_value(), safe="")
+                return f"{scheme}{sep}:{secret}@{rest}"
             return self.url
         auth = f":{quote(self.password.get_secret_value(), safe='')}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/{self.db}"

@@ -166,3 +166,14 @@ def test_chart_and_manifests_carry_the_same_crd() -> None:
     assert (CHART / "crds" / name).read_text() == (
         ROOT / "manifests" / "crd" / "bases" / name
     ).read_text()
+
+
+def test_every_value_is_documented_and_the_readme_is_current() -> None:
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "chart_readme.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr

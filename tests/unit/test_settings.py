@@ -14,6 +14,12 @@ def test_url_from_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load(RedisSettings).effective_url() == "redis://:p%40ss%2Fword@redis.conveyor.svc:6380/0"
 
 
+def test_password_from_a_secret_joins_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
+    assert load(RedisSettings).effective_url() == "redis://:s3cret@redis:6379/0"
+
+
 def test_url_wins_over_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:1/2")
     monkeypatch.setenv("REDIS_HOST", "ignored")
