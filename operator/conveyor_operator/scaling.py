@@ -1,0 +1,124 @@
+"""The scaling decision: how many worker replicas a queue should have. A pure function of the
+MessageQueue's scaling spec, one observation of the queue in Redis and what the operator
+remembers from earlier polls, so it is tested without a cluster or a clock.
+
+The formula, per poll:
+
+    backlog   = pending + processing                       (work waiting and work in flight)
+    growth    = max(0, arrival_rate - drain_rate)          (jobs/s the backlog grows by)
+    predicted = backlog + growth * lookahead_s             (lookahead = 2 polling intervals)
+    wanted    = ceil(predicted / targetDepthPerReplica), within [minReplicas, maxReplicas]
+
+- 0 <-> 1: from zero, a replica starts only once backlog > activationDepth; a queue goes back
+  to zero (when minReplicas is 0) only after it has been idle (no backlog, nothing arriving)
+  for cooldownSeconds.
+- Up at once: wanted above the current count is applied immediately, so a growing backlog is
+  met before it piles up (the predictive term acts a poll or two early).
+- Down slowly: the target is the highest recommendation of the last
+  stabilizationWindowSeconds (as the HPA does), and at most maxStep replicas go per decision;
+  so a load that oscillates faster than the window never makes replicas flap.
+- Paused, or replicas set by hand (``kubectl scale``, spec.replicas): the operator does not
+  decide; a hand-set count is only held within [minReplicas, maxReplicas].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingSpec:
+    min_replicas: int = 0
+    max_replicas: int = 10
+    target_per_replica: int = 1000
+    activation_depth: int = 0
+    polling_interval_s: float = 5.0
+    stabilization_s: float = 60.0
+    cooldown_s: float = 300.0
+    max_step: int = 4
+    paused: bool = False
+    manual_replicas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One poll of the queue: counts from Redis and rates from the counters' deltas."""
+
+    now: float
+    pending: int
+    processing: int
+    arrival_rate: float = 0.0
+    drain_rate: float = 0.0
+
+    @property
+    def backlog(self) -> int:
+        return self.pending + self.processing
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """What the operator keeps between polls of one queue."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+    last_busy: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    replicas: int
+    reason: str
+    memory: Memory = field(default_factory=Memory)
+
+
+def decide(spec: ScalingSpec, obs: Observation, current: int, memory: Memory) -> Decision:
+    """The replicas the queue should have now, why, and what to remember for the next poll."""
+    busy = obs.backlog > 0 or obs.arrival_rate > 0
+    memory = replace(memory, last_busy=obs.now if busy else memory.last_busy)
+    if spec.manual_replicas is not None:
+        held = _clamp(spec.manual_replicas, spec)
+        return Decision(held, f"replicas set by hand to {spec.manual_replicas}", memory)
+    if spec.paused:
+        return Decision(current, "paused: replicas left as they are", memory)
+
+    lookahead = 2 * spec.polling_interval_s
+    growth = max(0.0, obs.arrival_rate - obs.drain_rate)
+    predicted = obs.backlog + growth * lookahead
+    wanted = math.ceil(predicted / spec.target_per_replica) if predicted > 0 else 0
+    why = (
+        f"backlog {obs.backlog:,}"
+        + (f" growing {growth:,.0f}/s" if growth else "")
+        + f", {spec.target_per_replica:,} per replica"
+    )
+
+    if current == 0 and obs.backlog <= spec.activation_depth:
+        wanted = 0
+        why = f"backlog {obs.backlog:,} <= activationDepth {spec.activation_depth:,}"
+    elif wanted == 0:
+        # Keep one replica until the queue has been idle for the whole cooldown.
+        idle_for = obs.now - memory.last_busy if memory.last_busy is not None else math.inf
+        if busy or idle_for < spec.cooldown_s:
+            wanted = 1
+            why = f"idle for {idle_for:.0f}s of the {spec.cooldown_s:.0f}s cooldown"
+        else:
+            why = f"idle for {idle_for:.0f}s >= cooldown {spec.cooldown_s:.0f}s"
+    wanted = _clamp(wanted, spec)
+
+    window = tuple((t, r) for t, r in memory.recommendations if obs.now - t < spec.stabilization_s)
+    window += ((obs.now, wanted),)
+    memory = replace(memory, recommendations=window)
+    if wanted >= current:
+        return Decision(wanted, why, memory)
+    stable = _clamp(max(r for _, r in window), spec)
+    if stable >= current:
+        return Decision(
+            current,
+            f"{why}; holding {current} for the {spec.stabilization_s:.0f}s stabilization window",
+            memory,
+        )
+    target = max(stable, current - spec.max_step)
+    return Decision(target, why, memory)
+
+
+def _clamp(replicas: int, spec: ScalingSpec) -> int:
+    return max(spec.min_replicas, min(spec.max_replicas, replicas))
