@@ -7,7 +7,9 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("package", ["reliable_queue"])
+@pytest.mark.parametrize(
+    "package", ["reliable_queue", "conveyor_ingestor", "conveyor_worker", "conveyor_operator"]
+)
 def test_all_is_sorted_and_complete(package: str) -> None:
     module = importlib.import_module(package)
     exported = module.__all__
