@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         bench_command,
         dev_command,
         ingest_command,
+        operator_command,
         queue_commands,
         work_command,
     )
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_commands.register(sub)
     ingest_command.register(sub)
     work_command.register(sub)
+    operator_command.register(sub)
     dev_command.register(sub)
     bench_command.register(sub)
     return parser

@@ -20,7 +20,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        # Context passed with extra=...: plain values only (libraries attach whole objects).
+        entry.update(
+            {
+                k: v
+                for k, v in vars(record).items()
+                if k not in _STANDARD and isinstance(v, str | int | float | bool | type(None))
+            }
+        )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -122,3 +122,22 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
             env=env,
             timeout=120,
         )
+
+
+CRD = (
+    Path(__file__).resolve().parents[2]
+    / "manifests"
+    / "crd"
+    / "bases"
+    / "conveyor.io_messagequeues.yaml"
+)
+
+
+@pytest.fixture(scope="session")
+def crd(kube: KubeCluster) -> KubeCluster:
+    """The cluster with the MessageQueue CRD established."""
+    kube.kubectl("apply", "--server-side", "-f", str(CRD))
+    kube.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/messagequeues.conveyor.io"
+    )
+    return kube

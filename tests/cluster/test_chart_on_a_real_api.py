@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster.conftest import KubeCluster
-from tests.cluster.test_messagequeue_crd import crd  # noqa: F401 - the CRD fixture
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.cluster
@@ -17,7 +16,7 @@ CHART = ROOT / "charts" / "conveyor"
 
 
 @pytest.fixture
-def release(kube: KubeCluster, crd: KubeCluster) -> Iterator[tuple[KubeCluster, str]]:  # noqa: F811
+def release(kube: KubeCluster, crd: KubeCluster) -> Iterator[tuple[KubeCluster, str]]:
     ns = f"rel-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", ns)
     kube.helm("install", "conveyor", str(CHART), "-n", ns)

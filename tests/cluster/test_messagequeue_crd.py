@@ -19,15 +19,6 @@ CRD = ROOT / "manifests" / "crd" / "bases" / "conveyor.io_messagequeues.yaml"
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
 
 
-@pytest.fixture(scope="session")
-def crd(kube: KubeCluster) -> KubeCluster:
-    kube.kubectl("apply", "--server-side", "-f", str(CRD))
-    kube.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/messagequeues.conveyor.io"
-    )
-    return kube
-
-
 @pytest.fixture
 def ns(crd: KubeCluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"

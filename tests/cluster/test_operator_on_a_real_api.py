@@ -1,0 +1,155 @@
+"""The operator (``conveyor operator`` as a process) on a real kube-apiserver with a real Redis:
+MessageQueues become worker Deployments; a backlog scales one up within two polls; the spec's
+policy reaches Redis; deleting a MessageQueue removes its Deployment and honours
+deletionPolicy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from reliable_queue import QueueClient
+from tests.cluster.conftest import KubeCluster
+from tests.helpers import ROOT, CliProcess, eventually, start_cli
+
+pytestmark = [pytest.mark.cluster, pytest.mark.integration]
+
+
+@pytest.fixture
+async def operator(
+    kube: KubeCluster,
+    crd: KubeCluster,
+    redis_url: str,
+) -> AsyncIterator[tuple[KubeCluster, str, CliProcess]]:
+    ns = f"op-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", ns)
+    proc = start_cli(
+        "operator",
+        "--namespace",
+        ns,
+        redis_url=redis_url,
+        KUBECONFIG=str(kube.kubeconfig),
+        OPERATOR_WORKER_IMAGE="conveyor:test",
+    )
+    yield kube, ns, proc
+    code = proc.stop()
+    kube.kubectl("delete", "namespace", ns, "--wait=false")
+    assert code == 0, proc.output()[-3000:]
+
+
+def replicas(kube: KubeCluster, ns: str, name: str) -> int | None:
+    done = kube.kubectl(
+        "get", "deploy", name, "-n", ns, "-o", "jsonpath={.spec.replicas}", check=False
+    )
+    return int(done.stdout) if done.returncode == 0 and done.stdout else None
+
+
+async def test_default_queues_become_deployments_and_policy(
+    operator: tuple[KubeCluster, str, CliProcess], client: QueueClient
+) -> None:
+    kube, ns, proc = operator
+    for name in ("alerts", "mqtt-realtime", "mqtt-spc", "mqtt-tech"):
+        kube.kubectl("apply", "-n", ns, "-f", str(ROOT / "manifests" / "samples" / f"{name}.yaml"))
+
+    async def four() -> bool:
+        return all(
+            replicas(kube, ns, f"{n}-worker") is not None
+            for n in ("alerts", "mqtt-realtime", "mqtt-spc", "mqtt-tech")
+        )
+
+    await eventually(
+        four, timeout=60, interval=0.5, what="four worker Deployments\n" + proc.output()[-2000:]
+    )
+    assert replicas(kube, ns, "mqtt-realtime-worker") == 1  # minReplicas
+    deploy = kube.get("deploy/mqtt-realtime-worker", "-n", ns)
+    assert deploy["metadata"]["ownerReferences"][0]["kind"] == "MessageQueue"
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["args"][:3] == [
+        "work",
+        "--queue",
+        "mqtt_realtime",
+    ]
+    assert (await client.get_policy("mqtt_realtime")).concurrency == 3
+
+    kube.kubectl(
+        "patch", "-n", ns, "mq/mqtt-realtime", "--type=merge", "-p", '{"spec": {"concurrency": 6}}'
+    )
+
+    async def live() -> bool:
+        return (await client.get_policy("mqtt_realtime")).concurrency == 6
+
+    await eventually(live, timeout=30, interval=0.5, what="concurrency 6 written to Redis")
+    # Drift: someone edits the Deployment; the operator puts it back.
+    kube.kubectl(
+        "patch",
+        "-n",
+        ns,
+        "deploy/alerts-worker",
+        "--type=merge",
+        "-p",
+        '{"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 1}}}}',
+    )
+
+    async def repaired() -> bool:
+        d = kube.get("deploy/alerts-worker", "-n", ns)
+        return d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] != 1
+
+    await eventually(repaired, timeout=30, interval=0.5, what="drift corrected")
+
+
+async def test_backlog_scales_up_within_two_polls_and_delete_honours_policy(
+    operator: tuple[KubeCluster, str, CliProcess], client: QueueClient
+) -> None:
+    kube, ns, proc = operator
+    mq = """apiVersion: conveyor.io/v1alpha1
+kind: MessageQueue
+metadata: {name: bursty}
+spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 2500,
+       pollingIntervalSeconds: 1, deletionPolicy: Delete}
+"""
+    kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq)
+
+    async def made() -> bool:
+        return replicas(kube, ns, "bursty-worker") == 1
+
+    await eventually(
+        made, timeout=60, interval=0.5, what="the Deployment\n" + proc.output()[-2000:]
+    )
+    await client.enqueue_many("bursty", [{"n": i} for i in range(20_000)])
+    started = time.monotonic()
+
+    async def scaled() -> bool:
+        return replicas(kube, ns, "bursty-worker") == 8
+
+    await eventually(scaled, timeout=30, interval=0.2, what="scaled to 8")
+    took = time.monotonic() - started
+    assert took < 2 * 1 + 2  # two polling intervals, plus the API round trips
+    status = kube.get("mq/bursty", "-n", ns)["status"]
+    assert status["depth"] == 20_000
+    expected = "Scaled bursty from 1 to 8 replicas: backlog 20,000"
+
+    async def said_why() -> bool:
+        events = kube.kubectl("get", "events", "-n", ns, "--field-selector", "reason=Scaled")
+        return expected in events.stdout
+
+    await eventually(
+        said_why,
+        timeout=15,
+        interval=0.5,
+        what="the Scaled event; events:\n"
+        + kube.kubectl("get", "events", "-n", ns, "-o", "wide").stdout
+        + proc.output()[-3000:],
+    )
+
+    kube.kubectl("delete", "-n", ns, "mq/bursty", "--timeout=60s")
+
+    async def gone() -> bool:
+        return replicas(kube, ns, "bursty-worker") is None and not await client.redis.exists(
+            "conveyor:{bursty}:pending"
+        )
+
+    await eventually(gone, timeout=60, interval=0.5, what="Deployment and Redis data deleted")
+    await asyncio.sleep(0)
