@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from reliable_queue import QueueClient
+from reliable_queue import Job, QueueClient
 from tests.cluster.conftest import KubeCluster
 from tests.helpers import ROOT, CliProcess, eventually, start_cli
+from tests.servers import RedisServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -153,3 +154,81 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 250
 
     await eventually(gone, timeout=60, interval=0.5, what="Deployment and Redis data deleted")
     await asyncio.sleep(0)
+
+
+async def test_drain_scales_down_after_cooldown_and_redis_outage_changes_nothing(
+    kube: KubeCluster, crd: KubeCluster, own_redis: RedisServer
+) -> None:
+    ns = f"op-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", ns)
+    proc = start_cli(
+        "operator",
+        "--namespace",
+        ns,
+        redis_url=own_redis.url,
+        KUBECONFIG=str(kube.kubeconfig),
+        OPERATOR_WORKER_IMAGE="conveyor:test",
+    )
+    try:
+        mq = """apiVersion: conveyor.io/v1alpha1
+kind: MessageQueue
+metadata: {name: wave}
+spec: {queue: wave, minReplicas: 0, maxReplicas: 4, targetDepthPerReplica: 100,
+       pollingIntervalSeconds: 1, scaleDown: {stabilizationWindowSeconds: 2, cooldownSeconds: 3}}
+"""
+        kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq)
+        async with QueueClient.from_url(own_redis.url) as client:
+            await client.enqueue_many("wave", [{"n": i} for i in range(350)])
+
+            async def up() -> bool:
+                return replicas(kube, ns, "wave-worker") == 4
+
+            await eventually(
+                up, timeout=30, interval=0.3, what="scaled up\n" + proc.output()[-2000:]
+            )
+
+            async def work(job: Job) -> None:
+                return None
+
+            stop = await client.start_worker("wave", work, concurrency=50)
+            await eventually(lambda: _drained(client), timeout=30, what="backlog drained")
+            await stop()
+            drained_at = time.monotonic()
+
+            async def zero() -> bool:
+                return replicas(kube, ns, "wave-worker") == 0
+
+            await eventually(zero, timeout=30, interval=0.3, what="scaled to zero")
+            assert time.monotonic() - drained_at >= 3 - 1  # not before the cooldown
+
+            await client.enqueue_many("wave", [{"n": i} for i in range(150)])
+            await eventually(
+                lambda: _true(replicas(kube, ns, "wave-worker") == 2),
+                timeout=30,
+                interval=0.3,
+                what="back up for the next wave",
+            )
+        own_redis.stop()
+
+        async def reported() -> bool:
+            conds = {
+                c["type"]: c for c in kube.get("mq/wave", "-n", ns)["status"].get("conditions", [])
+            }
+            return conds.get("RedisUnavailable", {}).get("status") == "True"
+
+        await eventually(reported, timeout=30, interval=0.5, what="RedisUnavailable in status")
+        await asyncio.sleep(3)  # several polls without Redis
+        assert replicas(kube, ns, "wave-worker") == 2  # kept, not flapped to zero
+    finally:
+        code = proc.stop()
+        kube.kubectl("delete", "namespace", ns, "--wait=false")
+    assert code == 0, proc.output()[-3000:]
+
+
+async def _drained(client: QueueClient) -> bool:
+    s = await client.queue_stats("wave")
+    return s.pending == 0 and s.processing == 0
+
+
+async def _true(value: bool) -> bool:
+    return value
