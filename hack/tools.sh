@@ -28,13 +28,17 @@ need_go() {
 }
 
 # build NAME VERSION PACKAGE@VERSION [LDFLAGS]
+# cached NAME VERSION: true (and NAME linked to it) when NAME-VERSION is already built.
+cached() {
+  local target="$BIN/$1-$2"
+  [[ -x $target ]] || return 1
+  ln -sf "$target" "$BIN/$1"
+}
+
 build() {
   local name=$1 version=$2 pkg=$3 ldflags=${4:-}
   local target="$BIN/$name-$version"
-  if [[ -x $target ]]; then
-    ln -sf "$target" "$BIN/$name"
-    return
-  fi
+  cached "$name" "$version" && return
   need_go
   mkdir -p "$BIN"
   say "building $name $version from the Go module proxy (first time only; a minute or two)"
@@ -60,10 +64,7 @@ build() {
 wrapped() {
   local name=$1 module=$2 version=$3 sibling=$4 pkg=$5 ldflags=$6
   local target="$BIN/$name-$version"
-  if [[ -x $target ]]; then
-    ln -sf "$target" "$BIN/$name"
-    return
-  fi
+  cached "$name" "$version" && return
   need_go
   mkdir -p "$BIN"
   local wrapper="$CACHE/src/$(basename "$module")-$version"
