@@ -103,7 +103,17 @@ async def add_dead(scripts: Scripts, queue: str, letters: Sequence[NewDeadLetter
                 )
             added += int(
                 await scripts.run(
-                    "dead_add", (keys.jobs, keys.dead, keys.dead_info, keys.counters), args
+                    "dead_add",
+                    (
+                        keys.jobs,
+                        keys.dead,
+                        keys.dead_info,
+                        keys.counters,
+                        keys.fails,
+                        keys.lost,
+                        keys.errors,
+                    ),
+                    args,
                 )
             )
     return added
