@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from conveyor.settings import InfluxSettings, RedisSettings, SettingsError, load
+from conveyor.probes import ProbeServer
+from conveyor.settings import InfluxSettings, ProbeSettings, RedisSettings, SettingsError, load
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,11 @@ async def cmd_operator(args: argparse.Namespace) -> int:
         ),
     )
     stop = asyncio.Event()
+    probes_at = load(ProbeSettings)
+    probes = ProbeServer(
+        registry=config.metrics.registry, ready=lambda: {"operator": not stop.is_set()}
+    )
+    await probes.start_or_warn(probes_at.host, probes_at.port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -120,4 +126,5 @@ async def cmd_operator(args: argparse.Namespace) -> int:
         peering_name="conveyor-operator" if settings.peering else None,
         stop_flag=stop,
     )
+    await probes.stop()
     return 0

@@ -27,6 +27,7 @@ import kopf
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from conveyor_operator.metrics import OperatorMetrics
 from conveyor_operator.rendering import (
     WorkerDefaults,
     deployment_name,
@@ -50,6 +51,7 @@ class OperatorConfig:
     prefix: str = "conveyor.io"
     backlogged_after_s: float = 300.0
     clusterwide: bool = False
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
 
 
 @dataclass
@@ -124,17 +126,26 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         current = await _current_replicas(memo["apps"], body)
         if current is None:
             return  # the create handler has not made the Deployment yet
+        metrics, queue = config.metrics, spec["queue"]
         started = time.perf_counter()
         try:
-            stats = await memo["queues"].queue_stats(spec["queue"])
+            stats = await memo["queues"].queue_stats(queue)
         except (QueueUnavailable, ReliableQueueError) as exc:
+            metrics.errors.labels("redis").inc()
             patch.status["conditions"] = _conditions(
                 body, ready=True, redis_ok=False, note=str(exc)
             )
             return  # keep the replicas: no flapping to zero while Redis is away
+        metrics.poll_seconds.observe(time.perf_counter() - started)
         obs = _observe(stats, state, now)
         decision = decide(_scaling_spec(spec), obs, current, state.memory)
         state.memory = decision.memory
+        moved = decision.replicas - current
+        metrics.decisions.labels(
+            queue, "up" if moved > 0 else "down" if moved < 0 else "hold"
+        ).inc()
+        metrics.desired.labels(queue).set(decision.replicas)
+        metrics.current.labels(queue).set(current)
         patch.status.update(
             {
                 "depth": stats.pending,
@@ -166,7 +177,6 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             backlogged=backlogged,
             note=decision.reason,
         )
-        log.debug("poll of %s took %.3fs", spec["queue"], time.perf_counter() - started)
 
     @kopf.on.delete(*resource, registry=registry)
     async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 from reliable_queue import Job, QueueClient
 from tests.cluster.conftest import KubeCluster
 from tests.helpers import ROOT, CliProcess, eventually, start_cli
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -28,6 +28,7 @@ async def operator(
 ) -> AsyncIterator[tuple[KubeCluster, str, CliProcess]]:
     ns = f"op-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", ns)
+    port = free_port()
     proc = start_cli(
         "operator",
         "--namespace",
@@ -35,7 +36,9 @@ async def operator(
         redis_url=redis_url,
         KUBECONFIG=str(kube.kubeconfig),
         OPERATOR_WORKER_IMAGE="conveyor:test",
+        PROBE_PORT=str(port),
     )
+    proc.probe_port = port  # type: ignore[attr-defined]
     yield kube, ns, proc
     code = proc.stop()
     kube.kubectl("delete", "namespace", ns, "--wait=false")
@@ -131,6 +134,11 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 250
     status = kube.get("mq/bursty", "-n", ns)["status"]
     assert status["depth"] == 20_000
     expected = "Scaled bursty from 1 to 8 replicas: backlog 20,000"
+
+    metrics = _http(proc.probe_port, "/metrics")  # type: ignore[attr-defined]
+    assert 'conveyor_operator_decisions_total{direction="up",queue="bursty"} 1.0' in metrics
+    assert 'conveyor_operator_desired_replicas{queue="bursty"} 8.0' in metrics
+    assert '"operator": true' in _http(proc.probe_port, "/readyz")  # type: ignore[attr-defined]
 
     async def said_why() -> bool:
         events = kube.kubectl("get", "events", "-n", ns, "--field-selector", "reason=Scaled")
@@ -232,3 +240,10 @@ async def _drained(client: QueueClient) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def _http(port: int, path: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return resp.read().decode()
