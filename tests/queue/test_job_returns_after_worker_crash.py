@@ -19,21 +19,23 @@ def _processed(redis_url: str) -> list[str]:
         return [x.decode() for x in r.lrange("test:processed", 0, -1)]
 
 
+CRASH_WORKER = (
+    "work",
+    "--queue",
+    "crash",
+    "--concurrency",
+    "8",
+    "--handler",
+    "tests.queue.handlers:slow_record",
+)
+
+
 async def test_killed_worker_jobs_return_and_are_processed(
     client: QueueClient, redis_url: str
 ) -> None:
     await client.set_policy("crash", lease_s=2)
     ids = await client.enqueue_many("crash", [{"seconds": 0.5} for _ in range(40)])
-    victim = start_cli(
-        "work",
-        "--queue",
-        "crash",
-        "--concurrency",
-        "8",
-        "--handler",
-        "tests.queue.handlers:slow_record",
-        redis_url=redis_url,
-    )
+    victim = start_cli(*CRASH_WORKER, redis_url=redis_url)
 
     async def busy() -> bool:
         return (await client.queue_stats("crash")).processing >= 8
@@ -43,16 +45,7 @@ async def test_killed_worker_jobs_return_and_are_processed(
     killed_at = time.monotonic()
     assert (await client.queue_stats("crash")).processing >= 8  # still leased to the dead worker
 
-    survivor = start_cli(
-        "work",
-        "--queue",
-        "crash",
-        "--concurrency",
-        "8",
-        "--handler",
-        "tests.queue.handlers:slow_record",
-        redis_url=redis_url,
-    )
+    survivor = start_cli(*CRASH_WORKER, redis_url=redis_url)
     try:
 
         async def all_processed() -> bool:

@@ -48,10 +48,17 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], t
     return f"{_escape_measurement(measurement)}{tag_part} {field_part} {ts_ms}"
 
 
+def point_time(message: Mapping[str, Any], part: Mapping[str, Any] | None = None) -> int:
+    """Milliseconds: the sample's (or message's) own time, else when the ingestor received it.
+    The same message always gives the same time, which makes retried writes overwrite."""
+    own = (part if part is not None else message).get("ts")
+    return int(own) if own is not None else int(message["received_at"])
+
+
 def realtime_lines(message: Mapping[str, Any]) -> list[str]:
     out = []
     for sample in message["samples"]:
-        ts = sample["ts"] if sample["ts"] is not None else message["received_at"]
+        ts = point_time(message, sample)
         for signal, value in sample["values"].items():
             if isinstance(value, bool):
                 fields: dict[str, Any] = {"flag": value}

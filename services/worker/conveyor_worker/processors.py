@@ -22,7 +22,7 @@ from redis import exceptions as redis_errors
 from conveyor_worker.errors import SinkUnavailable, WebhookFailed
 from conveyor_worker.influx import InfluxSink
 from conveyor_worker.metrics import WorkerMetrics
-from conveyor_worker.points import realtime_lines, spc_line, tech_line
+from conveyor_worker.points import point_time, realtime_lines, spc_line, tech_line
 from conveyor_worker.spc import RULES, Limits, check_rules, individual_limits, subgroup_limits
 from reliable_queue import Job, NewJob, PermanentError, QueueClient
 from reliable_queue.keys import (
@@ -143,7 +143,7 @@ async def process_realtime(ctx: Context, jobs: Sequence[Job]) -> Failures:
             latest: dict[str, str] = {}
             ts = msg["received_at"]
             for sample in msg["samples"]:
-                ts = sample["ts"] if sample["ts"] is not None else msg["received_at"]
+                ts = point_time(msg, sample)
                 latest.update({k: json.dumps(v) for k, v in sample["values"].items()})
             latest["_ts"] = str(ts)
             key = latest_values(msg["machine"])
@@ -174,7 +174,7 @@ async def process_spc(ctx: Context, jobs: Sequence[Job]) -> Failures:
             failed[job.id] = PermanentError(f"not an SPC message ({exc!r})")
             continue
         for index, sample in enumerate(samples):
-            ts = sample["ts"] if sample["ts"] is not None else msg["received_at"]
+            ts = point_time(msg, sample)
             point_id = f"{job.id}:{index}"
             history = await _spc_history(
                 ctx, machine, sample["characteristic"], point_id, sample["values"]
@@ -290,7 +290,7 @@ async def process_tech(ctx: Context, jobs: Sequence[Job]) -> Failures:
         current: dict[str, Any] = json.loads(raw) if raw else {"version": 0, "config": None}
         if current["config"] == config:
             continue  # unchanged (or this job's retry after its change was stored)
-        ts = msg["ts"] if msg.get("ts") is not None else msg["received_at"]
+        ts = point_time(msg)
         version = int(current["version"]) + 1
         lines.append(tech_line(machine=machine, ts_ms=ts, config=config, version=version))
         changed = sorted(
