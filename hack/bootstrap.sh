@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything Conveyor's commands and tests need, idempotently:
-#   - Debian packages: redis-server (+ redis-tools for redis-benchmark), mosquitto
+#   - Debian packages: redis-server (+ redis-tools for redis-benchmark), mosquitto, chromium
 #   - a Python virtualenv under the user's cache directory with the project and its dev deps
 # A warm run takes a couple of seconds. Source it (it exports CONVEYOR_VENV and PATH) or run it.
 set -euo pipefail
@@ -19,6 +19,8 @@ need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || need_pkgs+=(redis-tools)
 command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || need_pkgs+=(mosquitto)
+# The dashboard's browser test drives Debian's Chromium (Playwright never downloads one).
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if ((${#need_pkgs[@]})); then
   command -v apt-get >/dev/null 2>&1 || die "missing ${need_pkgs[*]} and no apt-get: install them with your package manager"
   SUDO=()

@@ -7,6 +7,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=hack/bootstrap.sh
 source "$ROOT/hack/bootstrap.sh"
 bash "$ROOT/hack/tools.sh"
+# A Docker engine for the image tests (the image itself is built by their fixture).
+bash "$ROOT/hack/images.sh" docker
 cd "$ROOT"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -16,7 +18,7 @@ ruff check .
 ruff format --check .
 
 step "mypy --strict"
-mypy -p reliable_queue -p conveyor_ingestor -p conveyor_worker -p conveyor_operator -p conveyor
+mypy -p reliable_queue -p conveyor_ingestor -p conveyor_worker -p conveyor_gateway -p conveyor_operator -p conveyor
 
 step "import boundaries"
 lint-imports

@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from conveyor import (
         bench_command,
         dev_command,
+        gateway_command,
         ingest_command,
         operator_command,
         queue_commands,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_command.register(sub)
     work_command.register(sub)
     operator_command.register(sub)
+    gateway_command.register(sub)
     dev_command.register(sub)
     bench_command.register(sub)
     return parser

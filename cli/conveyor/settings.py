@@ -179,3 +179,26 @@ class WorkerSettings(BaseSettings):
 
     def webhooks(self) -> tuple[str, ...]:
         return tuple(filter(None, (u.strip() for u in self.alert_webhooks.split(","))))
+
+
+class GatewaySettings(BaseSettings):
+    """The gateway's options, all ``GATEWAY_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    host: str = "0.0.0.0"  # noqa: S104 - in a pod the Service comes from outside
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token for replaying and deleting dead letters"
+    )
+    stream_auth: bool = Field(default=False, description="require the token on /ws as well")
+    client_buffer: int = Field(
+        default=1000, ge=10, le=1_000_000, description="messages a WebSocket client may lag"
+    )
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. openssl rand -hex 16)")
+        return value

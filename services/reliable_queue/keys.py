@@ -22,7 +22,9 @@ QUEUE_REGISTRY = f"{PREFIX}:queues"
 DEAD_LETTER_PREFIX = "dead:"
 """Users name a queue's dead letters ``dead:<queue>``; this is that spelling."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+"""What a queue name may be (also in the gateway's OpenAPI document)."""
+_NAME = re.compile(QUEUE_NAME_PATTERN)
 
 
 def validate_queue_name(name: str) -> str:

@@ -139,6 +139,7 @@ class Subscriber:
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -212,6 +213,20 @@ class Subscriber:
             "resumed" if session else "new",
         )
         client.subscribe([(f, 1) for f in self.filters])
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any
+    ) -> None:
+        for topic_filter, code in zip(self.filters, codes, strict=False):
+            if code.is_failure:
+                log.error(
+                    "the broker refused the subscription to %s (%s): check its ACL for client %s",
+                    topic_filter,
+                    code,
+                    self.config.client_id,
+                )
+            else:
+                log.info("subscribed to %s (QoS %d)", topic_filter, code.value)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Container images made on this machine, with no registry to pull from:
+#
+#   hack/images.sh docker     make sure a Docker engine answers: installs Debian's docker.io
+#                             when dockerd is missing and starts dockerd when none runs
+#   hack/images.sh base       Debian bookworm (debootstrap --variant=minbase) imported as
+#                             conveyor.local/debian:bookworm; the rootfs tarball is cached
+#   hack/images.sh python     conveyor.local/python:3.11-bookworm: the base + Debian's python3,
+#                             standing in for the public python:3.11-slim image
+#   hack/images.sh conveyor   the Conveyor image (Dockerfile) FROM that python base, tagged
+#                             conveyor:dev (override with CONVEYOR_IMAGE)
+#   hack/images.sh            all of the above, in order
+#
+# Everything is idempotent: an image that exists is kept (the Conveyor image is rebuilt, and
+# Docker's layer cache makes that quick when only the code changed). Output: a line per step.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
+IMAGES="$CACHE/images"
+BASE_IMAGE=conveyor.local/debian:bookworm
+PYTHON_IMAGE=conveyor.local/python:3.11-bookworm
+CONVEYOR_IMAGE=${CONVEYOR_IMAGE:-conveyor:dev}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+say() { printf '[images] %s\n' "$*" >&2; }
+die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  else
+    command -v sudo >/dev/null 2>&1 || die "'$*' needs root: run as root or install sudo"
+    sudo "$@"
+  fi
+}
+
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "missing $*; install it with your package manager"
+  say "installing Debian packages: $*"
+  if ! DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+  fi
+}
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+ensure_docker() {
+  if docker version >/dev/null 2>&1; then
+    return
+  fi
+  if ! command -v dockerd >/dev/null 2>&1; then
+    # Keep the package's own service from starting: we start dockerd ourselves below.
+    local policy=/usr/sbin/policy-rc.d made=0
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+      as_root chmod +x "$policy"
+      made=1
+    fi
+    apt_install docker.io
+    ((made)) && as_root rm -f "$policy"
+  fi
+  command -v docker >/dev/null 2>&1 || die "docker.io is installed but no docker client is on PATH"
+  mkdir -p "$CACHE"
+  say "starting dockerd (log: $CACHE/dockerd.log)"
+  as_root setsid nohup dockerd >"$CACHE/dockerd.log" 2>&1 </dev/null &
+  for _ in $(seq 1 60); do
+    docker version >/dev/null 2>&1 && return
+    sleep 0.5
+  done
+  tail -20 "$CACHE/dockerd.log" >&2
+  die "dockerd did not answer within 30 s (log above: $CACHE/dockerd.log)"
+}
+
+ensure_base() {
+  image_exists "$BASE_IMAGE" && return
+  local tarball="$IMAGES/debian-bookworm-minbase.tar"
+  if [[ ! -s $tarball ]]; then
+    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+    mkdir -p "$IMAGES"
+    local rootfs
+    rootfs=$(mktemp -d "$IMAGES/rootfs.XXXXXX")
+    say "debootstrap --variant=minbase bookworm from $DEBIAN_MIRROR (first time only; about a minute)"
+    if ! as_root debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" \
+      >"$IMAGES/debootstrap.log" 2>&1; then
+      tail -20 "$IMAGES/debootstrap.log" >&2
+      as_root rm -rf "$rootfs"
+      die "debootstrap failed (log: $IMAGES/debootstrap.log); is $DEBIAN_MIRROR reachable?"
+    fi
+    # Package lists and caches are not part of an image.
+    as_root rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+    as_root tar -C "$rootfs" -cf "$tarball.part" .
+    as_root rm -rf "$rootfs"
+    mv "$tarball.part" "$tarball"
+  fi
+  say "importing $BASE_IMAGE"
+  docker import --change 'CMD ["/bin/bash"]' "$tarball" "$BASE_IMAGE" >/dev/null
+}
+
+ensure_python() {
+  image_exists "$PYTHON_IMAGE" && return
+  say "building $PYTHON_IMAGE"
+  local context log="$IMAGES/build-python.log"
+  context=$(mktemp -d)
+  cp "$ROOT/hack/images/python.Dockerfile" "$context/Dockerfile"
+  mkdir "$context/extra-ca"
+  cp /usr/local/share/ca-certificates/*.crt "$context/extra-ca/" 2>/dev/null || true
+  if ! docker build -t "$PYTHON_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" "$context" \
+    >"$log" 2>&1; then
+    tail -20 "$log" >&2
+    rm -rf "$context"
+    die "building $PYTHON_IMAGE failed (log: $log)"
+  fi
+  rm -rf "$context"
+}
+
+build_conveyor() {
+  say "building $CONVEYOR_IMAGE FROM $PYTHON_IMAGE"
+  local log="$IMAGES/build-conveyor.log"
+  mkdir -p "$IMAGES"
+  if ! docker build -t "$CONVEYOR_IMAGE" --build-arg "BASE_IMAGE=$PYTHON_IMAGE" "$ROOT" \
+    >"$log" 2>&1; then
+    tail -30 "$log" >&2
+    die "docker build failed (log: $log)"
+  fi
+}
+
+steps=("$@")
+((${#steps[@]})) || steps=(docker base python conveyor)
+for step in "${steps[@]}"; do
+  case $step in
+    docker) ensure_docker ;;
+    base) ensure_docker && ensure_base ;;
+    python) ensure_docker && ensure_base && ensure_python ;;
+    conveyor) ensure_docker && ensure_base && ensure_python && build_conveyor ;;
+    *) die "unknown step '$step' (known: docker base python conveyor)" ;;
+  esac
+done

@@ -1,0 +1,156 @@
+"""The live stream: one Redis pub/sub subscription fanned out to every WebSocket client.
+
+The workers publish each processed realtime value, tech change and alert on
+``conveyor:live:<machine>``. The hub reads them once and hands each message, encoded once, to
+every client whose subscription matches. Each client has a bounded buffer; a client that lets
+it fill up is marked as lagging and dropped by its connection, so one slow screen never slows
+the hub or the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from conveyor_gateway.metrics import GatewayMetrics
+from reliable_queue.keys import LIVE_CHANNEL_PATTERN
+
+log = logging.getLogger(__name__)
+
+KINDS = frozenset({"realtime", "tech", "alert"})
+CHANNEL_PREFIX = LIVE_CHANNEL_PATTERN.removesuffix("*")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Which messages a client wants: machines (None: all) and kinds (None: all)."""
+
+    machines: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+
+    @classmethod
+    def parse(cls, machines: Iterable[str] | None, kinds: Iterable[str] | None) -> Subscription:
+        """From lists as clients send them; ``*`` or nothing means all. Raises ValueError."""
+        m = _names(machines)
+        k = _names(kinds)
+        if k is not None and not k <= KINDS:
+            unknown = ", ".join(sorted(k - KINDS))
+            raise ValueError(f"unknown kind(s) {unknown}: use realtime, tech or alert")
+        return cls(machines=m, kinds=k)
+
+    def wants(self, machine: str, kind: str) -> bool:
+        return (self.machines is None or machine in self.machines) and (
+            self.kinds is None or kind in self.kinds
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "machines": sorted(self.machines) if self.machines is not None else ["*"],
+            "kinds": sorted(self.kinds) if self.kinds is not None else ["*"],
+        }
+
+
+def _names(values: Iterable[str] | None) -> frozenset[str] | None:
+    if values is None:
+        return None
+    names = frozenset(v.strip() for v in values if v.strip())
+    return None if not names or "*" in names else names
+
+
+@dataclass(eq=False, slots=True)
+class LiveClient:
+    """One WebSocket client's buffer. ``lagging`` is set when the buffer overflowed."""
+
+    subscription: Subscription
+    buffer: asyncio.Queue[str]
+    lagging: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: int = 0
+
+    def offer(self, text: str) -> None:
+        try:
+            self.buffer.put_nowait(text)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            self.lagging.set()
+
+
+class LiveHub:
+    """Reads ``conveyor:live:*`` and fans out; reconnects with backoff when Redis goes away."""
+
+    def __init__(self, redis: Any, *, buffer: int, metrics: GatewayMetrics) -> None:
+        self._redis = redis
+        self._buffer = buffer
+        self._metrics = metrics
+        self._clients: set[LiveClient] = set()
+        self.subscribed = False
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    def connect(self, subscription: Subscription) -> LiveClient:
+        client = LiveClient(subscription, asyncio.Queue(maxsize=self._buffer))
+        self._clients.add(client)
+        self._metrics.ws_clients.set(len(self._clients))
+        return client
+
+    def disconnect(self, client: LiveClient) -> None:
+        self._clients.discard(client)
+        self._metrics.ws_clients.set(len(self._clients))
+
+    def dispatch(self, channel: str, data: bytes | str) -> int:
+        """Hand one published message to every matching client; returns how many got it."""
+        text = data.decode() if isinstance(data, bytes) else data
+        machine = channel.removeprefix(CHANNEL_PREFIX)
+        try:
+            event = json.loads(text)
+            kind = str(event.get("kind", "alert")) if isinstance(event, dict) else ""
+        except ValueError:
+            log.warning("ignoring a live message on %s that is not JSON", channel)
+            return 0
+        delivered = 0
+        for client in self._clients:
+            if client.subscription.wants(machine, kind):
+                client.offer(text)
+                delivered += 1
+        self._metrics.live_messages.inc()
+        self._metrics.fanned_out.inc(delivered)
+        return delivered
+
+    async def run(self) -> None:
+        """Until cancelled: subscribe, dispatch, and on a Redis error wait and resubscribe."""
+        delay = 0.5
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(LIVE_CHANNEL_PATTERN)
+                self.subscribed = True
+                delay = 0.5
+                log.info("live stream subscribed to %s", LIVE_CHANNEL_PATTERN)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        channel = message["channel"]
+                        if isinstance(channel, bytes):
+                            channel = channel.decode()
+                        self.dispatch(channel, message["data"])
+                        # Messages already buffered are parsed without yielding; let the
+                        # clients' senders drain between two, so a burst is not an overflow.
+                        await asyncio.sleep(0)
+            except (RedisError, OSError) as exc:
+                self.subscribed = False
+                self._metrics.redis_errors.inc()
+                log.warning("live stream lost Redis (%s); resubscribing in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                self.subscribed = False
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()

@@ -1,0 +1,246 @@
+// Conveyor dashboard: queues (polled from /stats), machines and alerts (live over /ws),
+// dead letters with replay. Plain DOM, no build step; data is only ever set as text.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const fmt = new Intl.NumberFormat();
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+};
+const token = () => $("#token").value.trim();
+const authHeaders = () => (token() ? { Authorization: `Bearer ${token()}` } : {});
+
+async function getJSON(path, options = {}) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+// --- queues ---------------------------------------------------------------------------------
+let history = {};
+
+function sparkline(samples) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", "0 0 100 40");
+  svg.setAttribute("preserveAspectRatio", "none");
+  if (samples.length < 2) return svg;
+  const depth = samples.map((s) => s.pending + s.processing + s.delayed);
+  const max = Math.max(1, ...depth);
+  const pts = depth.map((d, i) => [(i / (depth.length - 1)) * 100, 38 - (d / max) * 36]);
+  const line = pts.map(([x, y], i) => `${i ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`).join("");
+  for (const [cls, d] of [["area", `${line}L100,40L0,40Z`], ["line", line]]) {
+    const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+    path.setAttribute("class", cls);
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+  title.textContent = `depth over the last minutes, peak ${fmt.format(max)}`;
+  svg.append(title);
+  return svg;
+}
+
+function figure(label, value, bad = false) {
+  return el("div", { class: bad ? "figure bad" : "figure" }, el("b", {}, value), el("i", {}, label));
+}
+
+function renderQueues(stats) {
+  const cards = Object.entries(stats.queues).map(([name, q]) => {
+    const card = el(
+      "div",
+      { class: "card", "data-queue": name },
+      el("h3", {}, name, el("span", {}, `${q.workers} worker${q.workers === 1 ? "" : "s"}`)),
+      el(
+        "div",
+        { class: "figures" },
+        figure("pending", fmt.format(q.pending)),
+        figure("processing", fmt.format(q.processing)),
+        figure("dead", fmt.format(q.failed), q.failed > 0),
+        figure("jobs/s", q.rate_per_s.toFixed(q.rate_per_s < 10 ? 1 : 0)),
+      ),
+      sparkline(history[name] || []),
+    );
+    if (q.failed > 0) card.classList.add("dead");
+    else if (q.oldest_pending_age_s > 30) card.classList.add("backlog");
+    card.title = `oldest pending ${q.oldest_pending_age_s.toFixed(1)} s · delayed ${q.delayed} · completed ${fmt.format(q.completed)}`;
+    return card;
+  });
+  $("#queues").replaceChildren(...(cards.length ? cards : [el("p", { class: "empty" }, "no queues yet")]));
+  const w = $("#workers");
+  w.textContent = `workers ${stats.workers}`;
+  w.className = `pill ${stats.workers === "running" ? "ok" : "bad"}`;
+  const select = $("#dead-queue");
+  const names = Object.keys(stats.queues);
+  if (select.options.length !== names.length) {
+    const current = select.value;
+    select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+    if (names.includes(current)) select.value = current;
+    loadDead();
+  }
+}
+
+async function pollStats() {
+  try {
+    renderQueues(await getJSON("/stats"));
+  } catch (err) {
+    $("#workers").textContent = `stats: ${err.message}`;
+    $("#workers").className = "pill bad";
+  }
+}
+
+async function pollHistory() {
+  try {
+    history = (await getJSON("/stats/history?minutes=5")).queues;
+  } catch (err) {
+    /* the next poll retries; the cards keep their last sparkline */
+  }
+}
+
+// --- machines and alerts ----------------------------------------------------------------------
+const machines = new Map();
+
+function showValue(v) {
+  if (typeof v === "number") return Number.isInteger(v) ? fmt.format(v) : v.toFixed(2);
+  return String(v);
+}
+
+function renderMachine(id) {
+  const m = machines.get(id);
+  const rows = Object.entries(m.values).slice(0, 8).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, showValue(v))]);
+  if (m.config) rows.push(el("dt", {}, "config"), el("dd", {}, `v${m.config.version}`));
+  const card = el("div", { class: "machine fresh", "data-machine": id }, el("h4", {}, id), el("dl", {}, ...rows));
+  const old = document.querySelector(`[data-machine="${CSS.escape(id)}"]`);
+  if (old) old.replaceWith(card);
+  else {
+    const all = [...$("#machines").children, card].sort((a, b) => a.dataset.machine.localeCompare(b.dataset.machine));
+    $("#machines").replaceChildren(...all);
+  }
+  setTimeout(() => card.classList.remove("fresh"), 800);
+  $("#machine-count").textContent = `(${machines.size})`;
+}
+
+function addAlert(a, prepend = true) {
+  const when = new Date(a.ts || a.received_at || Date.now()).toLocaleTimeString();
+  const item = el(
+    "li",
+    { class: String(a.severity || "").toLowerCase() },
+    el("strong", {}, `${a.machine} · ${a.type}`),
+    " ",
+    a.message || "",
+    el("small", {}, `${when}${a.severity ? " · " + a.severity : ""}`),
+  );
+  const list = $("#alerts");
+  if (prepend) list.prepend(item); else list.append(item);
+  while (list.children.length > 100) list.lastChild.remove();
+}
+
+function onEvent(event) {
+  if (event.kind === "realtime") {
+    const m = machines.get(event.machine) || { values: {}, config: null };
+    Object.assign(m.values, event.values);
+    machines.set(event.machine, m);
+    renderMachine(event.machine);
+  } else if (event.kind === "tech") {
+    const m = machines.get(event.machine) || { values: {}, config: null };
+    m.config = { version: event.version, config: event.config };
+    machines.set(event.machine, m);
+    renderMachine(event.machine);
+  } else if (event.kind === "alert") {
+    addAlert(event);
+  }
+}
+
+let retry = 500;
+function connect() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const query = token() ? `?token=${encodeURIComponent(token())}` : "";
+  const ws = new WebSocket(`${proto}://${location.host}/ws${query}`);
+  const status = $("#live-status");
+  ws.onopen = () => { retry = 500; status.textContent = "live"; status.className = "pill ok"; };
+  ws.onmessage = (msg) => {
+    const event = JSON.parse(msg.data);
+    if (event.kind === "error") status.textContent = `stream: ${event.error}`;
+    onEvent(event);
+  };
+  ws.onclose = () => {
+    status.textContent = "stream reconnecting";
+    status.className = "pill bad";
+    setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 10000);
+  };
+}
+
+async function loadInitial() {
+  try {
+    const { machines: ids } = await getJSON("/machines");
+    await Promise.all(ids.slice(0, 60).map(async (id) => {
+      const m = await getJSON(`/machines/${encodeURIComponent(id)}`).catch(() => null);
+      if (m && !machines.has(id)) { machines.set(id, { values: m.values, config: m.config }); renderMachine(id); }
+    }));
+    const { alerts } = await getJSON("/alerts?limit=30");
+    alerts.forEach((a) => addAlert(a, false));
+  } catch (err) {
+    $("#dead-note").textContent = `could not load machines: ${err.message}`;
+  }
+}
+
+// --- dead letters -----------------------------------------------------------------------------
+async function loadDead() {
+  const queue = $("#dead-queue").value;
+  const body = $("#dead tbody");
+  if (!queue) { body.replaceChildren(); return; }
+  try {
+    const page = await getJSON(`/queues/${encodeURIComponent(queue)}/dead?limit=50`);
+    const rows = page.dead_letters.map((d) => el(
+      "tr", {},
+      el("td", {}, d.id),
+      el("td", { class: "data", title: JSON.stringify(d.data) }, JSON.stringify(d.data).slice(0, 120)),
+      el("td", {}, d.reason),
+      el("td", { class: "error", title: d.error }, d.error),
+      el("td", {}, d.attempts),
+      el("td", {}, new Date(d.failed_at * 1000).toLocaleString()),
+      el("td", {}, Object.assign(el("button", { type: "button" }, "Replay"), { onclick: () => replay(queue, [d.id]) })),
+    ));
+    body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "7", class: "empty" }, `no dead letters in dead:${queue}`))]));
+    $("#replay-all").disabled = page.total === 0;
+  } catch (err) {
+    $("#dead-note").textContent = err.message;
+  }
+}
+
+async function replay(queue, ids) {
+  localStorage.setItem("conveyor-token", token());
+  try {
+    const result = await getJSON(`/queues/${encodeURIComponent(queue)}/dead/replay`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...authHeaders() },
+      body: ids ? JSON.stringify({ ids }) : "",
+    });
+    $("#dead-note").textContent = `replayed ${result.replayed} of dead:${queue}`;
+  } catch (err) {
+    $("#dead-note").textContent = `replay failed: ${err.message}`;
+  }
+  loadDead();
+  pollStats();
+}
+
+// --- start ------------------------------------------------------------------------------------
+$("#token").value = localStorage.getItem("conveyor-token") || "";
+$("#dead-queue").onchange = loadDead;
+$("#replay-all").onclick = () => replay($("#dead-queue").value, null);
+const tick = () => { $("#clock").textContent = new Date().toLocaleTimeString(); };
+tick();
+setInterval(tick, 1000);
+pollHistory().then(pollStats);
+setInterval(pollStats, 2000);
+setInterval(pollHistory, 5000);
+setInterval(loadDead, 10000);
+loadInitial();
+connect();

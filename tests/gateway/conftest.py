@@ -1,0 +1,96 @@
+"""The gateway app against real Redis: Starlette's test client for REST and WebSocket, and
+``conveyor gateway`` as a process for what needs real sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import httpx
+import pytest
+from conveyor_gateway import GatewayConfig, create_app
+from starlette.testclient import TestClient
+
+from reliable_queue import QueueClient
+from tests.helpers import CliProcess, start_cli
+from tests.servers import free_port
+
+TOKEN = "test-token-0123456789"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass
+class Gateway:
+    """The app under Starlette's test client, and the QueueClient it serves from. ``run``
+    calls a coroutine function on the app's event loop (Redis connections belong to it)."""
+
+    http: TestClient
+    client: QueueClient
+
+    def run(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        async def call() -> T:
+            return await fn(*args, **kwargs)
+
+        return self.http.portal.call(call)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def make_gateway(redis_url: str) -> Iterator[Callable[..., Gateway]]:
+    opened: list[Gateway] = []
+
+    def make(*, url: str | None = None, **config: Any) -> Gateway:
+        client = QueueClient.from_url(url or redis_url)
+        settings = {"api_token": TOKEN, "sample_interval_s": 0.1, **config}
+        http = TestClient(create_app(client, GatewayConfig(**settings)))
+        http.__enter__()  # runs the lifespan: live stream and stats sampling
+        gateway = Gateway(http, client)
+        opened.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in opened:
+        gateway.run(gateway.client.close)
+        gateway.http.__exit__(None, None, None)
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., Gateway]) -> Gateway:
+    return make_gateway()
+
+
+@dataclass
+class GatewayProcess:
+    process: CliProcess
+    url: str
+
+
+@pytest.fixture
+def gateway_process(redis_url: str) -> Iterator[Callable[..., GatewayProcess]]:
+    """``conveyor gateway`` on a free loopback port, ready when returned."""
+    started: list[CliProcess] = []
+
+    def start(**env: str) -> GatewayProcess:
+        port = free_port()
+        process = start_cli(
+            "gateway", "--host", "127.0.0.1", "--port", str(port), redis_url=redis_url, **env
+        )
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    return GatewayProcess(process, url)
+            except httpx.TransportError:
+                pass
+            if process.returncode is not None:
+                break
+            import time
+
+            time.sleep(0.05)
+        raise AssertionError(f"the gateway did not become ready:\n{process.output()}")
+
+    yield start
+    for process in started:
+        process.stop(timeout=15)

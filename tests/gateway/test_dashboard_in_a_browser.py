@@ -1,0 +1,108 @@
+"""The dashboard in headless Chromium, fed by the whole pipeline: a message published over
+MQTT goes through the ingestor, a worker and the live stream onto the page; a dead letter is
+replayed with the page's button. The screenshot is kept in test-artifacts/dashboard.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from reliable_queue.keys import QUEUE_REGISTRY
+from tests.gateway.conftest import TOKEN, GatewayProcess
+from tests.helpers import ROOT, CliProcess, start_cli
+from tests.mqtt import publish
+from tests.servers import MosquittoServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+ARTIFACTS = ROOT / "test-artifacts"
+# As root, in a sandbox, and with no network beyond loopback: no sandbox, no background calls.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "chromium is not installed: run hack/bootstrap.sh (or apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def pipeline(redis_url: str, mosquitto: MosquittoServer) -> Iterator[list[CliProcess]]:
+    """The ingestor and the realtime and alerts workers, as a user runs them."""
+    processes = [
+        start_cli("ingest", redis_url=redis_url, MQTT_BROKER_URL=mosquitto.url),
+        start_cli("work", "--queue", "mqtt_realtime", redis_url=redis_url),
+        start_cli("work", "--queue", "alerts", redis_url=redis_url),
+    ]
+    yield processes
+    for process in processes:
+        process.stop(timeout=20)
+
+
+def test_live_values_alerts_and_replay_on_the_page(
+    gateway_process: Callable[..., GatewayProcess],
+    pipeline: list[CliProcess],
+    mosquitto: MosquittoServer,
+    redis_url: str,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    import redis
+
+    with redis.Redis.from_url(redis_url) as r:  # the queues exist before the page opens
+        r.sadd(QUEUE_REGISTRY, "alerts", "mqtt_realtime", "mqtt_spc", "mqtt_tech")
+    gw = gateway_process(GATEWAY_API_TOKEN=TOKEN)
+    publish(mosquitto.port, [("press-3/tech", b"[1, 2")])  # malformed: dead:ingest
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(gw.url)
+        expect(page.locator("#live-status")).to_have_text("live", timeout=15_000)
+        expect(page.locator('[data-queue="mqtt_realtime"]')).to_be_visible()
+
+        messages = [
+            (f"press-{i}/realtime", json.dumps({"temp": 20.0 + i, "pressure": 5.5, "run": True}))
+            for i in range(1, 5)
+        ] + [
+            (
+                "press-2/alerts",
+                json.dumps({"type": "overheat", "severity": "high", "message": "oil at 92 °C"}),
+            )
+        ]
+        publish(mosquitto.port, [(t, m.encode()) for t, m in messages])
+        machine = page.locator('[data-machine="press-2"]')
+        expect(machine).to_contain_text("temp", timeout=20_000)
+        expect(machine.locator("dd").first).to_have_text("22")  # temp 22.0
+        expect(machine.locator("dd").nth(1)).to_have_text("5.50")
+        expect(page.locator("#alerts")).to_contain_text("press-2 · overheat", timeout=20_000)
+        expect(page.locator("#alerts li").first).to_contain_text("oil at 92 °C")
+        expect(page.locator('[data-queue="mqtt_realtime"] .figure').first).to_be_visible()
+
+        # The malformed message waits in dead:ingest; replay it from the page with the token.
+        page.select_option("#dead-queue", "ingest")
+        row = page.locator("#dead tbody tr").first
+        expect(row).to_contain_text("press-3/tech", timeout=10_000)
+        page.fill("#token", TOKEN)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        row.get_by_role("button", name="Replay").click()
+        expect(page.locator("#dead-note")).to_have_text("replayed 1 of dead:ingest")
+        browser.close()
+    assert errors == [], errors

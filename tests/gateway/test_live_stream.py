@@ -1,0 +1,101 @@
+"""/ws: clients get the workers' live messages for the machines and kinds they asked for, can
+change their subscription, and a bad request is answered, not ignored."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from starlette.testclient import WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
+
+from reliable_queue.keys import live_channel
+from tests.gateway.conftest import TOKEN, Gateway
+
+pytestmark = pytest.mark.integration
+
+
+def publish(gateway: Gateway, machine: str, event: dict[str, object]) -> None:
+    """What the workers do after processing a message."""
+    gateway.run(gateway.client.redis.publish, live_channel(machine), json.dumps(event))
+
+
+def subscribed(gateway: Gateway) -> None:
+    deadline = time.monotonic() + 10
+    while not gateway.http.app.state.hub.subscribed:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the live stream never subscribed"
+        time.sleep(0.01)
+
+
+def realtime(machine: str, temp: float) -> dict[str, object]:
+    return {"kind": "realtime", "machine": machine, "ts": 1, "values": {"temp": temp}}
+
+
+def receive_event(ws: WebSocketTestSession) -> dict[str, object]:
+    event: dict[str, object] = ws.receive_json()
+    return event
+
+
+def test_only_the_machines_and_kinds_asked_for(gateway: Gateway) -> None:
+    subscribed(gateway)
+    with gateway.http.websocket_connect("/ws?machines=m1,m3&kinds=realtime") as ws:
+        hello = receive_event(ws)
+        assert hello == {
+            "kind": "subscribed",
+            "subscription": {"machines": ["m1", "m3"], "kinds": ["realtime"]},
+            "buffer": 1000,
+        }
+        publish(gateway, "m2", realtime("m2", 1.0))  # another machine
+        publish(gateway, "m1", {"kind": "alert", "machine": "m1", "type": "x"})  # another kind
+        publish(gateway, "m1", realtime("m1", 2.0))
+        assert receive_event(ws) == realtime("m1", 2.0)
+
+        ws.send_json({"action": "subscribe", "machines": ["*"], "kinds": ["alert"]})
+        assert receive_event(ws)["subscription"] == {"machines": ["*"], "kinds": ["alert"]}
+        publish(gateway, "m9", realtime("m9", 3.0))
+        publish(gateway, "m9", {"kind": "alert", "machine": "m9", "type": "overheat"})
+        assert receive_event(ws)["type"] == "overheat"
+
+
+def test_every_client_gets_its_copy(gateway: Gateway) -> None:
+    subscribed(gateway)
+    with gateway.http.websocket_connect("/ws") as a, gateway.http.websocket_connect("/ws") as b:
+        receive_event(a)
+        receive_event(b)
+        assert gateway.http.app.state.hub.clients == 2  # type: ignore[attr-defined]
+        for i in range(20):
+            publish(gateway, f"m{i % 4}", realtime(f"m{i % 4}", float(i)))
+        for ws in (a, b):
+            got = [receive_event(ws)["values"] for _ in range(20)]
+            assert got == [{"temp": float(i)} for i in range(20)]
+    metrics = gateway.http.get("/metrics").text
+    assert "conveyor_gateway_messages_sent_total 40.0" in metrics
+
+
+def test_a_bad_subscription_is_answered(gateway: Gateway) -> None:
+    with gateway.http.websocket_connect("/ws?kinds=temperature") as ws:
+        error = receive_event(ws)
+        assert error["kind"] == "error"
+        assert "unknown kind(s) temperature: use realtime, tech or alert" in str(error["error"])
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008
+    with gateway.http.websocket_connect("/ws") as ws:
+        receive_event(ws)
+        ws.send_text("hello")
+        error = receive_event(ws)
+        assert error["kind"] == "error"
+        assert 'send {"action": "subscribe"' in str(error["error"])
+
+
+def test_the_stream_can_require_the_token(make_gateway: Callable[..., Gateway]) -> None:
+    gateway = make_gateway(stream_requires_token=True)
+    with gateway.http.websocket_connect("/ws") as ws:
+        assert "a token is required" in str(receive_event(ws)["error"])
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 4401
+    with gateway.http.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        assert receive_event(ws)["kind"] == "subscribed"
