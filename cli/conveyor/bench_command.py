@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,3 +40,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return run(args)
 
     pl.set_defaults(run=run_pipeline)
+
+    g = bsub.add_parser("gateway", help="the live stream fanned out to many WebSocket clients")
+    g.add_argument("--clients", default="100,1000", help="client counts, comma-separated")
+    g.add_argument("--messages", type=int, default=1_000, help="messages per throughput run")
+    g.add_argument("--rate", type=int, default=20, help="messages/s in the latency run")
+    g.add_argument("--seconds", type=float, default=5, help="length of the latency run")
+
+    async def run_gateway(args: argparse.Namespace) -> int:
+        from conveyor.bench.gateway import run
+
+        return await asyncio.to_thread(run, args)
+
+    g.set_defaults(run=run_gateway)

@@ -54,6 +54,9 @@ async def cmd_gateway(args: argparse.Namespace) -> int:
             access_log=False,
             lifespan="on",
             ws_max_size=64 * 1024,
+            # Compression is per client and per message: with many screens on one stream of
+            # small JSON messages it costs more CPU than it saves bandwidth.
+            ws_per_message_deflate=False,
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
