@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         ingest_command,
         operator_command,
         queue_commands,
+        simulate_command,
         work_command,
     )
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     work_command.register(sub)
     operator_command.register(sub)
     gateway_command.register(sub)
+    simulate_command.register(sub)
     dev_command.register(sub)
     bench_command.register(sub)
     return parser

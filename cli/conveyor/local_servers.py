@@ -13,6 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def find_binary(name: str) -> str | None:
@@ -59,6 +60,15 @@ def wait_for_port(
         except OSError:
             time.sleep(0.02)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+QUIET: dict[str, Any] = {
+    "stdout": subprocess.DEVNULL,
+    "stderr": subprocess.DEVNULL,
+    # A session of its own: Ctrl-C in a terminal reaches whoever started it, who stops it in
+    # order (``conveyor dev`` stops the services before the servers they need).
+    "start_new_session": True,
+}
 
 
 class ChildServer:
@@ -112,7 +122,7 @@ class RedisServer(ChildServer):
             str(self.workdir / "redis.log"),
             *self.extra,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, **QUIET)
         wait_for_port(self.port, proc=self.proc)
         self._wait_loaded()
         return self
@@ -211,9 +221,7 @@ class MosquittoServer(ChildServer):
             # write to this directory; stay the user that started it.
             + ("user root\n" if os.geteuid() == 0 else "")
         )
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.proc = subprocess.Popen([self.binary, "-c", str(conf)], **QUIET)
         wait_for_port(self.port, proc=self.proc)
         return self
 
@@ -253,7 +261,9 @@ class InfluxServer(ChildServer):
             "[monitor]\n  store-enabled = false\n"
         )
         log = (self.workdir / "influxd.log").open("ab")
-        self.proc = subprocess.Popen([self.binary, "-config", str(conf)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            [self.binary, "-config", str(conf)], stdout=log, stderr=log, start_new_session=True
+        )
         log.close()
         wait_for_port(self.port, proc=self.proc, timeout=30)
         self.query(f"CREATE DATABASE {self.database}")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], *, figures: bool = False) -> str:
     """Columns padded to fit. With ``figures``, columns after the first are right-aligned
     (numbers) and a rule separates the header."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(

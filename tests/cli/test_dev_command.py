@@ -1,50 +1,92 @@
-"""``conveyor dev``: local Redis plus a worker per default queue; Ctrl-C leaves nothing behind."""
+"""``conveyor dev`` as a user runs it: servers, ingestor, workers, gateway and the simulator;
+messages flow through every queue to the gateway's /stats; Ctrl-C leaves nothing behind and a
+restart finds the queues again."""
 
 from __future__ import annotations
 
-import asyncio
+import os
 import re
 import signal
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
-from reliable_queue import QueueClient
-from tests.helpers import eventually, start_cli
+from conveyor.local_servers import influxd_binary
+from tests.helpers import CliProcess, eventually, start_cli
 from tests.servers import require_binary
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+QUEUES = ("alerts", "mqtt_realtime", "mqtt_spc", "mqtt_tech")
 
 
-async def test_dev_runs_the_default_queues_and_stops_cleanly(tmp_path: Path) -> None:
-    require_binary("redis-server", install="apt-get install redis-server")
-    dev = start_cli("dev", "--data-dir", str(tmp_path / "data"), "--summary-every", "0.5")
+def children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def alive(pid: int) -> bool:
     try:
-        url = ""
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for good but for its exit status; only its parent can reap it.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
-        async def started() -> bool:
-            nonlocal url
-            found = re.search(r"Redis at (redis://\S+)", dev.output())
-            url = found.group(1) if found else ""
-            return bool(url)
 
-        await eventually(started, timeout=20, what="dev prints its Redis URL")
-        async with QueueClient.from_url(url) as client:
-            for name in ("alerts", "mqtt_realtime", "mqtt_spc", "mqtt_tech"):
-                await client.enqueue(name, {"hello": name})
+async def run_until_flowing(data: Path) -> tuple[CliProcess, set[int], dict[str, int]]:
+    dev = start_cli("dev", "--data-dir", str(data), "--port", "0", "--summary-every", "0.5")
+    try:
+        return await _wait_flowing(dev)
+    except BaseException:
+        dev.stop(sig=signal.SIGINT)
+        raise
 
-            async def processed() -> bool:
-                stats = await client.stats()
-                return all(q["completed"] == 1 for q in stats["queues"].values())
 
-            await eventually(processed, timeout=20, what="one job through every default queue")
-            assert (await client.queue_stats("mqtt_realtime")).workers == 1
+async def _wait_flowing(dev: CliProcess) -> tuple[CliProcess, set[int], dict[str, int]]:
+    url = ""
+
+    async def dashboard() -> bool:
+        nonlocal url
+        found = re.search(r"dashboard at (http://\S+)/", dev.output())
+        url = found.group(1) if found else ""
+        assert dev.returncode is None, dev.output()
+        return bool(url)
+
+    await eventually(dashboard, timeout=30, what="dev prints the dashboard URL")
+    completed: dict[str, int] = {}
+
+    async def flowing() -> bool:
+        nonlocal completed
+        try:
+            stats = httpx.get(f"{url}/stats", timeout=2).json()
+        except httpx.TransportError:
+            return False
+        completed = {q: stats["queues"].get(q, {}).get("completed", 0) for q in QUEUES}
+        return all(completed.values())
+
+    await eventually(flowing, timeout=60, interval=0.5, what="messages through every queue")
+    return dev, children(dev.proc.pid), completed
+
+
+async def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
+    for binary in ("redis-server", "mosquitto"):
+        require_binary(binary, install=f"apt-get install {binary}")
+    dev, kids, first = await run_until_flowing(tmp_path / "data")
+    try:
+        # redis, mosquitto, influxd (if built), ingestor, 4 workers, gateway, simulator
+        assert len(kids) == 9 + (influxd_binary() is not None), dev.output()
     finally:
         code = dev.stop(sig=signal.SIGINT)  # Ctrl-C
     assert code == 0, dev.output()
     assert "Conveyor dev stopped." in dev.output()
-    await asyncio.sleep(0.2)
-    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
-    assert leftovers.stdout == "", f"processes left behind: {leftovers.stdout}"
-    assert (tmp_path / "data" / "redis").is_dir()  # the data stays for the next start
+    assert [pid for pid in kids if alive(pid)] == []
+    logs = {p.name for p in (tmp_path / "data" / "logs").iterdir()}
+    assert {"ingestor.log", "gateway.log", "simulator.log", "worker-alerts.log"} <= logs
+
+    # The data stays: a second start counts on from where the first stopped.
+    dev, _, again = await run_until_flowing(tmp_path / "data")
+    assert dev.stop(sig=signal.SIGINT) == 0, dev.output()
+    assert all(again[q] >= first[q] for q in QUEUES), (first, again)

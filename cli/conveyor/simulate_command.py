@@ -1,0 +1,125 @@
+"""``conveyor simulate``: a plant of machines publishing telemetry to an MQTT broker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from conveyor.settings import MqttSettings, SettingsError, load
+from conveyor.simulator import Plant, Publication
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="machines publishing realtime, SPC, tech and alert messages (MQTT_BROKER_URL)",
+        description="Publishes <machine>/realtime, /spc, /tech and /alerts at QoS 1 to the "
+        "broker in MQTT_BROKER_URL (default mqtt://localhost:1883), until Ctrl-C.",
+    )
+    p.add_argument("--machines", type=int, default=10, help="how many machines (default 10)")
+    p.add_argument(
+        "--rate", type=float, default=2.0, help="realtime messages per machine per second"
+    )
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="first publish this many realtime messages at once, to build a backlog",
+    )
+    p.add_argument(
+        "--duration", type=float, help="seconds to run after the burst (default: until Ctrl-C)"
+    )
+    p.add_argument("--seed", type=int, help="repeatable telemetry")
+    p.set_defaults(run=cmd_simulate)
+
+
+async def cmd_simulate(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as mqtt
+    from conveyor_ingestor import broker_config
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    if args.machines < 1 or args.rate <= 0 or args.burst < 0:
+        raise SettingsError("--machines and --rate must be positive, --burst at least 0")
+    settings = load(MqttSettings)
+    config = broker_config(settings.broker_url, client_id=f"conveyor-sim-{uuid.uuid4().hex[:8]}")
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=config.client_id,
+        protocol=mqtt.MQTTv5,
+    )
+    if settings.username:
+        client.username_pw_set(settings.username, settings.secret())
+    if config.tls:
+        client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file else None)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    try:
+        client.connect(config.host, config.port)
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot reach the MQTT broker at {settings.broker_url} ({exc}): start one, or set "
+            "MQTT_BROKER_URL"
+        ) from exc
+    client.loop_start()
+    plant = Plant(machines=args.machines, seed=args.seed)
+    sent: Counter[str] = Counter()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    def publish(messages: list[Publication]) -> list[mqtt.MQTTMessageInfo]:
+        infos = []
+        for topic, payload in messages:
+            infos.append(client.publish(topic, payload, qos=1))
+            sent[topic.rsplit("/", 1)[1]] += 1
+        return infos
+
+    try:
+        now = int(time.time() * 1000)
+        publish(plant.start(now))
+        if args.burst:
+            infos = publish(plant.burst(args.burst, now))
+            await asyncio.to_thread(_wait_acked, infos)
+            log.info("burst of %d realtime messages acknowledged by the broker", args.burst)
+        log.info(
+            "simulating %d machines at %.1f realtime messages/s each on %s",
+            args.machines,
+            args.rate,
+            settings.broker_url,
+        )
+        started = last_report = time.monotonic()
+        interval = 1.0 / args.rate
+        tick = 0
+        while not stopping.is_set():
+            if args.duration is not None and time.monotonic() - started >= args.duration:
+                break
+            publish(plant.tick(int(time.time() * 1000)))
+            tick += 1
+            if time.monotonic() - last_report >= 10:
+                last_report = time.monotonic()
+                log.info("published %s", ", ".join(f"{k} {v:,}" for k, v in sorted(sent.items())))
+            delay = started + tick * interval - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print("published " + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.items())), flush=True)
+    return 0
+
+
+def _wait_acked(infos: Sequence[Any]) -> None:
+    for info in infos:
+        info.wait_for_publish(300)
