@@ -10,6 +10,8 @@ import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
+from playwright.sync_api import expect, sync_playwright
 
 from reliable_queue.keys import QUEUE_REGISTRY
 from tests.gateway.conftest import TOKEN, GatewayProcess
@@ -60,10 +62,6 @@ def test_live_values_alerts_and_replay_on_the_page(
     mosquitto: MosquittoServer,
     redis_url: str,
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
-    import redis
-
     with redis.Redis.from_url(redis_url) as r:  # the queues exist before the page opens
         r.sadd(QUEUE_REGISTRY, "alerts", "mqtt_realtime", "mqtt_spc", "mqtt_tech")
     gw = gateway_process(GATEWAY_API_TOKEN=TOKEN)
