@@ -53,3 +53,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return await asyncio.to_thread(run, args)
 
     g.set_defaults(run=run_gateway)
+
+    a = bsub.add_parser("autoscale", help="backlog -> replicas on a local control plane vs KEDA")
+    a.add_argument("--jobs", type=int, default=20_000, help="backlog per round")
+    a.add_argument("--rounds", type=int, default=3, help="rounds per polling interval")
+    a.add_argument("--intervals", default="1,5", help="polling intervals to try, in seconds")
+
+    async def run_autoscale(args: argparse.Namespace) -> int:
+        from conveyor.bench.autoscale import run
+
+        return await asyncio.to_thread(run, args)
+
+    a.set_defaults(run=run_autoscale)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 from typing import Any
 
@@ -18,6 +19,9 @@ from conveyor.probes import ProbeServer
 from conveyor.settings import InfluxSettings, ProbeSettings, RedisSettings, SettingsError, load
 
 log = logging.getLogger(__name__)
+
+PEERING_NAME = "conveyor-operator"
+"""The KopfPeering object an HA pair shares (the chart creates it)."""
 
 
 class OperatorSettings(BaseSettings):
@@ -30,7 +34,13 @@ class OperatorSettings(BaseSettings):
     worker_drain_timeout_s: int = Field(default=20, ge=1)
     worker_grace_period_s: int = Field(default=30, ge=1)
     influx_secret: str = ""
-    peering: bool = False
+    peering: bool = Field(default=False, description="run as one of an HA pair (kopf peering)")
+    priority: int | None = Field(
+        default=None, ge=0, description="peering priority; default: random, so one leads"
+    )
+    peering_lifetime_s: int = Field(
+        default=15, ge=5, le=600, description="seconds before a silent leader is replaced"
+    )
 
     @field_validator("worker_resources")
     @classmethod
@@ -95,6 +105,7 @@ async def cmd_operator(args: argparse.Namespace) -> int:
                 }
             )
     config = OperatorConfig(
+        peering_lifetime_s=settings.peering_lifetime_s,
         clusterwide=args.all_namespaces,
         redis_url=redis_settings.effective_url(),
         redis_cluster=redis_settings.cluster,
@@ -123,7 +134,12 @@ async def cmd_operator(args: argparse.Namespace) -> int:
         clusterwide=args.all_namespaces,
         namespaces=[] if args.all_namespaces else [args.namespace],
         standalone=not settings.peering,
-        peering_name="conveyor-operator" if settings.peering else None,
+        peering_name=PEERING_NAME if settings.peering else None,
+        # Peers of equal priority all pause (kopf's rule); distinct ones make one the leader
+        # and the other its standby, which takes over when the leader's lease lapses.
+        priority=(
+            settings.priority if settings.priority is not None else secrets.randbelow(1 << 30)
+        ),
         stop_flag=stop,
     )
     await probes.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from conveyor_operator.rendering import (
     queue_policy,
     render_deployment,
     selector_labels,
+    worker_problems,
 )
 from conveyor_operator.scaling import Memory, Observation, ScalingSpec, decide
 from reliable_queue import QueueClient, QueueStats, QueueUnavailable, ReliableQueueError
@@ -41,6 +43,10 @@ from reliable_queue import QueueClient, QueueStats, QueueUnavailable, ReliableQu
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "conveyor.io", "v1alpha1", "messagequeues"
+
+
+class InvalidSpec(Exception):
+    """The API refused the worker Deployment made from this spec; the message says why."""
 
 
 @dataclass
@@ -51,6 +57,7 @@ class OperatorConfig:
     prefix: str = "conveyor.io"
     backlogged_after_s: float = 300.0
     clusterwide: bool = False
+    peering_lifetime_s: int = 15
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
 
 
@@ -82,6 +89,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         settings.posting.level = logging.INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         settings.watching.server_timeout = 60
+        settings.peering.lifetime = config.peering_lifetime_s
         memo["queues"] = QueueClient.from_url(config.redis_url, cluster=config.redis_cluster)
         memo["apps"] = k8s.AppsV1Api()
 
@@ -103,14 +111,21 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         replicas = current if current is not None else max(spec.get("minReplicas", 0), 0)
         if spec.get("replicas") is not None:
             replicas = spec["replicas"]
-        await _apply(memo["apps"], body, replicas, config.worker)
+        patch.status["observedGeneration"] = body["metadata"].get("generation")
+        try:
+            await _apply(memo["apps"], body, replicas, config.worker)
+        except InvalidSpec as exc:
+            # Not retried: nothing changes until someone fixes the spec (an update).
+            message = f"no worker Deployment: {exc}"
+            kopf.warn(body, reason="InvalidSpec", message=message)
+            patch.status["conditions"] = _conditions(body, ready=False, invalid=message)
+            return
         try:
             await memo["queues"].set_policy(spec["queue"], **queue_policy(spec))
             redis_ok = True
         except (QueueUnavailable, ReliableQueueError) as exc:
             redis_ok = False
             kopf.warn(body, reason="RedisUnavailable", message=f"policy not written: {exc}")
-        patch.status["observedGeneration"] = body["metadata"].get("generation")
         patch.status["selector"] = _selector(body)
         patch.status["concurrency"] = spec.get("concurrency")
         patch.status["conditions"] = _conditions(body, ready=True, redis_ok=redis_ok)
@@ -161,7 +176,12 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         scaling = decision.replicas != current
         # Applied every poll, changed or not: server-side apply is a no-op when nothing
         # differs and puts back anything someone edited by hand (drift).
-        await _apply(memo["apps"], body, decision.replicas, config.worker)
+        try:
+            await _apply(memo["apps"], body, decision.replicas, config.worker)
+        except InvalidSpec as exc:
+            message = f"no worker Deployment: {exc}"
+            patch.status["conditions"] = _conditions(body, ready=False, invalid=message)
+            return
         if scaling:
             patch.status["lastScaleTime"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             message = (
@@ -251,6 +271,8 @@ async def _apply(
     apps: k8s.AppsV1Api, body: kopf.Body, replicas: int, defaults: WorkerDefaults
 ) -> None:
     """Server-side apply: creates it, or puts back whatever someone changed."""
+    if problems := worker_problems(body["spec"]):
+        raise InvalidSpec("; ".join(problems))
     manifest = render_deployment(body, replicas=replicas, defaults=defaults)
     name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
     try:
@@ -264,19 +286,29 @@ async def _apply(
             _content_type="application/apply-patch+yaml",
         )
     except ApiException as exc:
+        if exc.status == 422:  # Invalid: retrying the same spec cannot help
+            raise InvalidSpec(f"the API refused it: {_api_message(exc)}") from exc
         raise kopf.TemporaryError(
             f"cannot apply Deployment {ns}/{name}: {exc.reason}", delay=5
         ) from exc
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
 
 
 def _conditions(
     body: kopf.Body,
     *,
     ready: bool,
-    redis_ok: bool,
+    redis_ok: bool = True,
     scaling: bool = False,
     backlogged: bool = False,
     note: str = "",
+    invalid: str | None = None,
 ) -> list[dict[str, str]]:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     old = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
@@ -296,15 +328,15 @@ def _conditions(
             "lastTransitionTime": since or now,
         }
 
+    if invalid is not None:
+        ready_reason, ready_message = "InvalidSpec", invalid
+    elif redis_ok:
+        ready_reason, ready_message = "Reconciled", "worker Deployment applied"
+    else:
+        ready_reason = "RedisUnavailable"
+        ready_message = f"Redis unreachable; replicas kept: {note}"
     return [
-        cond(
-            "Ready",
-            ready and redis_ok,
-            "Reconciled" if redis_ok else "RedisUnavailable",
-            "worker Deployment applied"
-            if redis_ok
-            else f"Redis unreachable; replicas kept: {note}",
-        ),
+        cond("Ready", ready and redis_ok and invalid is None, ready_reason, ready_message),
         cond("Scaling", scaling, "Scaled" if scaling else "Steady", note),
         cond("Backlogged", backlogged, "OldJobsWaiting" if backlogged else "Flowing", note),
         cond(

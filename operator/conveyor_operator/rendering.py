@@ -8,6 +8,7 @@ Redis, and a template change would restart every pod.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,29 @@ class WorkerDefaults:
     drain_timeout_s: int = 20
     grace_period_s: int = 30
     env: Sequence[Mapping[str, Any]] = ()
+
+
+# Kubernetes' own pattern for a resource quantity (500m, 1, 2Gi, 1e3).
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def worker_problems(spec: Mapping[str, Any]) -> list[str]:
+    """What in ``spec.worker`` the API would refuse but the CRD's schema cannot see (the
+    resources are free-form there). Found here, they are reported in status with the field to
+    fix, rather than as the API server's error on apply."""
+    resources = (spec.get("worker") or {}).get("resources") or {}
+    problems = []
+    for key, values in resources.items():
+        if key not in ("requests", "limits"):
+            problems.append(f"spec.worker.resources.{key}: use requests and limits")
+            continue
+        for name, value in (values or {}).items():
+            if not _QUANTITY.match(str(value)):
+                problems.append(
+                    f"spec.worker.resources.{key}.{name}: {value!r} is not a quantity "
+                    "(e.g. 250m or 1 for cpu, 256Mi or 1Gi for memory)"
+                )
+    return problems
 
 
 def deployment_name(mq_name: str) -> str:

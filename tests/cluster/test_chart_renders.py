@@ -114,6 +114,22 @@ def test_cluster_wide_operator_gets_a_cluster_role() -> None:
     assert not by_kind(docs, "Role")
 
 
+def test_two_operator_replicas_run_as_a_peered_pair() -> None:
+    from conveyor.operator_command import PEERING_NAME
+
+    assert not by_kind(render(), "KopfPeering")  # one replica: standalone
+    docs = render("operator.replicas=2")
+    [peering] = by_kind(docs, "KopfPeering")
+    assert peering["metadata"]["name"] == PEERING_NAME
+    [operator] = [
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")
+    ]
+    env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OPERATOR_PEERING"]["value"] == "true"
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert by_kind(render("operator.replicas=2", "operator.clusterWide=true"), "ClusterKopfPeering")
+
+
 def test_default_queues_are_the_original_design() -> None:
     queues = {d["spec"]["queue"]: d["spec"] for d in by_kind(render(), "MessageQueue")}
     assert {q: (s["priority"], s["concurrency"]) for q, s in queues.items()} == {

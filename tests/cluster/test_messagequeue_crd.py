@@ -10,12 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from conveyor.local_cluster import MESSAGEQUEUE_CRD
 from tests.cluster.conftest import KubeCluster
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.cluster
 
-CRD = ROOT / "manifests" / "crd" / "bases" / "conveyor.io_messagequeues.yaml"
+CRD = ROOT / MESSAGEQUEUE_CRD
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
 
 

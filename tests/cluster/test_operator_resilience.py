@@ -1,0 +1,206 @@
+"""The operator beyond the happy path, on a real kube-apiserver with a real Redis: a spec the
+API refuses is reported in status (and recovers when fixed); a concurrency change in the spec
+reaches a running ``conveyor work`` without a restart; an HA pair keeps one leader and the
+standby takes over when the leader dies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster.conftest import KubeCluster
+from tests.cluster.test_operator_on_a_real_api import replicas
+from tests.helpers import ROOT, CliProcess, eventually, start_cli
+from tests.servers import free_port
+
+pytestmark = [pytest.mark.cluster, pytest.mark.integration]
+PEERING_CRD = ROOT / "charts" / "conveyor" / "crds" / "kopf.dev_peerings.yaml"
+
+
+@pytest.fixture
+def namespace(kube: KubeCluster, crd: KubeCluster) -> Iterator[str]:
+    ns = f"op-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", ns)
+    yield ns
+    kube.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def operator(kube: KubeCluster, ns: str, redis_url: str, **env: str) -> CliProcess:
+    return start_cli(
+        "operator",
+        "--namespace",
+        ns,
+        redis_url=redis_url,
+        KUBECONFIG=str(kube.kubeconfig),
+        OPERATOR_WORKER_IMAGE="conveyor:test",
+        **env,
+    )
+
+
+def conditions(kube: KubeCluster, ns: str, name: str) -> dict[str, dict[str, str]]:
+    status = kube.get(f"mq/{name}", "-n", ns).get("status") or {}
+    return {c["type"]: c for c in status.get("conditions") or []}
+
+
+def mq(name: str, queue: str, **spec: object) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "conveyor.io/v1alpha1",
+            "kind": "MessageQueue",
+            "metadata": {"name": name},
+            "spec": {"queue": queue, "minReplicas": 1, "pollingIntervalSeconds": 1, **spec},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("worker", "message"),
+    [
+        # Free-form in the CRD; the operator checks it before applying.
+        (
+            {"resources": {"requests": {"cpu": "lots"}}},
+            "spec.worker.resources.requests.cpu: 'lots' is not a quantity",
+        ),
+        # Only the API's Deployment validation knows this one (422 on apply).
+        (
+            {"nodeSelector": {"kubernetes.io/os": "linux or windows"}},
+            'the API refused it: Deployment.apps "bad-worker" is invalid',
+        ),
+    ],
+)
+async def test_a_spec_that_cannot_run_is_reported_in_status(
+    kube: KubeCluster, namespace: str, redis_url: str, worker: object, message: str
+) -> None:
+    ns = namespace
+    proc = operator(kube, ns, redis_url)
+    try:
+        kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("bad", "bad", worker=worker))
+
+        async def reported() -> bool:
+            ready = conditions(kube, ns, "bad").get("Ready", {})
+            return ready.get("reason") == "InvalidSpec"
+
+        await eventually(
+            reported, timeout=30, interval=0.5, what="InvalidSpec\n" + proc.output()[-2000:]
+        )
+        ready = conditions(kube, ns, "bad")["Ready"]
+        assert ready["status"] == "False"
+        assert message in ready["message"]
+        assert replicas(kube, ns, "bad-worker") is None
+        events = kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+        assert "InvalidSpec" in events
+
+        fixed = {"worker": {"resources": {"requests": {"cpu": "100m"}}, "nodeSelector": None}}
+        kube.kubectl("patch", "-n", ns, "mq/bad", "--type=merge", "-p", json.dumps({"spec": fixed}))
+
+        async def recovered() -> bool:
+            return conditions(kube, ns, "bad").get("Ready", {}).get("status") == "True"
+
+        await eventually(recovered, timeout=30, interval=0.5, what="Ready once fixed")
+        assert replicas(kube, ns, "bad-worker") == 1
+    finally:
+        assert proc.stop() == 0, proc.output()[-3000:]
+
+
+async def test_concurrency_in_the_spec_reaches_a_running_worker(
+    kube: KubeCluster, namespace: str, redis_url: str
+) -> None:
+    ns = namespace
+    proc = operator(kube, ns, redis_url)
+    probe = free_port()
+    worker = start_cli(
+        "work",
+        "--queue",
+        "lines",
+        "--handler",
+        "tests.queue.handlers:record",
+        redis_url=redis_url,
+        PROBE_PORT=str(probe),
+    )
+    pid = worker.proc.pid
+
+    def concurrency() -> float | None:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{probe}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        found = re.search(r'conveyor_worker_concurrency\{queue="lines"\} (\S+)', text)
+        return float(found.group(1)) if found else None
+
+    try:
+        kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("lines", "lines", concurrency=2))
+
+        async def at(n: int) -> bool:
+            return concurrency() == n
+
+        await eventually(lambda: at(2), timeout=30, interval=0.3, what="concurrency 2")
+        kube.kubectl(
+            "patch", "-n", ns, "mq/lines", "--type=merge", "-p", '{"spec": {"concurrency": 9}}'
+        )
+        await eventually(lambda: at(9), timeout=30, interval=0.3, what="concurrency 9, live")
+        assert worker.returncode is None
+        assert worker.proc.pid == pid  # the same process: no restart
+        assert kube.get("mq/lines", "-n", ns)["status"]["concurrency"] == 9
+    finally:
+        assert worker.stop() == 0, worker.output()[-2000:]
+        assert proc.stop() == 0, proc.output()[-3000:]
+
+
+async def test_an_ha_pair_keeps_one_leader_and_the_standby_takes_over(
+    kube: KubeCluster, namespace: str, redis_url: str
+) -> None:
+    ns = namespace
+    kube.install_crd(PEERING_CRD)
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering"}
+    peering["metadata"] = {"name": "conveyor-operator"}  # type: ignore[assignment]
+    kube.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(peering))
+    common = {"OPERATOR_PEERING": "true", "OPERATOR_PEERING_LIFETIME_S": "6"}
+    # Each starts paused (peering is mandatory) and resumes when it sees no peer above it; two
+    # started at the very same moment may both run for a second before one yields (kopf).
+    resuming = "Resuming operations after the pause"
+    leader = operator(kube, ns, redis_url, OPERATOR_PRIORITY="200", POD_ID="leader", **common)
+    standby: CliProcess | None = None
+    try:
+
+        async def leading() -> bool:
+            return resuming in leader.output()
+
+        await eventually(leading, timeout=30, interval=0.3, what="the leader resumes")
+        standby = operator(kube, ns, redis_url, OPERATOR_PRIORITY="100", POD_ID="standby", **common)
+        await asyncio.sleep(3)  # it has read the peering record by now
+        kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("first", "first"))
+        await eventually(
+            lambda: _true(replicas(kube, ns, "first-worker") == 1),
+            timeout=30,
+            interval=0.3,
+            what="the leader makes the Deployment",
+        )
+        assert resuming not in standby.output()
+
+        leader.kill()  # no goodbye: the standby must notice the lapsed lease
+        kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("second", "second"))
+
+        async def resumed() -> bool:
+            return replicas(kube, ns, "second-worker") == 1
+
+        await eventually(
+            resumed, timeout=60, interval=0.5, what="the standby takes over\n" + standby.output()
+        )
+        assert resuming in standby.output()
+    finally:
+        if leader.returncode is None:
+            leader.stop()
+        if standby is not None:
+            assert standby.stop() == 0, standby.output()[-3000:]
+
+
+async def _true(value: bool) -> bool:
+    return value
