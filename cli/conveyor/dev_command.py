@@ -17,6 +17,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,8 +124,12 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     servers: list[ChildServer] = []
     services: list[Service] = []
     try:
-        env = _start_servers(data, servers)
         port = args.port or free_port()
+        if not _port_free(port):
+            raise SettingsError(
+                f"port {port} is in use: pass --port with another, or --port 0 for any free one"
+            )
+        env = _start_servers(data, servers)
         env["GATEWAY_API_TOKEN"] = _api_token(data)
         plan = [("ingestor", ["ingest"], {"MQTT_CLIENT_ID": "conveyor-dev-ingestor"})]
         plan += [(f"worker {q.name}", ["work", "--queue", q.name], {}) for q in DEFAULT_QUEUES]
@@ -196,6 +201,15 @@ def _start_servers(data: Path, servers: list[ChildServer]) -> dict[str, str]:
             servers.append(influx)
             env.update(INFLUX_URL=influx.url, INFLUX_BUCKET=influx.bucket)
     return env
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _api_token(data: Path) -> str:

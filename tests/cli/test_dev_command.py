@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from conveyor.local_servers import influxd_binary
-from tests.helpers import CliProcess, eventually, start_cli
+from tests.helpers import CliProcess, eventually, run_cli, start_cli
 from tests.servers import require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -90,3 +91,14 @@ async def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
     dev, _, again = await run_until_flowing(tmp_path / "data")
     assert dev.stop(sig=signal.SIGINT) == 0, dev.output()
     assert all(again[q] >= first[q] for q in QUEUES), (first, again)
+
+
+def test_a_busy_dashboard_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = run_cli("dev", "--port", str(port), "--data-dir", str(tmp_path))
+    assert out.returncode == 2
+    assert f"port {port} is in use: pass --port with another, or --port 0" in out.stderr
+    assert not (tmp_path / "redis").exists()  # nothing was started
