@@ -37,7 +37,7 @@ from conveyor_operator.rendering import (
     selector_labels,
     worker_problems,
 )
-from conveyor_operator.scaling import Memory, Observation, ScalingSpec, decide
+from conveyor_operator.scaling import Memory, Observation, ScalingSpec, decide, plan_capacity
 from reliable_queue import QueueClient, QueueStats, QueueUnavailable, ReliableQueueError
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class _QueueState:
     memory: Memory = field(default_factory=Memory)
     last_poll: float = 0.0
     last_counts: tuple[float, int, int] | None = None  # (time, enqueued, completed)
+    concurrency: int | None = None  # raised above spec.concurrency by plan_capacity, if so
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -112,6 +113,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         if spec.get("replicas") is not None:
             replicas = spec["replicas"]
         patch.status["observedGeneration"] = body["metadata"].get("generation")
+        if body["metadata"].get("uid") in states:  # the policy below resets the concurrency
+            states[body["metadata"]["uid"]].concurrency = None
         try:
             await _apply(memo["apps"], body, replicas, config.worker)
         except InvalidSpec as exc:
@@ -153,13 +156,40 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             return  # keep the replicas: no flapping to zero while Redis is away
         metrics.poll_seconds.observe(time.perf_counter() - started)
         obs = _observe(stats, state, now)
-        decision = decide(_scaling_spec(spec), obs, current, state.memory)
+        scaling_spec = _scaling_spec(spec)
+        decision = decide(scaling_spec, obs, current, state.memory)
         state.memory = decision.memory
-        moved = decision.replicas - current
+        replicas, concurrency = decision.replicas, spec.get("concurrency", 1)
+        if spec.get("maxConcurrency") and not scaling_spec.paused and spec.get("replicas") is None:
+            plan = plan_capacity(
+                decision.replicas,
+                current,
+                base_concurrency=concurrency,
+                max_concurrency=spec["maxConcurrency"],
+                max_replicas=scaling_spec.max_replicas,
+            )
+            replicas, concurrency = plan.replicas, plan.concurrency
+        before = state.concurrency or spec.get("concurrency", 1)
+        if concurrency != before:
+            try:
+                await memo["queues"].set_policy(queue, concurrency=concurrency)
+            except (QueueUnavailable, ReliableQueueError) as exc:
+                metrics.errors.labels("redis").inc()
+                concurrency = before
+                log.warning("concurrency of %s not changed: %s", queue, exc)
+            else:
+                state.concurrency = concurrency
+                kopf.info(
+                    body,
+                    reason="Concurrency",
+                    message=f"Set concurrency of {queue} from {before} to {concurrency} (at most "
+                    f"{spec['maxConcurrency']}) on {replicas} replicas: {decision.reason}",
+                )
+        moved = replicas - current
         metrics.decisions.labels(
             queue, "up" if moved > 0 else "down" if moved < 0 else "hold"
         ).inc()
-        metrics.desired.labels(queue).set(decision.replicas)
+        metrics.desired.labels(queue).set(replicas)
         metrics.current.labels(queue).set(current)
         patch.status.update(
             {
@@ -167,17 +197,17 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                 "processing": stats.processing,
                 "oldestAgeSeconds": round(stats.oldest_pending_age_s, 3),
                 "rate": round(obs.drain_rate, 3),
-                "replicas": decision.replicas,
+                "replicas": replicas,
                 "selector": _selector(body),
-                "concurrency": spec.get("concurrency"),
+                "concurrency": concurrency,
             }
         )
         backlogged = stats.oldest_pending_age_s > config.backlogged_after_s
-        scaling = decision.replicas != current
+        scaling = replicas != current
         # Applied every poll, changed or not: server-side apply is a no-op when nothing
         # differs and puts back anything someone edited by hand (drift).
         try:
-            await _apply(memo["apps"], body, decision.replicas, config.worker)
+            await _apply(memo["apps"], body, replicas, config.worker)
         except InvalidSpec as exc:
             message = f"no worker Deployment: {exc}"
             patch.status["conditions"] = _conditions(body, ready=False, invalid=message)
@@ -185,8 +215,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         if scaling:
             patch.status["lastScaleTime"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             message = (
-                f"Scaled {spec['queue']} from {current} to {decision.replicas} replicas: "
-                f"{decision.reason}"
+                f"Scaled {spec['queue']} from {current} to {replicas} replicas: {decision.reason}"
             )
             kopf.info(body, reason="Scaled", message=message)
         patch.status["conditions"] = _conditions(

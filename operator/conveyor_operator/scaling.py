@@ -19,6 +19,14 @@ The formula, per poll:
   so a load that oscillates faster than the window never makes replicas flap.
 - Paused, or replicas set by hand (``kubectl scale``, spec.replicas): the operator does not
   decide; a hand-set count is only held within [minReplicas, maxReplicas].
+
+Concurrency before replicas (``plan_capacity``, only when spec.maxConcurrency is set): the
+decision above is in replicas at the spec's ``concurrency`` (c0), i.e. ``wanted x c0`` job slots.
+Running replicas take those slots first, by raising the workers' live concurrency up to
+maxConcurrency (no new pods: no scheduling, no image pull, no start-up); replicas are added
+only for the slots that cannot absorb. Going down, concurrency falls back toward c0 first
+and replicas follow the decision's own (stabilized, stepped) pace. From zero replicas, or
+with the decision at or below the running replicas, it is the plain decision at c0.
 """
 
 from __future__ import annotations
@@ -122,3 +130,23 @@ def decide(spec: ScalingSpec, obs: Observation, current: int, memory: Memory) ->
 
 def _clamp(replicas: int, spec: ScalingSpec) -> int:
     return max(spec.min_replicas, min(spec.max_replicas, replicas))
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    replicas: int
+    concurrency: int
+
+
+def plan_capacity(
+    wanted: int, current: int, *, base_concurrency: int, max_concurrency: int, max_replicas: int
+) -> Capacity:
+    """Replicas and live concurrency for ``wanted`` replicas' worth of slots at
+    ``base_concurrency``, raising the concurrency of the ``current`` replicas first."""
+    if wanted <= current or current == 0:
+        return Capacity(wanted, base_concurrency)
+    slots = wanted * base_concurrency
+    replicas = max(current, math.ceil(slots / max_concurrency))
+    replicas = min(replicas, max(max_replicas, current))
+    concurrency = min(max_concurrency, math.ceil(slots / replicas))
+    return Capacity(replicas, max(base_concurrency, concurrency))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from reliable_queue import Job, QueueClient
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.test_operator_on_a_real_api import replicas
 from tests.helpers import ROOT, CliProcess, eventually, start_cli
@@ -204,3 +205,58 @@ async def test_an_ha_pair_keeps_one_leader_and_the_standby_takes_over(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas(
+    kube: KubeCluster, namespace: str, redis_url: str
+) -> None:
+    ns = namespace
+    proc = operator(kube, ns, redis_url)
+    spec = {
+        "concurrency": 2,
+        "maxConcurrency": 8,
+        "maxReplicas": 10,
+        "targetDepthPerReplica": 2000,
+        "scaleDown": {"stabilizationWindowSeconds": 2, "cooldownSeconds": 60},
+    }
+    try:
+        kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("dense", "dense", **spec))
+        await eventually(
+            lambda: _true(replicas(kube, ns, "dense-worker") == 1),
+            timeout=30,
+            interval=0.3,
+            what="one replica",
+        )
+        async with QueueClient.from_url(redis_url) as client:
+            await client.enqueue_many("dense", [{"n": i} for i in range(20_000)])
+
+            async def dense() -> bool:
+                policy = await client.get_policy("dense")
+                return policy.concurrency == 7 and replicas(kube, ns, "dense-worker") == 3
+
+            # 20,000 / 2,000 = 10 replicas' worth at concurrency 2 = 20 slots: 3 replicas at 7
+            # rather than 10 replicas at 2.
+            await eventually(
+                dense,
+                timeout=30,
+                interval=0.3,
+                what="3 replicas at concurrency 7\n" + proc.output(),
+            )
+            assert kube.get("mq/dense", "-n", ns)["status"]["concurrency"] == 7
+            events = kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+            assert "Set concurrency of dense from 2 to 7 (at most 8) on 3 replicas" in events
+
+            async def work(job: Job) -> None:
+                return None
+
+            stop = await client.start_worker("dense", work, concurrency=32)
+            try:
+
+                async def relaxed() -> bool:
+                    return (await client.get_policy("dense")).concurrency == 2
+
+                await eventually(relaxed, timeout=60, interval=0.5, what="back to concurrency 2")
+            finally:
+                await stop()
+    finally:
+        assert proc.stop() == 0, proc.output()[-3000:]

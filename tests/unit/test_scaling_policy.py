@@ -7,7 +7,15 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from conveyor_operator.scaling import Decision, Memory, Observation, ScalingSpec, decide
+from conveyor_operator.scaling import (
+    Capacity,
+    Decision,
+    Memory,
+    Observation,
+    ScalingSpec,
+    decide,
+    plan_capacity,
+)
 
 SPEC = ScalingSpec(
     min_replicas=0,
@@ -113,3 +121,41 @@ def test_decision_carries_memory_forward() -> None:
     d: Decision = decide(SPEC, Observation(now=10, pending=100, processing=0), 1, Memory())
     assert d.memory.last_busy == 10
     assert d.memory.recommendations == ((10, 1),)
+
+
+# --- concurrency before replicas (spec.maxConcurrency) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wanted", "current", "base", "most", "expected"),
+    [
+        # 4 replicas' worth at concurrency 2 = 8 slots: the one replica runs 8 at once.
+        (4, 1, 2, 8, Capacity(1, 8)),
+        # 10 x 2 = 20 slots: 8 per replica is not enough for one; 3 replicas at 7.
+        (10, 1, 2, 8, Capacity(3, 7)),
+        # Already enough replicas: the plain decision at the base concurrency.
+        (2, 2, 2, 8, Capacity(2, 2)),
+        (1, 3, 2, 8, Capacity(1, 2)),
+        # From zero a replica must start; concurrency stays at its base.
+        (3, 0, 2, 8, Capacity(3, 2)),
+        # maxConcurrency equal to concurrency: only replicas change.
+        (5, 1, 4, 4, Capacity(5, 4)),
+        # Going down: 6 replicas' worth on 3 running replicas -> concurrency back toward base.
+        (6, 3, 2, 8, Capacity(3, 4)),
+    ],
+)
+def test_concurrency_is_raised_before_replicas_are_added(
+    wanted: int, current: int, base: int, most: int, expected: Capacity
+) -> None:
+    plan = plan_capacity(
+        wanted, current, base_concurrency=base, max_concurrency=most, max_replicas=10
+    )
+    assert plan == expected
+    # Never fewer slots than the decision asked for, never above the caps.
+    assert plan.replicas * plan.concurrency >= wanted * base
+    assert base <= plan.concurrency <= most
+
+
+def test_the_replica_cap_bounds_the_plan() -> None:
+    plan = plan_capacity(50, 2, base_concurrency=4, max_concurrency=8, max_replicas=10)
+    assert plan == Capacity(10, 8)
