@@ -12,9 +12,9 @@ import pytest
 
 from conveyor.local_cluster import MESSAGEQUEUE_CRD, KubeCluster, missing_tools, start_cluster
 from conveyor.local_servers import tools_dir
-from tests.helpers import ROOT
+from tests.helpers import ROOT, CliProcess, start_cli
 
-__all__ = ["KubeCluster", "require_tools"]
+__all__ = ["KubeCluster", "require_tools", "start_operator"]
 
 
 def require_tools() -> Path:
@@ -42,3 +42,16 @@ def crd(kube: KubeCluster) -> KubeCluster:
     """The cluster with the MessageQueue CRD established."""
     kube.install_crd(ROOT / MESSAGEQUEUE_CRD)
     return kube
+
+
+def start_operator(kube: KubeCluster, ns: str, redis_url: str, **env: str) -> CliProcess:
+    """``conveyor operator`` watching ``ns``, as a process with the cluster's kubeconfig."""
+    return start_cli(
+        "operator",
+        "--namespace",
+        ns,
+        redis_url=redis_url,
+        KUBECONFIG=str(kube.kubeconfig),
+        OPERATOR_WORKER_IMAGE="conveyor:test",
+        **env,
+    )

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from reliable_queue import Job, QueueClient
-from tests.cluster.conftest import KubeCluster
-from tests.helpers import ROOT, CliProcess, eventually, start_cli
+from tests.cluster.conftest import KubeCluster, start_operator
+from tests.helpers import ROOT, CliProcess, eventually
 from tests.servers import RedisServer, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
@@ -29,15 +29,7 @@ async def operator(
     ns = f"op-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", ns)
     port = free_port()
-    proc = start_cli(
-        "operator",
-        "--namespace",
-        ns,
-        redis_url=redis_url,
-        KUBECONFIG=str(kube.kubeconfig),
-        OPERATOR_WORKER_IMAGE="conveyor:test",
-        PROBE_PORT=str(port),
-    )
+    proc = start_operator(kube, ns, redis_url, PROBE_PORT=str(port))
     proc.probe_port = port  # type: ignore[attr-defined]
     yield kube, ns, proc
     code = proc.stop()
@@ -169,14 +161,7 @@ async def test_drain_scales_down_after_cooldown_and_redis_outage_changes_nothing
 ) -> None:
     ns = f"op-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", ns)
-    proc = start_cli(
-        "operator",
-        "--namespace",
-        ns,
-        redis_url=own_redis.url,
-        KUBECONFIG=str(kube.kubeconfig),
-        OPERATOR_WORKER_IMAGE="conveyor:test",
-    )
+    proc = start_operator(kube, ns, own_redis.url)
     try:
         mq = """apiVersion: conveyor.io/v1alpha1
 kind: MessageQueue

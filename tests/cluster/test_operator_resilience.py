@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from reliable_queue import Job, QueueClient
-from tests.cluster.conftest import KubeCluster
+from tests.cluster.conftest import KubeCluster, start_operator
 from tests.cluster.test_operator_on_a_real_api import replicas
 from tests.helpers import ROOT, CliProcess, eventually, start_cli
 from tests.servers import free_port
@@ -29,18 +29,6 @@ def namespace(kube: KubeCluster, crd: KubeCluster) -> Iterator[str]:
     kube.kubectl("create", "namespace", ns)
     yield ns
     kube.kubectl("delete", "namespace", ns, "--wait=false")
-
-
-def operator(kube: KubeCluster, ns: str, redis_url: str, **env: str) -> CliProcess:
-    return start_cli(
-        "operator",
-        "--namespace",
-        ns,
-        redis_url=redis_url,
-        KUBECONFIG=str(kube.kubeconfig),
-        OPERATOR_WORKER_IMAGE="conveyor:test",
-        **env,
-    )
 
 
 def conditions(kube: KubeCluster, ns: str, name: str) -> dict[str, dict[str, str]]:
@@ -78,7 +66,7 @@ async def test_a_spec_that_cannot_run_is_reported_in_status(
     kube: KubeCluster, namespace: str, redis_url: str, worker: object, message: str
 ) -> None:
     ns = namespace
-    proc = operator(kube, ns, redis_url)
+    proc = start_operator(kube, ns, redis_url)
     try:
         kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("bad", "bad", worker=worker))
 
@@ -112,7 +100,7 @@ async def test_concurrency_in_the_spec_reaches_a_running_worker(
     kube: KubeCluster, namespace: str, redis_url: str
 ) -> None:
     ns = namespace
-    proc = operator(kube, ns, redis_url)
+    proc = start_operator(kube, ns, redis_url)
     probe = free_port()
     worker = start_cli(
         "work",
@@ -167,7 +155,7 @@ async def test_an_ha_pair_keeps_one_leader_and_the_standby_takes_over(
     # Each starts paused (peering is mandatory) and resumes when it sees no peer above it; two
     # started at the very same moment may both run for a second before one yields (kopf).
     resuming = "Resuming operations after the pause"
-    leader = operator(kube, ns, redis_url, OPERATOR_PRIORITY="200", POD_ID="leader", **common)
+    leader = start_operator(kube, ns, redis_url, OPERATOR_PRIORITY="200", POD_ID="leader", **common)
     standby: CliProcess | None = None
     try:
 
@@ -175,7 +163,9 @@ async def test_an_ha_pair_keeps_one_leader_and_the_standby_takes_over(
             return resuming in leader.output()
 
         await eventually(leading, timeout=30, interval=0.3, what="the leader resumes")
-        standby = operator(kube, ns, redis_url, OPERATOR_PRIORITY="100", POD_ID="standby", **common)
+        standby = start_operator(
+            kube, ns, redis_url, OPERATOR_PRIORITY="100", POD_ID="standby", **common
+        )
         await asyncio.sleep(3)  # it has read the peering record by now
         kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("first", "first"))
         await eventually(
@@ -211,7 +201,7 @@ async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas
     kube: KubeCluster, namespace: str, redis_url: str
 ) -> None:
     ns = namespace
-    proc = operator(kube, ns, redis_url)
+    proc = start_operator(kube, ns, redis_url)
     spec = {
         "concurrency": 2,
         "maxConcurrency": 8,
