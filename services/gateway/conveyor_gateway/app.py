@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import cast
 
-import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -27,12 +26,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from conveyor_gateway.history import StatsHistory
-from conveyor_gateway.live import LiveClient, LiveHub, Subscription
+from conveyor_gateway.live import LiveHub
 from conveyor_gateway.metrics import GatewayMetrics
 from conveyor_gateway.openapi import openapi_document
+from conveyor_gateway.stream import stream_endpoint
 from reliable_queue import QueueClient, QueueUnavailable, UsageError
 from reliable_queue.keys import ALERT_HISTORY, latest_values, tech_config, validate_queue_name
 
@@ -42,9 +41,6 @@ MAX_PAGE = 500
 MAX_IDS = 10_000
 MAX_MACHINE_ID = 256
 MACHINES_LISTED = 1_000
-WS_SLOW_CLOSE = 1013  # "try again later": the client fell behind and was dropped
-WS_AUTH_CLOSE = 4401
-SUBSCRIBE_HELP = 'ignored: send {"action": "subscribe", "machines": ["*"], "kinds": ["alert"]}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,77 +280,6 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
     async def dashboard(request: Request) -> Response:
         return HTMLResponse(page)
 
-    # --- WebSocket -----------------------------------------------------------------------------
-
-    async def stream(ws: WebSocket) -> None:
-        await ws.accept()
-        if cfg.stream_requires_token:
-            token = ws.query_params.get("token", "")
-            if cfg.api_token is None or not hmac.compare_digest(
-                token.encode(), cfg.api_token.encode()
-            ):
-                await ws.send_json(
-                    {
-                        "kind": "error",
-                        "error": "a token is required: connect to /ws?token=<GATEWAY_API_TOKEN>",
-                    }
-                )
-                await ws.close(WS_AUTH_CLOSE)
-                return
-        try:
-            subscription = Subscription.parse(
-                _split(ws.query_params.get("machines")), _split(ws.query_params.get("kinds"))
-            )
-        except ValueError as exc:
-            await ws.send_json({"kind": "error", "error": str(exc)})
-            await ws.close(1008)
-            return
-        live = hub.connect(subscription)
-        try:
-            await ws.send_json(
-                {
-                    "kind": "subscribed",
-                    "subscription": subscription.to_dict(),
-                    "buffer": cfg.client_buffer,
-                }
-            )
-            await _serve(ws, live)
-        finally:
-            hub.disconnect(live)
-
-    async def _serve(ws: WebSocket, live: LiveClient) -> None:
-        """Until the client leaves or falls behind: send its messages, read its requests."""
-        async with anyio.create_task_group() as tasks:
-
-            async def send() -> None:
-                try:
-                    while True:
-                        await ws.send_text(await live.buffer.get())
-                except (WebSocketDisconnect, OSError, RuntimeError) as exc:
-                    log.info("WebSocket client gone while sending (%r)", exc)
-                tasks.cancel_scope.cancel()
-
-            async def receive() -> None:
-                with contextlib.suppress(WebSocketDisconnect):
-                    while True:
-                        await _answer(ws, live, await ws.receive_text())
-                tasks.cancel_scope.cancel()
-
-            async def watch() -> None:
-                await live.lagging.wait()
-                tasks.cancel_scope.cancel()
-
-            tasks.start_soon(send)
-            tasks.start_soon(receive)
-            tasks.start_soon(watch)
-        if live.lagging.is_set():
-            metrics.slow_clients.inc()
-            log.warning("dropped a WebSocket client %d messages behind", live.buffer.qsize())
-            with contextlib.suppress(Exception):
-                reason = f"too slow: more than {cfg.client_buffer} messages behind; reconnect"
-                await asyncio.wait_for(ws.send_json({"kind": "error", "error": reason}), 1.0)
-                await asyncio.wait_for(ws.close(WS_SLOW_CLOSE, reason[:120]), 1.0)
-
     # --- errors --------------------------------------------------------------------------------
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -402,7 +327,16 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi),
-        WebSocketRoute("/ws", stream),
+        WebSocketRoute(
+            "/ws",
+            stream_endpoint(
+                hub,
+                metrics,
+                client_buffer=cfg.client_buffer,
+                require_token=cfg.stream_requires_token,
+                token=cfg.api_token,
+            ),
+        ),
         Mount("/static", StaticFiles(packages=[("conveyor_gateway", "static")]), name="static"),
     ]
     app = Starlette(
@@ -420,24 +354,3 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
     app.state.history = history
     app.state.metrics = metrics
     return app
-
-
-async def _answer(ws: WebSocket, live: LiveClient, text: str) -> None:
-    """A client's request: ``{"action": "subscribe", "machines": [...], "kinds": [...]}``."""
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict) or doc.get("action") != "subscribe":
-        await ws.send_json({"kind": "error", "error": SUBSCRIBE_HELP})
-        return
-    try:
-        live.subscription = Subscription.parse(doc.get("machines"), doc.get("kinds"))
-    except (ValueError, TypeError, AttributeError) as exc:
-        await ws.send_json({"kind": "error", "error": f"ignored: {exc}"})
-        return
-    await ws.send_json({"kind": "subscribed", "subscription": live.subscription.to_dict()})
-
-
-def _split(raw: str | None) -> list[str] | None:
-    return raw.split(",") if raw is not None else None
