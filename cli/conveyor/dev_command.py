@@ -131,13 +131,19 @@ async def cmd_dev(args: argparse.Namespace) -> int:
             )
         env = _start_servers(data, servers)
         env["GATEWAY_API_TOKEN"] = _api_token(data)
-        plan = [("ingestor", ["ingest"], {"MQTT_CLIENT_ID": "conveyor-dev-ingestor"})]
+        ingest_probe = free_port()
+        ingest_env = {"MQTT_CLIENT_ID": "conveyor-dev-ingestor", "PROBE_PORT": str(ingest_probe)}
+        plan = [("ingestor", ["ingest"], ingest_env)]
         plan += [(f"worker {q.name}", ["work", "--queue", q.name], {}) for q in DEFAULT_QUEUES]
         plan += [("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], {})]
         if not args.no_simulator:
             sim = ["simulate", "--machines", str(args.machines), "--rate", str(args.rate)]
             plan += [("simulator", sim, {})]
         for name, argv, extra in plan:
+            if name == "simulator":
+                # The broker drops what is published before anyone subscribed (on a first
+                # start the ingestor's persistent session does not exist yet).
+                await _wait_ready(ingest_probe, services[0])
             log_path = data / "logs" / f"{name.replace(' ', '-')}.log"
             service = Service(name, argv, {**env, **extra}, log_path)
             service.start()
@@ -201,6 +207,25 @@ def _start_servers(data: Path, servers: list[ChildServer]) -> dict[str, str]:
             servers.append(influx)
             env.update(INFLUX_URL=influx.url, INFLUX_BUCKET=influx.bucket)
     return env
+
+
+async def _wait_ready(port: int, service: Service, timeout: float = 30) -> None:
+    """Until the service's /readyz answers 200 (for the ingestor: broker and Redis up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.proc is not None and service.proc.poll() is not None:
+            break
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /readyz HTTP/1.0\r\n\r\n")
+            status = await reader.readline()
+            writer.close()
+            if b" 200 " in status:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    print(f"{service.name} is not ready; starting the rest anyway (log: {service.log_path})")
 
 
 def _port_free(port: int) -> bool:

@@ -103,7 +103,7 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
         metrics.connected.labels("redis").set_function(lambda: int(ingestor.redis_ok))
         probes = ProbeServer(
             registry=metrics.registry,
-            ready=lambda: {"broker": subscriber.connected, "redis": ingestor.redis_ok},
+            ready=lambda: {"broker": subscriber.subscribed, "redis": ingestor.redis_ok},
         )
         await probes.start(probes_at.host, probes_at.port)
         loop = asyncio.get_running_loop()

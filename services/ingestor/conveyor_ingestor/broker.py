@@ -101,6 +101,7 @@ class Subscriber:
         self.config = config
         self.filters = [self._shared(f) for f in filters]
         self.connected = False
+        self.subscribed = False  # the broker granted every filter on this connection
         self.reconnects = 0
         self.inbox: collections.deque[Delivery] = collections.deque()
         self._generation = 0
@@ -166,7 +167,7 @@ class Subscriber:
         """Disconnect cleanly: unacknowledged messages stay with the broker's session."""
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
-        self.connected = False
+        self.connected = self.subscribed = False
 
     async def wait(self, timeout: float) -> None:
         """Return when messages are waiting in ``inbox``, or after ``timeout`` seconds."""
@@ -227,11 +228,13 @@ class Subscriber:
                 )
             else:
                 log.info("subscribed to %s (QoS %d)", topic_filter, code.value)
+        self.subscribed = self.connected and not any(c.is_failure for c in codes)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
     ) -> None:
         self.connected = False
+        self.subscribed = False
         log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

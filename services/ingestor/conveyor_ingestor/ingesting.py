@@ -76,7 +76,7 @@ class Ingestor:
 
     @property
     def ready(self) -> bool:
-        return self.subscriber.connected and self.redis_ok
+        return self.subscriber.subscribed and self.redis_ok
 
     async def run(self) -> None:
         """Ingest until :meth:`stop`; the caller starts and stops the subscriber."""
