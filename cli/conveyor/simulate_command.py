@@ -71,6 +71,17 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
             "MQTT_BROKER_URL"
         ) from exc
     client.loop_start()
+    # Publish only once the broker has accepted the connection: paho drops what was queued
+    # before the CONNACK of a new session.
+    deadline = time.monotonic() + 10
+    while not client.is_connected():
+        if time.monotonic() > deadline:
+            client.loop_stop()
+            raise SettingsError(
+                f"the MQTT broker at {settings.broker_url} did not accept the connection within "
+                "10 s: check MQTT_USERNAME / MQTT_PASSWORD and the broker's log"
+            )
+        await asyncio.sleep(0.02)
     plant = Plant(machines=args.machines, seed=args.seed)
     sent: Counter[str] = Counter()
     stopping = asyncio.Event()
