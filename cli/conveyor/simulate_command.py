@@ -71,8 +71,8 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
             "MQTT_BROKER_URL"
         ) from exc
     client.loop_start()
-    # Publish only once the broker has accepted the connection: paho drops what was queued
-    # before the CONNACK of a new session.
+    # Publish only once the broker has accepted the connection, so that a refused or
+    # unanswered connection is reported instead of messages piling up in paho's queue.
     deadline = time.monotonic() + 10
     while not client.is_connected():
         if time.monotonic() > deadline:
