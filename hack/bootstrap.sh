@@ -21,29 +21,10 @@ command -v redis-benchmark >/dev/null 2>&1 || need_pkgs+=(redis-tools)
 command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || need_pkgs+=(mosquitto)
 # The dashboard's browser test drives Debian's Chromium (Playwright never downloads one).
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+# shellcheck source=hack/lib/apt.sh
+source "$ROOT/hack/lib/apt.sh"
 if ((${#need_pkgs[@]})); then
-  command -v apt-get >/dev/null 2>&1 || die "missing ${need_pkgs[*]} and no apt-get: install them with your package manager"
-  SUDO=()
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "missing ${need_pkgs[*]}: run 'sudo apt-get install ${need_pkgs[*]}'"
-    SUDO=(sudo)
-  fi
-  say "installing Debian packages: ${need_pkgs[*]}"
-  # Keep the packages' own services from starting: tests start their own servers on free ports.
-  policy=/usr/sbin/policy-rc.d
-  made_policy=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
-    "${SUDO[@]}" chmod +x "$policy"
-    made_policy=1
-  fi
-  # The package lists may be missing on a fresh machine; update once if the install fails.
-  if ! DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1; then
-    say "apt-get update"
-    "${SUDO[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-  fi
-  ((made_policy)) && "${SUDO[@]}" rm -f "$policy"
+  apt_install "${need_pkgs[@]}"
 fi
 
 # pip's output only when it fails: a warm run should print nothing.

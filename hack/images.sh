@@ -26,23 +26,8 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 say() { printf '[images] %s\n' "$*" >&2; }
 die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
 
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then
-    "$@"
-  else
-    command -v sudo >/dev/null 2>&1 || die "'$*' needs root: run as root or install sudo"
-    sudo "$@"
-  fi
-}
-
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "missing $*; install it with your package manager"
-  say "installing Debian packages: $*"
-  if ! DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
-  fi
-}
+# shellcheck source=hack/lib/apt.sh
+source "$ROOT/hack/lib/apt.sh"
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -50,17 +35,8 @@ ensure_docker() {
   if docker version >/dev/null 2>&1; then
     return
   fi
-  if ! command -v dockerd >/dev/null 2>&1; then
-    # Keep the package's own service from starting: we start dockerd ourselves below.
-    local policy=/usr/sbin/policy-rc.d made=0
-    if [[ ! -e $policy ]]; then
-      printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-      as_root chmod +x "$policy"
-      made=1
-    fi
-    apt_install docker.io
-    ((made)) && as_root rm -f "$policy"
-  fi
+  # The package's own service stays stopped (apt_install): dockerd is started below.
+  command -v dockerd >/dev/null 2>&1 || apt_install docker.io
   command -v docker >/dev/null 2>&1 || die "docker.io is installed but no docker client is on PATH"
   mkdir -p "$CACHE"
   say "starting dockerd (log: $CACHE/dockerd.log)"

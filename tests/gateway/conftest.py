@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -86,8 +87,6 @@ def gateway_process(redis_url: str) -> Iterator[Callable[..., GatewayProcess]]:
                 pass
             if process.returncode is not None:
                 break
-            import time
-
             time.sleep(0.05)
         raise AssertionError(f"the gateway did not become ready:\n{process.output()}")
 

@@ -124,15 +124,19 @@ def _object(doc: Any, kind: str) -> dict[str, Any]:
     return doc
 
 
-def _realtime_samples(doc: Any) -> list[Sample]:
+def _items(doc: Any, kind: str) -> list[dict[str, Any]]:
+    """A message's samples: one JSON object or an array of them, each a copy to take apart."""
     items = doc if isinstance(doc, list) else [doc]
     if len(items) > MAX_SAMPLES:
         raise InvalidPayload("too_many_samples", f"{len(items)} samples, at most {MAX_SAMPLES}")
+    if not all(isinstance(item, dict) for item in items):
+        raise InvalidPayload("wrong_shape", f"{kind} samples must be JSON objects")
+    return [dict(item) for item in items]
+
+
+def _realtime_samples(doc: Any) -> list[Sample]:
     samples: list[Sample] = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise InvalidPayload("wrong_shape", "realtime samples must be JSON objects")
-        item = dict(item)
+    for item in _items(doc, "realtime"):
         ts = _pop_ts(item)
         if "values" in item:
             values = item["values"]
@@ -151,12 +155,8 @@ def _realtime_samples(doc: Any) -> list[Sample]:
 
 
 def _spc_samples(doc: Any) -> list[SpcSample]:
-    items = doc if isinstance(doc, list) else [doc]
     samples: list[SpcSample] = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise InvalidPayload("wrong_shape", "SPC samples must be JSON objects")
-        item = dict(item)
+    for item in _items(doc, "SPC"):
         ts = _pop_ts(item)
         spec = {k: _number(k, item.pop(k)) for k in ("usl", "lsl", "target") if k in item}
         if "characteristic" in item:
