@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reliable_queue import Job, QueueClient
+from reliable_queue import QueueClient
 from tests.cluster.conftest import KubeCluster, start_operator
 from tests.cluster.test_operator_on_a_real_api import replicas
 from tests.helpers import ROOT, CliProcess, eventually, start_cli
@@ -236,10 +236,15 @@ async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas
             events = kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
             assert "Set concurrency of dense from 2 to 7 (at most 8) on 3 replicas" in events
 
-            async def work(job: Job) -> None:
-                return None
-
-            stop = await client.start_worker("dense", work, concurrency=32)
+            # Drained by a worker process, as in a pod, that follows the live concurrency.
+            worker = start_cli(
+                "work",
+                "--queue",
+                "dense",
+                "--handler",
+                "tests.queue.handlers:record",
+                redis_url=redis_url,
+            )
             try:
 
                 async def relaxed() -> bool:
@@ -247,6 +252,6 @@ async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas
 
                 await eventually(relaxed, timeout=60, interval=0.5, what="back to concurrency 2")
             finally:
-                await stop()
+                assert worker.stop() == 0, worker.output()[-2000:]
     finally:
         assert proc.stop() == 0, proc.output()[-3000:]
