@@ -2,14 +2,20 @@
 # Container images made on this machine, with no registry to pull from:
 #
 #   hack/images.sh docker     make sure a Docker engine answers: installs Debian's docker.io
-#                             when dockerd is missing and starts dockerd when none runs
+#                             when dockerd is missing and starts dockerd when none runs; on
+#                             a host whose capability bounding set is short (a sandbox),
+#                             registers runc-hostcaps as dockerd's default runtime so that
+#                             --privileged containers (kind's nodes) can start
 #   hack/images.sh base       Debian bookworm (debootstrap --variant=minbase) imported as
 #                             conveyor.local/debian:bookworm; the rootfs tarball is cached
 #   hack/images.sh python     conveyor.local/python:3.11-bookworm: the base + Debian's python3,
 #                             standing in for the public python:3.11-slim image
 #   hack/images.sh conveyor   the Conveyor image (Dockerfile) FROM that python base, tagged
 #                             conveyor:dev (override with CONVEYOR_IMAGE)
-#   hack/images.sh            all of the above, in order
+#   hack/images.sh services   the chart's in-release Redis and Mosquitto for offline clusters,
+#                             FROM the Debian base: conveyor.local/redis:7.0 and
+#                             conveyor.local/mosquitto:2.0 (hack/kind/images)
+#   hack/images.sh            docker, base, python and conveyor, in order
 #
 # Everything is idempotent: an image that exists is kept (the Conveyor image is rebuilt, and
 # Docker's layer cache makes that quick when only the code changed). Output: a line per step.
@@ -33,11 +39,17 @@ image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 ensure_docker() {
   if docker version >/dev/null 2>&1; then
+    ensure_runtime
     return
   fi
   # The package's own service stays stopped (apt_install): dockerd is started below.
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
   command -v docker >/dev/null 2>&1 || die "docker.io is installed but no docker client is on PATH"
+  start_dockerd
+  ensure_runtime
+}
+
+start_dockerd() {
   mkdir -p "$CACHE"
   say "starting dockerd (log: $CACHE/dockerd.log)"
   as_root setsid nohup dockerd >"$CACHE/dockerd.log" 2>&1 </dev/null &
@@ -47,6 +59,56 @@ ensure_docker() {
   done
   tail -20 "$CACHE/dockerd.log" >&2
   die "dockerd did not answer within 30 s (log above: $CACHE/dockerd.log)"
+}
+
+# A --privileged container asks runc for every capability; where the host's bounding set
+# lacks one (this workplace's machines lack CAP_SYS_RESOURCE) runc fails with "unable to
+# apply caps: operation not permitted". runc-hostcaps (hack/kind/runc-hostcaps) drops what
+# the host cannot grant and runs runc; a host with every capability keeps plain runc.
+RUNTIME_NAME=runc-hostcaps
+RUNTIME_PATH=/usr/local/sbin/runc-hostcaps
+DAEMON_JSON=/etc/docker/daemon.json
+
+host_lacks_capabilities() {
+  local bounding last
+  bounding=$((16#$(awk '/^CapBnd:/ {print $2}' /proc/self/status)))
+  last=$(cat /proc/sys/kernel/cap_last_cap)
+  ((bounding != (1 << (last + 1)) - 1))
+}
+
+ensure_runtime() {
+  host_lacks_capabilities || return 0
+  if [[ $(docker info --format '{{.DefaultRuntime}}' 2>/dev/null) == "$RUNTIME_NAME" && -x $RUNTIME_PATH ]]; then
+    return
+  fi
+  say "this host's capability bounding set is short: registering $RUNTIME_NAME as dockerd's default runtime ($DAEMON_JSON)"
+  bash "$ROOT/hack/tools.sh" runc-hostcaps
+  as_root install -m 0755 "$CACHE/kind-node/bin/runc-hostcaps" "$RUNTIME_PATH"
+  as_root mkdir -p "$(dirname "$DAEMON_JSON")"
+  # Merged into whatever daemon.json already says.
+  as_root python3 - "$DAEMON_JSON" "$RUNTIME_NAME" "$RUNTIME_PATH" <<'PY'
+import json, os, sys
+path, name, runtime = sys.argv[1:]
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+config.setdefault("runtimes", {})[name] = {"path": runtime}
+config["default-runtime"] = name
+with open(path + ".tmp", "w") as f:
+    json.dump(config, f, indent=2)
+os.replace(path + ".tmp", path)
+PY
+  say "restarting dockerd to read it (running containers stop)"
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+    as_root systemctl restart docker
+  else
+    as_root pkill -x dockerd || true
+    for _ in $(seq 1 60); do
+      pgrep -x dockerd >/dev/null || break
+      sleep 0.5
+    done
+    start_dockerd
+  fi
+  [[ $(docker info --format '{{.DefaultRuntime}}') == "$RUNTIME_NAME" ]] \
+    || die "dockerd did not take $RUNTIME_NAME as its default runtime (see $DAEMON_JSON)"
 }
 
 ensure_base() {
@@ -91,6 +153,24 @@ ensure_python() {
   rm -rf "$context"
 }
 
+REDIS_IMAGE=conveyor.local/redis:7.0
+MOSQUITTO_IMAGE=conveyor.local/mosquitto:2.0
+
+build_services() {
+  local name tag log
+  for name in redis mosquitto; do
+    tag=$REDIS_IMAGE
+    [[ $name == mosquitto ]] && tag=$MOSQUITTO_IMAGE
+    say "building $tag FROM $BASE_IMAGE"
+    log="$IMAGES/build-$name.log"
+    if ! docker build -t "$tag" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+      -f "$ROOT/hack/kind/images/$name.Dockerfile" "$ROOT/hack/kind/images" >"$log" 2>&1; then
+      tail -20 "$log" >&2
+      die "building $tag failed (log: $log)"
+    fi
+  done
+}
+
 build_conveyor() {
   say "building $CONVEYOR_IMAGE FROM $PYTHON_IMAGE"
   local log="$IMAGES/build-conveyor.log"
@@ -110,6 +190,7 @@ for step in "${steps[@]}"; do
     base) ensure_docker && ensure_base ;;
     python) ensure_docker && ensure_base && ensure_python ;;
     conveyor) ensure_docker && ensure_base && ensure_python && build_conveyor ;;
-    *) die "unknown step '$step' (known: docker base python conveyor)" ;;
+    services) ensure_docker && ensure_base && build_services ;;
+    *) die "unknown step '$step' (known: docker base python conveyor services)" ;;
   esac
 done

@@ -8,13 +8,23 @@
 #   k8s       the test control plane: etcd, kube-apiserver, kube-controller-manager,
 #             kube-scheduler and kubectl (Kubernetes 1.34, built rather than the PyPI wheel,
 #             which only has 1.36+, too far from this server), kwok and kwokctl, helm.
+#   kind      kind itself, and what its offline node image is made of (hack/kind-node.sh):
+#             kubelet, kubeadm and kube-proxy at the control plane's version, etcd and CoreDNS
+#             at the versions that kubeadm release pins, the pause program and runc-hostcaps
+#             (hack/kind/), into $CACHE/kind-node/bin.
 set -euo pipefail
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
 BIN="$CACHE/bin"
+NODE_BIN="$CACHE/kind-node/bin"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 INFLUXDB_VERSION=v1.8.10
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.16
+KIND_VERSION=v0.33.0
+# What kubeadm v1.34 deploys (cmd/kubeadm/app/constants): its etcd image 3.6.5-0, CoreDNS v1.12.1.
+NODE_ETCD_VERSION=v3.6.5
+NODE_COREDNS_VERSION=v1.12.1
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.19.0
 
@@ -101,6 +111,25 @@ build_k8s() {
   wrapped "$name" k8s.io/kubernetes "$K8S_VERSION" "v0.${K8S_VERSION#v1.}" "k8s.io/kubernetes/cmd/$name" "$ldflags"
 }
 
+# The node image's own binaries live apart from the host's tools (etcd is another version
+# there): each function writes to $BIN, so it is pointed at $NODE_BIN for the call.
+node_k8s() { BIN=$NODE_BIN build_k8s "$1"; }
+
+# A program of this repository (hack/kind/NAME/main.go, standard library only), static.
+# go_program NAME
+go_program() {
+  local name=$1 src="$ROOT/hack/kind/$1/main.go" target="$NODE_BIN/$1"
+  if [[ -x $target && $target -nt $src ]]; then
+    return
+  fi
+  need_go
+  mkdir -p "$NODE_BIN"
+  say "building $name (hack/kind/$name)"
+  (cd "$ROOT/hack/kind/$name" && CGO_ENABLED=0 go build -o "$target.tmp" -ldflags "-s -w" main.go) \
+    || die "building $name failed"
+  mv "$target.tmp" "$target"
+}
+
 tools=("$@")
 ((${#tools[@]})) || tools=(influxd k8s)
 for tool in "${tools[@]}"; do
@@ -117,6 +146,19 @@ for tool in "${tools[@]}"; do
       build helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
         "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
       ;;
-    *) die "unknown tool '$tool' (known: influxd, k8s)" ;;
+    kind)
+      build kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
+      for name in kubelet kubeadm kube-proxy kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+        node_k8s "$name"
+      done
+      BIN=$NODE_BIN wrapped etcd go.etcd.io/etcd/server/v3 "$NODE_ETCD_VERSION" "$NODE_ETCD_VERSION" \
+        go.etcd.io/etcd/server/v3 "-s -w"
+      BIN=$NODE_BIN build coredns "$NODE_COREDNS_VERSION" "github.com/coredns/coredns@$NODE_COREDNS_VERSION" \
+        "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$NODE_COREDNS_VERSION"
+      go_program pause
+      go_program runc-hostcaps
+      ;;
+    pause | runc-hostcaps) go_program "$tool" ;;
+    *) die "unknown tool '$tool' (known: influxd, k8s, kind, pause, runc-hostcaps)" ;;
   esac
 done

@@ -148,9 +148,11 @@ class InfluxSettings(BaseSettings):
     bucket: str = "conveyor/autogen"
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
+        if value == "":
+            return None  # set but empty, as a chart value left blank: no writes
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://, e.g. http://influxdb:8086")
         return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.settings import RedisSettings, SettingsError, load
+from conveyor.settings import InfluxSettings, RedisSettings, SettingsError, load
 
 
 def test_url_from_parts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,3 +49,12 @@ def test_password_never_appears_in_errors(monkeypatch: pytest.MonkeyPatch) -> No
         load(RedisSettings)
     assert "hunter2" not in str(info.value)
     assert "REDIS_DB=99" in str(info.value)
+
+
+def test_an_empty_influx_url_means_no_influx(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The chart passes INFLUX_URL="" when influx.url is left blank (found on kind).
+    monkeypatch.setenv("INFLUX_URL", "")
+    assert load(InfluxSettings).url is None
+    monkeypatch.setenv("INFLUX_URL", "influxdb:8086")
+    with pytest.raises(SettingsError, match="INFLUX_URL=influxdb:8086: Value error, must start"):
+        load(InfluxSettings)
