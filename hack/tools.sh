@@ -131,7 +131,7 @@ go_program() {
 }
 
 tools=("$@")
-((${#tools[@]})) || tools=(influxd k8s)
+((${#tools[@]})) || tools=(influxd k8s kind)
 for tool in "${tools[@]}"; do
   case $tool in
     influxd) build influxd "$INFLUXDB_VERSION" "github.com/influxdata/influxdb/cmd/influxd@$INFLUXDB_VERSION" \

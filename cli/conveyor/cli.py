@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         operator_command,
         queue_commands,
         simulate_command,
+        uninstall_command,
         work_command,
     )
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_command.register(sub)
     dev_command.register(sub)
     bench_command.register(sub)
+    uninstall_command.register(sub)
     return parser
 
 

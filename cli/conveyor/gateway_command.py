@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from conveyor.settings import GatewaySettings, RedisSettings, load
+from conveyor.startup import wait_for_redis
 from reliable_queue import QueueClient
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ async def cmd_gateway(args: argparse.Namespace) -> int:
     async with QueueClient.from_url(
         redis_settings.effective_url(), cluster=redis_settings.cluster
     ) as client:
-        await client.ping()
+        await wait_for_redis(client, redis_settings.startup_wait_s)
         token = settings.api_token.get_secret_value() if settings.api_token else None
         if token is None:
             log.info("GATEWAY_API_TOKEN is not set: replaying and deleting dead letters is off")

@@ -31,6 +31,9 @@ class RedisSettings(BaseSettings):
     password: SecretStr | None = None
     db: int = Field(default=0, ge=0, le=15)
     cluster: bool = Field(default=False, description="Connect to a Redis Cluster")
+    startup_wait_s: float = Field(
+        default=30.0, ge=0, le=3600, description="how long a service waits for Redis at start"
+    )
 
     @field_validator("url")
     @classmethod

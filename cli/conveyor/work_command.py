@@ -26,6 +26,7 @@ from conveyor.settings import (
     WorkerSettings,
     load,
 )
+from conveyor.startup import wait_for_redis
 from reliable_queue import QueueClient, UsageError
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ async def cmd_work(args: argparse.Namespace) -> int:
     async with QueueClient.from_url(
         redis_settings.effective_url(), cluster=redis_settings.cluster
     ) as client:
-        await client.ping()
+        await wait_for_redis(client, redis_settings.startup_wait_s)
         sink = None
         if influx.url:
             sink = InfluxSink(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import redis
 
 from reliable_queue import QueueClient
 from tests.helpers import eventually, run_cli, start_cli
+from tests.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +70,40 @@ def test_default_concurrency_follows_the_queue(queue: str, expected: int) -> Non
     from conveyor.work_command import default_concurrency
 
     assert default_concurrency(queue) == expected
+
+
+async def test_a_worker_started_before_its_redis_waits_for_it(own_redis: RedisServer) -> None:
+    # Pods of one release start together (seen on kind): the worker waits for Redis.
+    own_redis.stop()
+    worker = start_cli(
+        "work",
+        "--queue",
+        "late",
+        "--handler",
+        "tests.queue.handlers:record",
+        redis_url=own_redis.url,
+        REDIS_STARTUP_WAIT_S="60",
+    )
+    try:
+        await asyncio.sleep(2)
+        assert worker.proc.poll() is None, worker.output()
+        assert "waiting up to" in worker.output()
+        own_redis.start()
+        async with QueueClient.from_url(own_redis.url) as client:
+            await client.enqueue("late", {"seconds": 0})
+        r = redis.Redis.from_url(own_redis.url)
+
+        async def done() -> bool:
+            return int(r.llen("test:processed")) == 1
+
+        await eventually(done, timeout=30, what="the job, once Redis is up")
+        r.close()
+    finally:
+        assert worker.stop() == 0, worker.output()
+
+
+def test_without_a_wait_a_missing_redis_is_reported_at_once(own_redis: RedisServer) -> None:
+    own_redis.stop()
+    out = run_cli("work", "--queue", "q", redis_url=own_redis.url, REDIS_STARTUP_WAIT_S="0")
+    assert out.returncode == 3
+    assert "check that Redis runs and REDIS_URL points at it" in out.stderr

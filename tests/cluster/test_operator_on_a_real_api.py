@@ -14,7 +14,7 @@ import pytest
 
 from reliable_queue import Job, QueueClient
 from tests.cluster.conftest import KubeCluster, start_operator
-from tests.helpers import ROOT, CliProcess, eventually
+from tests.helpers import ROOT, CliProcess, eventually, run_cli
 from tests.servers import RedisServer, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
@@ -145,6 +145,8 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 250
         + proc.output()[-3000:],
     )
 
+    # Its data goes with it, so the operator holds it by a finalizer until that is done.
+    assert "conveyor.io/finalizer" in kube.get("mq/bursty", "-n", ns)["metadata"]["finalizers"]
     kube.kubectl("delete", "-n", ns, "mq/bursty", "--timeout=60s")
 
     async def gone() -> bool:
@@ -232,3 +234,60 @@ def _http(port: int, path: str) -> str:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
         return resp.read().decode()
+
+
+async def test_delete_messagequeues_waits_for_the_operator_then_lets_go(
+    operator: tuple[KubeCluster, str, CliProcess],
+) -> None:
+    # helm uninstall stops the operator while it deletes the MessageQueues, leaving them held
+    # by its finalizer (found on kind); the chart's pre-delete hook runs this first.
+    kube, ns, _proc = operator
+    for name in ("first", "second"):
+        mq = f"""apiVersion: conveyor.io/v1alpha1
+kind: MessageQueue
+metadata: {{name: {name}}}
+spec: {{queue: {name}, minReplicas: 1, pollingIntervalSeconds: 1}}
+"""
+        kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq)
+
+    async def made() -> bool:
+        return replicas(kube, ns, "first-worker") == 1 == replicas(kube, ns, "second-worker")
+
+    await eventually(made, timeout=60, interval=0.5, what="the Deployments")
+    held = kube.get("mq/first", "-n", ns)["metadata"]["finalizers"]
+    assert held == ["conveyor.io/finalizer"]
+    kubeconfig = str(kube.kubeconfig)
+    done = await asyncio.to_thread(
+        run_cli,
+        "delete-messagequeues",
+        "--namespace",
+        ns,
+        "--timeout",
+        "60",
+        KUBECONFIG=kubeconfig,
+    )
+    assert done.returncode == 0, done.stderr
+    assert kube.kubectl("get", "mq", "-n", ns, "-o", "name").stdout.strip() == ""
+    assert "not released" not in done.stderr  # the operator let them go, in time
+
+    # With no operator to release it, the command lets go itself, and says so.
+    other = f"orphan-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", other)
+    orphan = """apiVersion: conveyor.io/v1alpha1
+kind: MessageQueue
+metadata: {name: orphan, finalizers: [conveyor.io/finalizer]}
+spec: {queue: orphan}
+"""
+    kube.kubectl("apply", "-n", other, "-f", "-", stdin=orphan)
+    done = await asyncio.to_thread(
+        run_cli,
+        "delete-messagequeues",
+        "--namespace",
+        other,
+        "--timeout",
+        "2",
+        KUBECONFIG=kubeconfig,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"MessageQueue {other}/orphan was not released by the operator" in done.stderr
+    assert kube.kubectl("get", "mq", "-n", other, "-o", "name").stdout.strip() == ""

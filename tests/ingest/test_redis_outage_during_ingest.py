@@ -77,3 +77,28 @@ async def test_redis_down_mid_stream_loses_nothing(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_ready_once_redis_answers_with_no_message_flowing(
+    own_redis: RedisServer, mosquitto: MosquittoServer
+) -> None:
+    # On a cluster the ingestor may start before Redis: it must turn ready when Redis comes
+    # up, not when the first message arrives (found on kind: helm --wait never finished).
+    routes = RoutingTable(DEFAULT_ROUTES)
+    subscriber = Subscriber(
+        broker_config(mosquitto.url, client_id=f"ingest-late-{uuid.uuid4().hex[:6]}"),
+        routes.filters,
+    )
+    own_redis.stop()
+    async with QueueClient.from_url(own_redis.url) as client:
+        ingestor = Ingestor(client=client, subscriber=subscriber, routes=routes)
+        await subscriber.start()
+        task = asyncio.create_task(ingestor.run())
+        await eventually(lambda: _true(subscriber.subscribed), what="subscribed")
+        await asyncio.sleep(1.5)
+        assert not ingestor.ready  # Redis is down
+        own_redis.start()
+        await eventually(lambda: _true(ingestor.ready), timeout=10, what="ready after Redis")
+        ingestor.stop()
+        await task
+        await subscriber.stop()

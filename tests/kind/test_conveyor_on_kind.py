@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.kind.conftest import Kind
+from tests.helpers import ROOT
+from tests.kind.conftest import MOSQUITTO_IMAGE, REDIS_IMAGE, Kind
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
-BURST = 20_000
+BURST = 30_000
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> float:
@@ -30,27 +31,46 @@ def replicas(kind: Kind, deployment: str) -> int:
     return int(kind.get("deployment", deployment)["spec"].get("replicas", 0))
 
 
-def queue_stats(kind: Kind) -> dict[str, dict[str, int]]:
+def realtime(kind: Kind) -> dict[str, int]:
     out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", "conveyor", "queues", "--json")
-    stats: dict[str, dict[str, int]] = json.loads(out)["queues"]
-    return stats
+    stats: dict[str, int] = json.loads(out)["queues"].get("mqtt_realtime", {})
+    return {k: stats.get(k, 0) for k in ("pending", "processing", "delayed", "completed", "failed")}
+
+
+def worker_pods(kind: Kind, *, running: bool) -> list[str]:
+    pods = kind.get("pods", "-l", "app.kubernetes.io/instance=mqtt-realtime")["items"]
+    return [
+        p["metadata"]["name"]
+        for p in pods
+        if not running
+        or (p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
+    ]
 
 
 def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
-    repo, tag = kind.image.rsplit(":", 1)
+    # hack/kind/values.yaml (the offline node: local images, no volume provisioner), with the
+    # images this run loaded.
+    values = {
+        "image.repository": kind.image.rsplit(":", 1)[0],
+        "image.tag": kind.image.rsplit(":", 1)[1],
+        "redis.image.repository": REDIS_IMAGE.rsplit(":", 1)[0],
+        "redis.image.tag": REDIS_IMAGE.rsplit(":", 1)[1],
+        "mqtt.image.repository": MOSQUITTO_IMAGE.rsplit(":", 1)[0],
+        "mqtt.image.tag": MOSQUITTO_IMAGE.rsplit(":", 1)[1],
+    }
+    sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
     started = time.monotonic()
     kind.helm(
         "install",
         "conveyor",
-        "charts/conveyor",
+        str(ROOT / "charts/conveyor"),
         "--create-namespace",
         "--wait",
         "--timeout",
         "10m",
-        "--set",
-        f"image.repository={repo}",
-        "--set",
-        f"image.tag={tag}",
+        "-f",
+        str(ROOT / "hack/kind/values.yaml"),
+        *sets,
     )
     kind.timings["helm install"] = time.monotonic() - started
 
@@ -65,15 +85,28 @@ def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
     kind.kubectl(
         "wait", "--for=condition=Available", "deployment/mqtt-realtime-worker", "--timeout=300s"
     )
-    # Quick scaling for the test: poll every 2 s, scale down 20 s after the drain.
+    # Unlimited, one worker here drains as fast as two ingestors fill (there is no InfluxDB to
+    # wait for), so each worker pod gets a fifth of a core, as a worker pod sized for its
+    # share of a node would; and the queue starts from zero pods, as one that scales to zero
+    # when idle. A burst then builds a backlog, the operator scales up, real pods drain it.
+    # Quick polling and cooldown for the test.
     patch = {
         "spec": {
+            "minReplicas": 0,
+            "maxReplicas": 4,
+            "targetDepthPerReplica": 1000,
             "pollingIntervalSeconds": 2,
             "scaleDown": {"stabilizationWindowSeconds": 10, "cooldownSeconds": 20},
+            "worker": {
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "96Mi"},
+                    "limits": {"cpu": "200m", "memory": "256Mi"},
+                }
+            },
         }
     }
     kind.kubectl("patch", "mq", "mqtt-realtime", "--type", "merge", "-p", json.dumps(patch))
-    before = replicas(kind, "mqtt-realtime-worker")
+    wait_for(lambda: replicas(kind, "mqtt-realtime-worker") == 0, "scale to zero", 180)
 
     kind.kubectl(
         "run",
@@ -93,28 +126,46 @@ def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
         "--duration",
         "0",
     )
-    burst_started = time.monotonic()
+    wait_for(lambda: realtime(kind)["pending"] > 0, "the burst to reach the queue", 120)
+    backlog_seen = time.monotonic()
     kind.timings["scale-up decision"] = wait_for(
-        lambda: replicas(kind, "mqtt-realtime-worker") > before, "scale-up", 120
+        lambda: replicas(kind, "mqtt-realtime-worker") > 0, "scale-up", 60
     )
-    # Kill one worker pod mid-drain: its jobs come back after the lease.
-    pods = kind.get("pods", "-l", "app.kubernetes.io/component=worker")["items"]
-    victim = next(p["metadata"]["name"] for p in pods if "mqtt-realtime" in p["metadata"]["name"])
+
+    # Kill a worker pod mid-burst: the jobs it held come back after their lease.
+    def running_pod() -> bool:
+        return bool(worker_pods(kind, running=True))
+
+    wait_for(running_pod, "a running mqtt-realtime worker pod", 120)
+    victim = worker_pods(kind, running=True)[0]
     kind.kubectl("delete", "pod", victim, "--grace-period=0", "--force")
+    q = realtime(kind)
+    publishing = kind.get("pod", "simulator")["status"]["phase"] in ("Pending", "Running")
+    assert publishing or q["pending"] + q["processing"] > 0, f"killed after the drain: {q}"
+
+    peak = [0]
 
     def drained() -> bool:
-        q = queue_stats(kind)["mqtt_realtime"]
+        peak[0] = max(peak[0], replicas(kind, "mqtt-realtime-worker"))
+        q = realtime(kind)
         return q["pending"] + q["processing"] + q["delayed"] == 0 and q["completed"] > 0
 
     wait_for(drained, "the backlog to drain", 900)
-    kind.timings["drain"] = time.monotonic() - burst_started
-    q = queue_stats(kind)["mqtt_realtime"]
+    kind.timings["drain"] = time.monotonic() - backlog_seen
+    q = realtime(kind)
     assert q["completed"] + q["failed"] == BURST, q  # every message accounted for
+    assert peak[0] > 1, "the backlog was drained without scaling beyond one pod"
+    print(
+        f"\nmqtt_realtime: {BURST} published, {q['completed']} completed, {q['failed']} dead, "
+        f"peak {peak[0]} replicas, pod {victim} killed mid-drain"
+    )
 
     kind.timings["scale-down"] = wait_for(
-        lambda: replicas(kind, "mqtt-realtime-worker") == before, "scale-down", 300
+        lambda: replicas(kind, "mqtt-realtime-worker") == 0, "scale-down", 300
     )
     kind.kubectl("delete", "pod", "simulator", "--wait=false")
     kind.helm("uninstall", "conveyor", "--wait")
-    left = kind.kubectl("get", "all,mq", "-o", "name").split()
+    left = kind.kubectl("get", "all,mq,cm,secret,pvc,sa", "-o", "name").split()
+    # What Kubernetes itself keeps in every namespace
+    left = [x for x in left if x not in ("configmap/kube-root-ca.crt", "serviceaccount/default")]
     assert left == [], left

@@ -70,6 +70,8 @@ class Ingestor:
         self.options = options or IngestOptions()
         self.metrics = metrics or IngestMetrics()
         self.redis_ok = False
+        self._redis_checked = 0.0
+        self._redis_checked_once = False
         self._stopping = False
         self._unrouted_logged = 0.0
         self._unrouted_since_log = 0
@@ -84,6 +86,10 @@ class Ingestor:
         while not self._stopping:
             await self.subscriber.wait(0.5)
             if not self.subscriber.inbox:
+                # Idle: readiness still follows Redis (say, one that was not up yet when
+                # this pod started), checked every second while down, every 5 s while up.
+                if time.monotonic() - self._redis_checked >= (5.0 if self.redis_ok else 1.0):
+                    await self._check_redis()
                 continue
             if len(self.subscriber.inbox) < self.options.batch_size:
                 await asyncio.sleep(self.options.flush_interval)  # let the batch fill a little
@@ -215,12 +221,18 @@ class Ingestor:
             self._unrouted_since_log = 0
 
     async def _check_redis(self) -> None:
+        self._redis_checked = time.monotonic()
         try:
             await self.client.ping()
-            self.redis_ok = True
         except QueueUnavailable as exc:
+            if self.redis_ok or not self._redis_checked_once:
+                log.warning("%s; not ready, checking again every second", exc)
             self.redis_ok = False
-            log.warning("%s; will keep trying", exc)
+        else:
+            if not self.redis_ok and self._redis_checked_once:
+                log.info("Redis answers again; ready")
+            self.redis_ok = True
+        self._redis_checked_once = True
 
 
 def _stable_id(d: Delivery) -> str:
