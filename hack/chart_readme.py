@@ -23,8 +23,12 @@ helm install conveyor charts/conveyor -n conveyor --create-namespace
 kubectl get mq -n conveyor
 ```
 
-The CRD is in `crds/`: helm installs it with the chart and never deletes it (MessageQueues
-survive an uninstall); upgrade it with `kubectl apply --server-side -f crds/`. Secrets are
+The CRD is in `crds/`: helm installs it with the chart and never deletes it; upgrade it with
+`kubectl apply --server-side -f crds/`. `helm uninstall` first runs a pre-delete hook
+(`conveyor delete-messagequeues`, as the operator's ServiceAccount) that deletes the
+MessageQueues in the release's namespace while the operator still runs, so that none is left
+held by its finalizer; their Redis data stays unless a queue says `deletionPolicy: Delete`.
+With `operator.clusterWide`, delete the queues of other namespaces first. Secrets are
 referenced by name (`existingSecret` keys), never given as values. `values.schema.json`
 rejects unknown keys, so a typo fails the install.
 

@@ -45,8 +45,11 @@ ensure_docker() {
   # The package's own service stays stopped (apt_install): dockerd is started below.
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
   command -v docker >/dev/null 2>&1 || die "docker.io is installed but no docker client is on PATH"
+  if host_lacks_capabilities; then
+    say "this host's capability bounding set is short: $RUNTIME_NAME will be dockerd's default runtime ($DAEMON_JSON)"
+    register_runtime
+  fi
   start_dockerd
-  ensure_runtime
 }
 
 start_dockerd() {
@@ -76,14 +79,11 @@ host_lacks_capabilities() {
   ((bounding != (1 << (last + 1)) - 1))
 }
 
-ensure_runtime() {
-  host_lacks_capabilities || return 0
-  if [[ $(docker info --format '{{.DefaultRuntime}}' 2>/dev/null) == "$RUNTIME_NAME" && -x $RUNTIME_PATH ]]; then
-    return
-  fi
-  say "this host's capability bounding set is short: registering $RUNTIME_NAME as dockerd's default runtime ($DAEMON_JSON)"
+# Installs runc-hostcaps (again when it was rebuilt) and names it in daemon.json.
+register_runtime() {
   bash "$ROOT/hack/tools.sh" runc-hostcaps
-  as_root install -m 0755 "$CACHE/kind-node/bin/runc-hostcaps" "$RUNTIME_PATH"
+  cmp -s "$CACHE/kind-node/bin/runc-hostcaps" "$RUNTIME_PATH" 2>/dev/null \
+    || as_root install -m 0755 "$CACHE/kind-node/bin/runc-hostcaps" "$RUNTIME_PATH"
   as_root mkdir -p "$(dirname "$DAEMON_JSON")"
   # Merged into whatever daemon.json already says.
   as_root python3 - "$DAEMON_JSON" "$RUNTIME_NAME" "$RUNTIME_PATH" <<'PY'
@@ -96,7 +96,15 @@ with open(path + ".tmp", "w") as f:
     json.dump(config, f, indent=2)
 os.replace(path + ".tmp", path)
 PY
-  say "restarting dockerd to read it (running containers stop)"
+}
+
+# For a running dockerd: registers the runtime where the host needs it, restarting dockerd
+# when it does not use it yet.
+ensure_runtime() {
+  host_lacks_capabilities || return 0
+  register_runtime
+  [[ $(docker info --format '{{.DefaultRuntime}}' 2>/dev/null) == "$RUNTIME_NAME" ]] && return
+  say "this host's capability bounding set is short: $RUNTIME_NAME becomes dockerd's default runtime ($DAEMON_JSON); restarting dockerd (running containers stop)"
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
     as_root systemctl restart docker
   else
