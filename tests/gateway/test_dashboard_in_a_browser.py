@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -51,6 +52,11 @@ def pipeline(redis_url: str, mosquitto: MosquittoServer) -> Iterator[list[CliPro
         start_cli("work", "--queue", "mqtt_realtime", redis_url=redis_url),
         start_cli("work", "--queue", "alerts", redis_url=redis_url),
     ]
+    # The broker drops what is published before the ingestor's first subscription: wait for it.
+    deadline = time.monotonic() + 30
+    while processes[0].output().count("subscribed to ") < 4:  # the four default routes
+        assert time.monotonic() < deadline, "ingestor not subscribed:\n" + processes[0].output()
+        time.sleep(0.1)
     yield processes
     for process in processes:
         process.stop(timeout=20)

@@ -34,6 +34,7 @@ class Kind:
     name: str
     image: str
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 300) -> str:
         cmd = ["kubectl", "--context", f"kind-{self.name}", "-n", "conveyor", *args]
@@ -69,7 +70,7 @@ def _timed(timings: dict[str, float], what: str, *cmd: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def kind() -> Iterator[Kind]:
+def kind(request: pytest.FixtureRequest) -> Iterator[Kind]:
     missing = [t for t in ("kind", "docker", "kubectl", "helm") if shutil.which(t) is None]
     if not missing and subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         missing.append("a running Docker engine")
@@ -82,6 +83,7 @@ def kind() -> Iterator[Kind]:
             pytest.fail(reason)
         pytest.skip(reason)
     timings: dict[str, float] = {}
+    notes: list[str] = []
     image = os.environ.get("CONVEYOR_IMAGE", "")
     steps = [] if image else ["conveyor"]
     if REDIS_IMAGE.startswith("conveyor.local/") or MOSQUITTO_IMAGE.startswith("conveyor.local/"):
@@ -111,8 +113,13 @@ def kind() -> Iterator[Kind]:
             *("kind", "load", "docker-image", image, REDIS_IMAGE, MOSQUITTO_IMAGE),
             *("--name", name),
         )
-        yield Kind(name, image, timings)
+        yield Kind(name, image, timings, notes)
     finally:
-        print("\nkind suite timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+        # Shown with the results, not only with -s: the terminal reporter writes past capture.
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        write = reporter.write_line if reporter else print
+        write("")
+        for note in [*notes, "timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())]:
+            write(f"kind suite: {note}")
         if created and not os.environ.get("KIND_KEEP"):
             _run("kind", "delete", "cluster", "--name", name)

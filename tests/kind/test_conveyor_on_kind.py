@@ -165,9 +165,9 @@ def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
     q = realtime(kind)
     assert q["completed"] + q["failed"] == BURST, q  # every message accounted for
     assert peak[0] > 1, "the backlog was drained without scaling beyond one pod"
-    print(
-        f"\nmqtt_realtime: {BURST} published, {q['completed']} completed, {q['failed']} dead, "
-        f"peak {peak[0]} replicas, pod {victim} killed mid-drain"
+    kind.notes.append(
+        f"mqtt_realtime: {BURST} published, {q['completed']} completed, {q['failed']} dead, "
+        f"peak {peak[0]} replicas, pod {victim} killed mid-burst"
     )
 
     kind.timings["scale-down"] = wait_for(
