@@ -133,6 +133,12 @@ def latest_values(machine: str) -> str:
     return f"{PREFIX}:latest:{{{machine}}}"
 
 
+def latest_times(machine: str) -> str:
+    """HASH signal -> timestamp (ms) of the value in :func:`latest_values`, so that a message
+    processed late (retried, or in another batch) never replaces a newer value."""
+    return f"{PREFIX}:latest-ts:{{{machine}}}"
+
+
 def tech_config(machine: str) -> str:
     """STRING: JSON ``{"version", "ts", "config"}`` of the machine's current configuration."""
     return f"{PREFIX}:tech:{{{machine}}}"

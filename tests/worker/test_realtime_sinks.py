@@ -96,3 +96,26 @@ async def test_influx_outage_retries_and_writes_each_point_once(
     [series] = influx.query("SELECT count(value) FROM realtime")
     assert series["values"][0][1] == 200  # type: ignore[index]
     assert (await client.queue_stats("mqtt_realtime")).failed == 0
+
+
+async def test_a_late_older_message_does_not_replace_a_newer_value(
+    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+) -> None:
+    # Jobs of one machine run in parallel and are retried: the cache keeps, per signal, the
+    # value with the newest timestamp (seen in the image test: an older temp won).
+    await start_worker("mqtt_realtime")
+    newer = message("realtime", "late", {"timestamp": TS + 10, "values": {"temp": 30.0}})
+    older = message(
+        "realtime", "late", {"timestamp": TS + 5, "values": {"temp": 25.0, "pressure": 5.5}}
+    )
+    for n, job in enumerate((newer, older), start=1):
+        await client.enqueue("mqtt_realtime", job)
+
+        async def done(n: int = n) -> bool:
+            return (await client.queue_stats("mqtt_realtime")).completed == n
+
+        await eventually(done, timeout=20, what=f"job {n} done")
+    latest = await client.redis.hgetall(latest_values("late"))
+    assert json.loads(latest[b"temp"]) == 30.0  # not the late 25.0
+    assert json.loads(latest[b"pressure"]) == 5.5  # nothing newer for it: the late one counts
+    assert latest[b"_ts"] == str(TS + 10).encode()

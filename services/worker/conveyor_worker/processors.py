@@ -28,6 +28,7 @@ from reliable_queue import Job, NewJob, PermanentError, QueueClient
 from reliable_queue.keys import (
     ALERT_HISTORY,
     alert_seen,
+    latest_times,
     latest_values,
     live_channel,
     spc_window,
@@ -124,6 +125,25 @@ def processor_for(queue: str, ctx: Context) -> Processor | None:
 
 # --- realtime ---------------------------------------------------------------------------------
 
+# The latest-value cache keeps, per signal, the value with the newest timestamp: jobs of one
+# machine are processed in parallel and retried, so a later write may carry an older value.
+# KEYS: latest_values, latest_times; ARGV: ts (ms), ttl (s), then signal, JSON value pairs.
+KEEP_NEWEST = """
+local ts = tonumber(ARGV[1])
+for i = 3, #ARGV, 2 do
+  local seen = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '-1')
+  if ts >= seen then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+  end
+end
+if ts >= tonumber(redis.call('HGET', KEYS[1], '_ts') or '-1') then
+  redis.call('HSET', KEYS[1], '_ts', ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+"""
+
 
 async def process_realtime(ctx: Context, jobs: Sequence[Job]) -> Failures:
     failed: Failures = {}
@@ -140,18 +160,17 @@ async def process_realtime(ctx: Context, jobs: Sequence[Job]) -> Failures:
     def build(pipe: Any) -> None:
         for job in good:
             msg = job.data
-            latest: dict[str, str] = {}
+            machine = msg["machine"]
+            values: dict[str, Any] = {}
             ts = msg["received_at"]
             for sample in msg["samples"]:
                 ts = point_time(msg, sample)
-                latest.update({k: json.dumps(v) for k, v in sample["values"].items()})
-            latest["_ts"] = str(ts)
-            key = latest_values(msg["machine"])
-            pipe.hset(key, mapping=latest)
-            pipe.expire(key, ctx.settings.cache_ttl_s)
-            values = {k: json.loads(v) for k, v in latest.items() if k != "_ts"}
-            event = {"kind": "realtime", "machine": msg["machine"], "ts": ts, "values": values}
-            pipe.publish(live_channel(msg["machine"]), json.dumps(event))
+                fields = [x for k, v in sample["values"].items() for x in (k, json.dumps(v))]
+                keys = (latest_values(machine), latest_times(machine))
+                pipe.eval(KEEP_NEWEST, 2, *keys, ts, ctx.settings.cache_ttl_s, *fields)
+                values.update(sample["values"])
+            event = {"kind": "realtime", "machine": machine, "ts": ts, "values": values}
+            pipe.publish(live_channel(machine), json.dumps(event))
 
     if good:
         await ctx.redis_pipeline(build)
