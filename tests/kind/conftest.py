@@ -69,8 +69,18 @@ def _timed(timings: dict[str, float], what: str, *cmd: str) -> str:
     return out
 
 
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("kind suite")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
-def kind(request: pytest.FixtureRequest) -> Iterator[Kind]:
+def kind() -> Iterator[Kind]:
     missing = [t for t in ("kind", "docker", "kubectl", "helm") if shutil.which(t) is None]
     if not missing and subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         missing.append("a running Docker engine")
@@ -115,11 +125,8 @@ def kind(request: pytest.FixtureRequest) -> Iterator[Kind]:
         )
         yield Kind(name, image, timings, notes)
     finally:
-        # Shown with the results, not only with -s: the terminal reporter writes past capture.
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        write = reporter.write_line if reporter else print
-        write("")
-        for note in [*notes, "timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())]:
-            write(f"kind suite: {note}")
+        # Shown in the run's summary (pytest_terminal_summary below), not only with -s.
+        timed = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+        REPORT.extend([*notes, f"timings: {timed}"])
         if created and not os.environ.get("KIND_KEEP"):
             _run("kind", "delete", "cluster", "--name", name)
