@@ -34,6 +34,8 @@ die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
 
 # shellcheck source=hack/lib/apt.sh
 source "$ROOT/hack/lib/apt.sh"
+# shellcheck source=hack/lib/docker.sh
+source "$ROOT/hack/lib/docker.sh"
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -152,42 +154,29 @@ ensure_python() {
   cp "$ROOT/hack/images/python.Dockerfile" "$context/Dockerfile"
   mkdir "$context/extra-ca"
   cp /usr/local/share/ca-certificates/*.crt "$context/extra-ca/" 2>/dev/null || true
-  if ! docker build -t "$PYTHON_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" "$context" \
-    >"$log" 2>&1; then
-    tail -20 "$log" >&2
-    rm -rf "$context"
-    die "building $PYTHON_IMAGE failed (log: $log)"
-  fi
+  trap 'rm -rf "$context"' EXIT
+  docker_build "$log" "$PYTHON_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" "$context"
   rm -rf "$context"
+  trap - EXIT
 }
 
 REDIS_IMAGE=conveyor.local/redis:7.0
 MOSQUITTO_IMAGE=conveyor.local/mosquitto:2.0
 
 build_services() {
-  local name tag log
+  local name
   for name in redis mosquitto; do
-    tag=$REDIS_IMAGE
+    local tag=$REDIS_IMAGE
     [[ $name == mosquitto ]] && tag=$MOSQUITTO_IMAGE
     say "building $tag FROM $BASE_IMAGE"
-    log="$IMAGES/build-$name.log"
-    if ! docker build -t "$tag" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-      -f "$ROOT/hack/kind/images/$name.Dockerfile" "$ROOT/hack/kind/images" >"$log" 2>&1; then
-      tail -20 "$log" >&2
-      die "building $tag failed (log: $log)"
-    fi
+    docker_build "$IMAGES/build-$name.log" "$tag" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+      -f "$ROOT/hack/kind/images/$name.Dockerfile" "$ROOT/hack/kind/images"
   done
 }
 
 build_conveyor() {
   say "building $CONVEYOR_IMAGE FROM $PYTHON_IMAGE"
-  local log="$IMAGES/build-conveyor.log"
-  mkdir -p "$IMAGES"
-  if ! docker build -t "$CONVEYOR_IMAGE" --build-arg "BASE_IMAGE=$PYTHON_IMAGE" "$ROOT" \
-    >"$log" 2>&1; then
-    tail -30 "$log" >&2
-    die "docker build failed (log: $log)"
-  fi
+  docker_build "$IMAGES/build-conveyor.log" "$CONVEYOR_IMAGE" --build-arg "BASE_IMAGE=$PYTHON_IMAGE" "$ROOT"
 }
 
 steps=("$@")

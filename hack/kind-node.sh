@@ -29,6 +29,8 @@ NODE_IMAGE=${KIND_NODE_IMAGE:-conveyor.local/kind-node:$K8S_VERSION}
 
 say() { printf '[kind-node] %s\n' "$*" >&2; }
 die() { printf '[kind-node] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=hack/lib/docker.sh
+source "$ROOT/hack/lib/docker.sh"
 
 if [[ ${1:-} == --name ]]; then
   echo "$NODE_IMAGE"
@@ -37,14 +39,10 @@ fi
 
 # build_image TAG DOCKERFILE CONTEXT [BUILD ARGS...]: docker build with its log kept.
 build_image() {
-  local tag=$1 dockerfile=$2 context=$3 log
+  local tag=$1 dockerfile=$2 context=$3
   shift 3
-  log="$WORK/build-$(basename "$dockerfile" .Dockerfile).log"
-  if ! docker build -t "$tag" -f "$dockerfile" --build-arg "BASE_IMAGE=$BASE_IMAGE" "$@" "$context" \
-    >"$log" 2>&1; then
-    tail -20 "$log" >&2
-    die "building $tag failed (log: $log)"
-  fi
+  docker_build "$WORK/build-$(basename "${tag%%:*}").log" "$tag" -f "$dockerfile" \
+    --build-arg "BASE_IMAGE=$BASE_IMAGE" "$@" "$context"
 }
 
 image_id() { docker image inspect --format '{{.Id}}' "$1"; }
