@@ -6,7 +6,8 @@
 #   2. the Kubernetes binaries, built from the Go module proxy by `hack/tools.sh kind`:
 #      kubelet, kubeadm, kubectl into the node; kube-apiserver, kube-controller-manager,
 #      kube-scheduler, kube-proxy, etcd, CoreDNS and pause as images (hack/kind/images)
-#      under the names `kubeadm config images list` gives
+#      under the names `kubeadm config images list` gives; kind-netpol (hack/kind/netpol), the
+#      NetworkPolicy enforcement that /kind/manifests/default-cni.yaml runs, as an image too
 #   3. those images imported into the node's containerd (not unpacked; containerd unpacks
 #      them at first use), and the result committed as the node image
 #
@@ -23,9 +24,11 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
 WORK="$CACHE/kind-node"
 NODE_BIN="$WORK/bin"
 BASE_IMAGE=conveyor.local/debian:bookworm
-OS_IMAGE=conveyor.local/kind-node-os:bookworm
 K8S_VERSION=$(sed -n 's/^K8S_VERSION=//p' "$ROOT/hack/tools.sh")
 NODE_IMAGE=${KIND_NODE_IMAGE:-conveyor.local/kind-node:$K8S_VERSION}
+# conveyor.local/kind-node-os:bookworm for the default name; a node image named otherwise has
+# its own, so that two checkouts can build theirs side by side.
+OS_IMAGE=${NODE_IMAGE%%:*}-os:bookworm
 
 say() { printf '[kind-node] %s\n' "$*" >&2; }
 die() { printf '[kind-node] error: %s\n' "$*" >&2; exit 1; }
@@ -95,6 +98,17 @@ while read -r image name; do
   images+=("$image")
 done < <(component_images)
 ((${#images[@]} >= 7)) || die "kubeadm listed ${#images[@]} images; is $NODE_BIN/kubeadm a working kubeadm?"
+# NetworkPolicy enforcement: kind-netpol FROM the kube-proxy image (the same iptables), under
+# the name the DaemonSet in default-cni.yaml runs: kube-network-policies' version in its go.mod.
+netpol_version=$(sed -n 's|^\s*sigs\.k8s\.io/kube-network-policies \(v[^ ]*\).*|\1|p' "$ROOT/hack/kind/netpol/go.mod")
+netpol_image=conveyor.local/kind-netpol:$netpol_version
+grep -q "image: $netpol_image\$" "$ROOT/hack/kind/node/default-cni.yaml" \
+  || die "hack/kind/node/default-cni.yaml must run $netpol_image (the version hack/kind/netpol/go.mod pins)"
+context=$(context_with kind-netpol "$NODE_BIN/kind-netpol")
+build_image "$netpol_image" "$ROOT/hack/kind/images/netpol.Dockerfile" "$context" \
+  --build-arg "KUBE_PROXY_IMAGE=$(printf '%s\n' "${images[@]}" | grep '/kube-proxy:')"
+say "NetworkPolicy image $netpol_image"
+images+=("$netpol_image")
 pause_image=$(printf '%s\n' "${images[@]}" | grep '/pause:')
 grep -q "sandbox_image = \"$pause_image\"" "$ROOT/hack/kind/node/containerd.toml" \
   || die "hack/kind/node/containerd.toml must set sandbox_image = \"$pause_image\" (what kubeadm $K8S_VERSION uses)"

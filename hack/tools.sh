@@ -11,7 +11,9 @@
 #   kind      kind itself, and what its offline node image is made of (hack/kind-node.sh):
 #             kubelet, kubeadm and kube-proxy at the control plane's version, etcd and CoreDNS
 #             at the versions that kubeadm release pins, the pause program and runc-hostcaps
-#             (hack/kind/), into $CACHE/kind-node/bin.
+#             (hack/kind/), and kind-netpol (hack/kind/netpol: the node's NetworkPolicy
+#             enforcement: kube-network-policies' engine at the version its go.mod pins), into
+#             $CACHE/kind-node/bin.
 set -euo pipefail
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
@@ -20,10 +22,11 @@ NODE_BIN="$CACHE/kind-node/bin"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 INFLUXDB_VERSION=v1.8.10
 K8S_VERSION=v1.34.4
-ETCD_VERSION=v3.6.16
 KIND_VERSION=v0.33.0
 # What kubeadm v1.34 deploys (cmd/kubeadm/app/constants): its etcd image 3.6.5-0, CoreDNS v1.12.1.
 NODE_ETCD_VERSION=v3.6.5
+# The host's control plane runs that etcd too: one build serves both (copied into the node).
+ETCD_VERSION=$NODE_ETCD_VERSION
 NODE_COREDNS_VERSION=v1.12.1
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.19.0
@@ -111,9 +114,17 @@ build_k8s() {
   wrapped "$name" k8s.io/kubernetes "$K8S_VERSION" "v0.${K8S_VERSION#v1.}" "k8s.io/kubernetes/cmd/$name" "$ldflags"
 }
 
-# The node image's own binaries live apart from the host's tools (etcd is another version
-# there): each function writes to $BIN, so it is pointed at $NODE_BIN for the call.
-node_k8s() { BIN=$NODE_BIN build_k8s "$1"; }
+# The node image's own binaries live apart from the host's tools: each function writes to $BIN,
+# so it is pointed at $NODE_BIN for the call. A component the host's control plane already has
+# (same version, same flags) is copied rather than linked again: a minute or more on two cores.
+node_k8s() {
+  local host="$BIN/$1-$K8S_VERSION"
+  if [[ -x $host && ! -x $NODE_BIN/$1-$K8S_VERSION ]]; then
+    mkdir -p "$NODE_BIN"
+    cp "$host" "$NODE_BIN/$1-$K8S_VERSION.tmp" && mv "$NODE_BIN/$1-$K8S_VERSION.tmp" "$NODE_BIN/$1-$K8S_VERSION"
+  fi
+  BIN=$NODE_BIN build_k8s "$1"
+}
 
 # A program of this repository (hack/kind/NAME/main.go, standard library only), static.
 # go_program NAME
@@ -127,6 +138,42 @@ go_program() {
   say "building $name (hack/kind/$name)"
   (cd "$ROOT/hack/kind/$name" && CGO_ENABLED=0 go build -o "$target.tmp" -ldflags "-s -w" main.go) \
     || die "building $name failed"
+  mv "$target.tmp" "$target"
+}
+
+# kind-netpol (hack/kind/netpol, a module of its own: its go.mod pins kube-network-policies)
+# imports client-go, as the kubelet does. Built in a copy of the module whose shared
+# dependencies are replaced by the versions k8s.io/kubernetes $K8S_VERSION builds with, it reuses
+# what the kubelet's build compiled: seconds, where compiling its own client-go takes a minute and
+# a half on two cores. (Without the kubelet's wrapper module it builds as pinned.)
+netpol_program() {
+  local dir="$ROOT/hack/kind/netpol" target="$NODE_BIN/kind-netpol"
+  if [[ -x $target && -z $(find "$dir" "${BASH_SOURCE[0]}" -type f -newer "$target") ]]; then
+    return
+  fi
+  need_go
+  mkdir -p "$NODE_BIN"
+  local build="$CACHE/src/kind-netpol" kubernetes="$CACHE/src/kubernetes-$K8S_VERSION"
+  rm -rf "$build" && mkdir -p "$build" && cp "$dir"/main.go "$dir"/go.mod "$dir"/go.sum "$build/"
+  say "building kind-netpol (hack/kind/netpol)"
+  local log="$CACHE/build-kind-netpol.log"
+  if ! (
+    cd "$build"
+    if [[ -f $kubernetes/go.mod ]]; then
+      (cd "$kubernetes" && go list -m all) | awk 'NR > 1 {print $1, ($3 == "=>" ? $5 : $2)}' >kubernetes.list
+      go list -m all | awk '{print $1, $2}' >own.list
+      {
+        printf '\nreplace (\n'
+        awk 'NR == FNR {v[$1] = $2; next} ($1 in v) && v[$1] != $2 {print "\t" $1 " => " $1 " " v[$1]}' \
+          kubernetes.list own.list
+        printf ')\n'
+      } >>go.mod
+    fi
+    go build -o "$target.tmp" -ldflags "-s -w" .
+  ) >"$log" 2>&1; then
+    tail -20 "$log" >&2
+    die "building kind-netpol failed (log: $log)"
+  fi
   mv "$target.tmp" "$target"
 }
 
@@ -151,14 +198,19 @@ for tool in "${tools[@]}"; do
       for name in kubelet kubeadm kube-proxy kube-apiserver kube-controller-manager kube-scheduler kubectl; do
         node_k8s "$name"
       done
+      if [[ -x $BIN/etcd-$NODE_ETCD_VERSION && ! -x $NODE_BIN/etcd-$NODE_ETCD_VERSION ]]; then
+        mkdir -p "$NODE_BIN" && cp "$BIN/etcd-$NODE_ETCD_VERSION" "$NODE_BIN/etcd-$NODE_ETCD_VERSION"
+      fi
       BIN=$NODE_BIN wrapped etcd go.etcd.io/etcd/server/v3 "$NODE_ETCD_VERSION" "$NODE_ETCD_VERSION" \
         go.etcd.io/etcd/server/v3 "-s -w"
       BIN=$NODE_BIN build coredns "$NODE_COREDNS_VERSION" "github.com/coredns/coredns@$NODE_COREDNS_VERSION" \
         "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$NODE_COREDNS_VERSION"
       go_program pause
       go_program runc-hostcaps
+      netpol_program
       ;;
     pause | runc-hostcaps) go_program "$tool" ;;
-    *) die "unknown tool '$tool' (known: influxd, k8s, kind, pause, runc-hostcaps)" ;;
+    kind-netpol) netpol_program ;;
+    *) die "unknown tool '$tool' (known: influxd, k8s, kind, pause, runc-hostcaps, kind-netpol)" ;;
   esac
 done

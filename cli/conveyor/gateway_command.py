@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from conveyor.settings import GatewaySettings, RedisSettings, load
+from conveyor.settings import GatewaySettings, RedisSettings, SettingsError, load
 from conveyor.startup import wait_for_redis
 from reliable_queue import QueueClient
 
@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "gateway",
         help="serve the dashboard, REST and the live stream (REDIS_*, GATEWAY_*)",
         description="Serves / (dashboard), /stats, /machines/{id}, /queues/{q}/dead (+ replay, "
-        "delete with GATEWAY_API_TOKEN), /ws, /healthz, /readyz, /metrics and /openapi.json.",
+        "delete with GATEWAY_API_TOKEN), /ws, /healthz, /readyz, /metrics and /openapi.json. "
+        "GATEWAY_READ_AUTH and GATEWAY_STREAM_AUTH make reads and /ws require the token too.",
     )
     p.add_argument("--host", default=None, help="address to bind (default $GATEWAY_HOST)")
     p.add_argument("--port", type=int, default=None, help="port (default $GATEWAY_PORT, 8000)")
@@ -32,22 +33,29 @@ async def cmd_gateway(args: argparse.Namespace) -> int:
     redis_settings = load(RedisSettings)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    try:
+        config = GatewayConfig(
+            api_token=token,
+            read_requires_token=settings.read_auth,
+            stream_requires_token=settings.stream_auth,
+            allowed_origins=settings.origins(),
+            max_connections=settings.max_connections,
+            client_buffer=settings.client_buffer,
+            client_buffer_bytes=settings.client_buffer_bytes,
+        )
+    except ValueError as exc:  # what the settings could not check alone, e.g. an origin
+        raise SettingsError(f"invalid gateway configuration: {exc}") from exc
+    if token is None:
+        log.info("GATEWAY_API_TOKEN is not set: replaying and deleting dead letters is off")
+    if not settings.read_auth:
+        log.warning("GATEWAY_READ_AUTH is off: anyone who reaches the gateway reads plant data")
     async with QueueClient.from_url(
         redis_settings.effective_url(), cluster=redis_settings.cluster
     ) as client:
         await wait_for_redis(client, redis_settings.startup_wait_s)
-        token = settings.api_token.get_secret_value() if settings.api_token else None
-        if token is None:
-            log.info("GATEWAY_API_TOKEN is not set: replaying and deleting dead letters is off")
-        app = create_app(
-            client,
-            GatewayConfig(
-                api_token=token,
-                stream_requires_token=settings.stream_auth,
-                client_buffer=settings.client_buffer,
-            ),
-        )
-        config = uvicorn.Config(
+        app = create_app(client, config)
+        server_config = uvicorn.Config(
             app,
             host=host,
             port=port,
@@ -60,7 +68,7 @@ async def cmd_gateway(args: argparse.Namespace) -> int:
             ws_per_message_deflate=False,
             timeout_graceful_shutdown=5,
         )
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(server_config)
         await server.serve()
         if not server.started:
             return 1

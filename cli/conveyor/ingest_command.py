@@ -110,7 +110,7 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, ingestor.stop)
         await subscriber.start()
-        log.info("ingesting %s from %s", ", ".join(routes.filters), mqtt.broker_url)
+        log.info("ingesting %s from %s", ", ".join(routes.filters), mqtt.safe_broker_url)
         try:
             await ingestor.run()
         finally:

@@ -10,13 +10,17 @@ import logging
 import os
 import secrets
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.probes import ProbeServer
 from conveyor.settings import InfluxSettings, ProbeSettings, RedisSettings, SettingsError, load
+
+if TYPE_CHECKING:
+    from conveyor_operator.allowances import Allowances
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,25 @@ class OperatorSettings(BaseSettings):
     worker_resources: str = Field(default="{}", description="JSON resources of worker pods")
     worker_drain_timeout_s: int = Field(default=20, ge=1)
     worker_grace_period_s: int = Field(default=30, ge=1)
+    worker_service_account: str = Field(
+        default="", description="ServiceAccount of worker pods; empty: the namespace's default"
+    )
+    release: str = Field(default="", description="Helm release: label conveyor.io/release")
+    redis_secret: str = Field(default="", description="Secret holding the Redis password")
+    redis_secret_key: str = Field(default="redis-password", min_length=1)
     influx_secret: str = ""
+    influx_secret_key: str = Field(default="influx-token", min_length=1)
+    image_pull_secrets: str = Field(
+        default="", description='for worker pods: JSON [{"name": ...}] or comma-separated names'
+    )
+    allowed_images: str = Field(
+        default="", description="image prefixes MessageQueues may use: JSON list or commas"
+    )
+    allowed_tolerations: str = Field(default="[]", description="JSON list of tolerations")
+    allowed_node_selectors: str = Field(
+        default="{}", description="JSON object: node label -> list of allowed values"
+    )
+    max_replicas_ceiling: int = Field(default=50, ge=1, le=1000)
     peering: bool = Field(default=False, description="run as one of an HA pair (kopf peering)")
     priority: int | None = Field(
         default=None, ge=0, description="peering priority; default: random, so one leads"
@@ -45,12 +67,126 @@ class OperatorSettings(BaseSettings):
     @field_validator("worker_resources")
     @classmethod
     def _json(cls, value: str) -> str:
-        try:
-            if not isinstance(json.loads(value), dict):
-                raise ValueError("must be a JSON object")
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"is not JSON: {exc}") from exc
+        if not isinstance(_parse_json(value), dict):
+            raise ValueError("must be a JSON object")
         return value
+
+    @field_validator("image_pull_secrets", "allowed_images")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        for name in _names(value):
+            if not name or any(c.isspace() or c == "*" for c in name):
+                raise ValueError(f"{name!r}: write names or prefixes without spaces or '*'")
+        return value
+
+    @field_validator("allowed_tolerations")
+    @classmethod
+    def _tolerations(cls, value: str) -> str:
+        parsed = _parse_json(value)
+        if not isinstance(parsed, list) or not all(isinstance(t, dict) for t in parsed):
+            raise ValueError("must be a JSON list of tolerations (objects)")
+        return value
+
+    @field_validator("allowed_node_selectors")
+    @classmethod
+    def _node_selectors(cls, value: str) -> str:
+        parsed = _parse_json(value)
+        if not isinstance(parsed, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in parsed.values()
+        ):
+            raise ValueError('must be a JSON object of lists, e.g. {"zone": ["a", "b"]}')
+        return value
+
+    def allowances(self) -> Allowances:
+        from conveyor_operator.allowances import Allowances
+
+        selectors = json.loads(self.allowed_node_selectors)
+        return Allowances(
+            worker_image=self.worker_image,
+            images=tuple(_names(self.allowed_images)),
+            tolerations=tuple(json.loads(self.allowed_tolerations)),
+            node_selectors={k: tuple(v) for k, v in selectors.items()},
+            max_replicas_ceiling=self.max_replicas_ceiling,
+        )
+
+
+def _parse_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not JSON: {exc}") from exc
+
+
+def _names(value: str) -> list[str]:
+    """A JSON list (of strings or of ``{"name": ...}``, as Helm's ``toJson`` writes
+    imagePullSecrets) or comma-separated names."""
+    value = value.strip()
+    if not value.startswith("["):
+        return [n.strip() for n in value.split(",") if n.strip()]
+    items = _parse_json(value)
+    if not isinstance(items, list):
+        raise ValueError("must be a JSON list")
+    return [str(i.get("name", "")) if isinstance(i, dict) else str(i) for i in items]
+
+
+def worker_env(
+    settings: OperatorSettings,
+    redis: RedisSettings,
+    influx: InfluxSettings,
+    *,
+    log_format: str,
+) -> list[dict[str, Any]]:
+    """The environment every worker pod gets: no secret in it, only references to Secrets.
+
+    Raises SettingsError when the operator has a Redis password but no Secret to name: the
+    password would otherwise have to be written into every worker Deployment.
+    """
+    has_password = redis.password is not None or bool(urlsplit(redis.url or "").password)
+    if has_password and not settings.redis_secret:
+        given = "REDIS_PASSWORD" if redis.password is not None else "the password in REDIS_URL"
+        raise SettingsError(
+            f"{given} is set but OPERATOR_REDIS_SECRET is not: set OPERATOR_REDIS_SECRET (and "
+            "OPERATOR_REDIS_SECRET_KEY) to the Secret that holds the Redis password, so workers "
+            "get it by reference"
+        )
+    env: list[dict[str, Any]] = [
+        {"name": "REDIS_URL", "value": _without_userinfo(redis.url or _plain_url(redis))},
+        {"name": "REDIS_CLUSTER", "value": str(redis.cluster).lower()},
+        {"name": "PROBE_PORT", "value": "8080"},
+        {"name": "CONVEYOR_LOG_FORMAT", "value": log_format},
+    ]
+    if settings.redis_secret:
+        ref = {"name": settings.redis_secret, "key": settings.redis_secret_key}
+        env.append({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": ref}})
+    if influx.url:
+        env += [
+            {"name": "INFLUX_URL", "value": influx.url},
+            {"name": "INFLUX_BUCKET", "value": influx.bucket},
+            {"name": "INFLUX_ORG", "value": influx.org},
+        ]
+        if settings.influx_secret:
+            ref = {"name": settings.influx_secret, "key": settings.influx_secret_key}
+            env.append({"name": "INFLUX_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def _userinfo(url: str) -> bool:
+    scheme, sep, rest = url.partition("://")
+    return bool(sep) and scheme != "unix" and "@" in rest.split("/", 1)[0]
+
+
+def _without_userinfo(url: str) -> str:
+    """``redis://:secret@host:6379/0`` -> ``redis://host:6379/0`` (a user name goes too: workers
+    authenticate as the default user, with the password from the Secret)."""
+    if not _userinfo(url):
+        return url
+    scheme, _, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rsplit('@', 1)[1]}{slash}{path}"
+
+
+def _plain_url(redis: RedisSettings) -> str:
+    return f"redis://{redis.host}:{redis.port}/{redis.db}"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,6 +209,7 @@ async def cmd_operator(args: argparse.Namespace) -> int:
     settings = load(OperatorSettings)
     redis_settings = load(RedisSettings)
     influx = load(InfluxSettings)
+    env = worker_env(settings, redis_settings, influx, log_format=args.log_format)
     try:
         kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kube_config.ConfigException:
@@ -82,39 +219,21 @@ async def cmd_operator(args: argparse.Namespace) -> int:
             raise SettingsError(
                 f"no Kubernetes credentials: not in a pod and no usable KUBECONFIG ({exc})"
             ) from exc
-    env: list[dict[str, Any]] = [
-        {"name": "REDIS_URL", "value": redis_settings.url or redis_settings.effective_url()},
-        {"name": "REDIS_CLUSTER", "value": str(redis_settings.cluster).lower()},
-        {"name": "PROBE_PORT", "value": "8080"},
-    ]
-    if os.environ.get("REDIS_PASSWORD"):
-        env.append({"name": "REDIS_PASSWORD", "value": os.environ["REDIS_PASSWORD"]})
-    if influx.url:
-        env += [
-            {"name": "INFLUX_URL", "value": influx.url},
-            {"name": "INFLUX_BUCKET", "value": influx.bucket},
-            {"name": "INFLUX_ORG", "value": influx.org},
-        ]
-        if settings.influx_secret:
-            env.append(
-                {
-                    "name": "INFLUX_TOKEN",
-                    "valueFrom": {
-                        "secretKeyRef": {"name": settings.influx_secret, "key": "influx-token"}
-                    },
-                }
-            )
     config = OperatorConfig(
         peering_lifetime_s=settings.peering_lifetime_s,
         clusterwide=args.all_namespaces,
         redis_url=redis_settings.effective_url(),
         redis_cluster=redis_settings.cluster,
+        allowances=settings.allowances(),
         worker=WorkerDefaults(
             image=settings.worker_image,
             resources=json.loads(settings.worker_resources),
             drain_timeout_s=settings.worker_drain_timeout_s,
             grace_period_s=settings.worker_grace_period_s,
             env=tuple(env),
+            service_account=settings.worker_service_account,
+            release=settings.release,
+            image_pull_secrets=tuple(_names(settings.image_pull_secrets)),
         ),
     )
     stop = asyncio.Event()

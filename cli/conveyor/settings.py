@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
@@ -18,6 +18,15 @@ S = TypeVar("S", bound=BaseSettings)
 
 class SettingsError(Exception):
     """A configuration value that cannot be used; the message names the variable."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user and password (if any) replaced by ``***``, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not sep or "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{slash}{path}"
 
 
 class RedisSettings(BaseSettings):
@@ -71,6 +80,8 @@ def describe(cls: type[BaseSettings], exc: ValidationError) -> str:
         given = err.get("input")
         if "password" in field or "token" in field:
             shown = ""  # never echo a secret
+        elif isinstance(given, str) and "://" in given:
+            shown = f"={redact_url(given)}"  # nor one inside a URL
         else:
             shown = f"={given}" if isinstance(given, str) else f"={given!r}"
         problems.append(f"{var}{shown}: {err['msg']}")
@@ -109,6 +120,11 @@ class MqttSettings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"{value} is not a readable file")
         return value
+
+    @property
+    def safe_broker_url(self) -> str:
+        """The broker URL without credentials, for messages and logs."""
+        return redact_url(self.broker_url)
 
     def secret(self) -> str | None:
         if self.password is not None:
@@ -187,18 +203,36 @@ class WorkerSettings(BaseSettings):
 
 
 class GatewaySettings(BaseSettings):
-    """The gateway's options, all ``GATEWAY_*``."""
+    """The gateway's options, all ``GATEWAY_*``. Reads and the stream are open unless
+    ``GATEWAY_READ_AUTH`` / ``GATEWAY_STREAM_AUTH`` say otherwise (the Helm chart turns both on);
+    either one without ``GATEWAY_API_TOKEN`` is refused at start."""
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
     host: str = "0.0.0.0"  # noqa: S104 - in a pod the Service comes from outside
     port: int = Field(default=8000, ge=0, le=65535)
     api_token: SecretStr | None = Field(
-        default=None, description="bearer token for replaying and deleting dead letters"
+        default=None, description="bearer token for replay and delete (and reads, the stream)"
+    )
+    read_auth: bool = Field(
+        default=False, description="require the token for reads: stats, machines, dead letters"
     )
     stream_auth: bool = Field(default=False, description="require the token on /ws as well")
+    allowed_origins: str = Field(
+        default="",
+        description="comma-separated origins besides the gateway's own that may open /ws; * any",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000, description="open WebSocket connections at most"
+    )
     client_buffer: int = Field(
         default=1000, ge=10, le=1_000_000, description="messages a WebSocket client may lag"
+    )
+    client_buffer_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="bytes a WebSocket client may lag",
     )
 
     @field_validator("api_token")
@@ -207,3 +241,25 @@ class GatewaySettings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (e.g. openssl rand -hex 16)")
         return value
+
+    @field_validator("read_auth", "stream_auth")
+    @classmethod
+    def _token_given(cls, value: bool, info: ValidationInfo) -> bool:
+        # api_token is validated first (declared first); absent from data when it was invalid.
+        if value and "api_token" in info.data and info.data["api_token"] is None:
+            raise ValueError("requires the token: set GATEWAY_API_TOKEN (16+ characters)")
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in filter(None, (o.strip() for o in value.split(","))):
+            scheme, sep, rest = origin.partition("://")
+            if origin != "*" and (
+                scheme not in ("http", "https") or not sep or not rest or "/" in rest.rstrip("/")
+            ):
+                raise ValueError(f"{origin!r} is not an origin: use scheme://host[:port] or *")
+        return value
+
+    def origins(self) -> tuple[str, ...]:
+        return tuple(filter(None, (o.strip() for o in self.allowed_origins.split(","))))

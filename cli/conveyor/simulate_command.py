@@ -67,8 +67,8 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
         client.connect(config.host, config.port)
     except OSError as exc:
         raise SettingsError(
-            f"cannot reach the MQTT broker at {settings.broker_url} ({exc}): start one, or set "
-            "MQTT_BROKER_URL"
+            f"cannot reach the MQTT broker at {settings.safe_broker_url} ({exc}): start one, or "
+            "set MQTT_BROKER_URL"
         ) from exc
     client.loop_start()
     # Publish only once the broker has accepted the connection, so that a refused or
@@ -78,8 +78,8 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
         if time.monotonic() > deadline:
             client.loop_stop()
             raise SettingsError(
-                f"the MQTT broker at {settings.broker_url} did not accept the connection within "
-                "10 s: check MQTT_USERNAME / MQTT_PASSWORD and the broker's log"
+                f"the MQTT broker at {settings.safe_broker_url} did not accept the connection "
+                "within 10 s: check MQTT_USERNAME / MQTT_PASSWORD and the broker's log"
             )
         await asyncio.sleep(0.02)
     plant = Plant(machines=args.machines, seed=args.seed)
@@ -107,7 +107,7 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
             "simulating %d machines at %.1f realtime messages/s each on %s",
             args.machines,
             args.rate,
-            settings.broker_url,
+            settings.safe_broker_url,
         )
         started = last_report = time.monotonic()
         interval = 1.0 / args.rate

@@ -1,23 +1,28 @@
-"""The kopf handlers: thin, they read and write; the decisions are in ``scaling`` and the
-manifests in ``rendering``.
+"""The kopf handlers: thin, they read and write; the decisions are in ``scaling``, the checks in
+``allowances`` and ``claiming``, the manifests in ``rendering`` and the API calls in
+``applying``.
 
-- create / resume / update of a MessageQueue: apply its worker Deployment (server-side apply,
-  so a hand edit is put back), write its policy into Redis where the workers read it live,
-  and report in status.
-- a timer per MessageQueue (every second, acting every pollingIntervalSeconds): read the queue
-  in Redis in one round trip, decide the replicas, apply the Deployment (which also undoes any
-  hand edit), and say why in status and, when the count changes, in an Event. When Redis cannot
-  be reached the replicas stay as they are and status says so.
+- create / resume / update of a MessageQueue: check the spec against what the installer allows,
+  claim its Redis queue (one MessageQueue per queue), apply its worker Deployment and
+  PodDisruptionBudget (server-side apply, so a hand edit is put back), write its policy into
+  Redis where the workers read it live, and report in status. A queue owned by another
+  MessageQueue gets no workers and no policy: ``Ready=False``, reason ``QueueClaimed``.
+- a timer per MessageQueue (every second, acting every pollingIntervalSeconds): check the claim,
+  read the queue in Redis in one round trip, decide the replicas, apply the Deployment (which
+  also undoes any hand edit), and say why in status and, when the count changes, in an Event.
+  When Redis cannot be reached the replicas stay as they are and status says so. A MessageQueue
+  waiting for its queue claims it here once the owner has let go.
 - delete: the Deployment goes with its owner (garbage collection); the Redis data is kept or
-  deleted per deletionPolicy, behind a finalizer that never blocks the deletion when Redis is
-  gone: it posts a warning Event and lets go.
+  deleted per deletionPolicy, and the claim released, only by the queue's owner, behind a
+  finalizer that never blocks the deletion when Redis is gone: it posts a warning Event and
+  lets go.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -25,40 +30,56 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
+from conveyor_operator.allowances import Allowances, spec_problems
+from conveyor_operator.applying import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    InvalidSpec,
+    KubeApis,
+    apply_deployment,
+    apply_disruption_budget,
+    current_replicas,
+)
+from conveyor_operator.claiming import claim, owner_of
 from conveyor_operator.metrics import OperatorMetrics
 from conveyor_operator.rendering import (
     WorkerDefaults,
-    deployment_name,
     queue_policy,
     render_deployment,
+    render_disruption_budget,
     selector_labels,
     worker_problems,
 )
 from conveyor_operator.scaling import Memory, Observation, ScalingSpec, decide, plan_capacity
+from conveyor_operator.status import conditions, ready_reason
 from reliable_queue import QueueClient, QueueStats, QueueUnavailable, ReliableQueueError
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "conveyor.io", "v1alpha1", "messagequeues"
-
-
-class InvalidSpec(Exception):
-    """The API refused the worker Deployment made from this spec; the message says why."""
+REDIS_ERRORS = (QueueUnavailable, ReliableQueueError)
 
 
 @dataclass
 class OperatorConfig:
     redis_url: str
     worker: WorkerDefaults
+    allowances: Allowances | None = None
+    """Default: the operator's worker image only, no tolerations or node selectors."""
     redis_cluster: bool = False
     prefix: str = "conveyor.io"
     backlogged_after_s: float = 300.0
     clusterwide: bool = False
     peering_lifetime_s: int = 15
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+
+    def __post_init__(self) -> None:
+        env = frozenset(str(e["name"]) for e in self.worker.env)
+        if self.allowances is None:
+            self.allowances = Allowances(worker_image=self.worker.image, operator_env=env)
+        else:
+            self.allowances = dataclasses.replace(self.allowances, operator_env=env)
 
 
 @dataclass
@@ -67,12 +88,15 @@ class _QueueState:
     last_poll: float = 0.0
     last_counts: tuple[float, int, int] | None = None  # (time, enqueued, completed)
     concurrency: int | None = None  # raised above spec.concurrency by plan_capacity, if so
+    waiting: bool = False  # no workers: the queue is another's, or the claim was not checked
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     states: dict[str, _QueueState] = {}
     resource = (GROUP, VERSION, PLURAL)
+    assert config.allowances is not None  # set by __post_init__
+    allowances: Allowances = config.allowances
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -89,10 +113,15 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         # lines (a timer run every second per queue) stay out of the log.
         settings.posting.level = logging.INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # Every API call has a deadline: a hung API server delays the operator, never wedges it.
+        settings.networking.request_timeout = 30
+        settings.networking.connect_timeout = 10
         settings.watching.server_timeout = 60
+        settings.watching.client_timeout = 90
+        settings.watching.connect_timeout = 10
         settings.peering.lifetime = config.peering_lifetime_s
         memo["queues"] = QueueClient.from_url(config.redis_url, cluster=config.redis_cluster)
-        memo["apps"] = k8s.AppsV1Api()
+        memo["apis"] = KubeApis()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -103,57 +132,118 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo["queues"].close()
 
-    @kopf.on.resume(*resource, registry=registry)
-    @kopf.on.create(*resource, registry=registry)
-    @kopf.on.update(*resource, field="spec", registry=registry)
-    async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-        spec = body["spec"]
-        current = await _current_replicas(memo["apps"], body)
+    async def apply_workers(apis: KubeApis, body: kopf.Body, replicas: int) -> None:
+        if problems := spec_problems(body["spec"], allowances) + worker_problems(body["spec"]):
+            raise InvalidSpec("; ".join(problems))
+        await apply_deployment(
+            apis, render_deployment(body, replicas=replicas, defaults=config.worker)
+        )
+        await apply_disruption_budget(apis, render_disruption_budget(body, defaults=config.worker))
+
+    async def stop_workers(apis: KubeApis, body: kopf.Body) -> None:
+        """The queue is another's: workers an earlier claim (or an operator from before claims)
+        started go to zero. Scaled, not deleted: the operator holds no delete verb."""
+        if await current_replicas(apis, body):
+            manifest = render_deployment(body, replicas=0, defaults=config.worker)
+            await apply_deployment(apis, manifest)
+
+    def refuse(body: kopf.Body, patch: kopf.Patch, reason: str, message: str) -> None:
+        """Ready=False for ``reason``; an Event only when that is news."""
+        if ready_reason(body) != (reason, message):
+            kopf.warn(body, reason=reason, message=message)
+        patch.status["conditions"] = conditions(body, ready=False, blocked=(reason, message))
+
+    async def run_queue(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None:
+        """Check, claim, apply and write the policy: the whole reconcile of one MessageQueue."""
+        spec, queues, apis = body["spec"], memo["queues"], memo["apis"]
+        state = states.setdefault(body["metadata"]["uid"], _QueueState())
+        state.concurrency = None  # the policy below resets it
+        patch.status["observedGeneration"] = body["metadata"].get("generation")
+        if problems := spec_problems(spec, allowances) + worker_problems(spec):
+            # Not retried: nothing changes until someone fixes the spec (an update).
+            state.waiting = False
+            refuse(body, patch, "InvalidSpec", "no worker Deployment: " + "; ".join(problems))
+            return
+        try:
+            claimed = await claim(queues, apis, body)
+        except REDIS_ERRORS as exc:
+            state.waiting = True  # the timer tries again every poll
+            note = f"queue not claimed, so no workers yet: {exc}"
+            kopf.warn(body, reason="RedisUnavailable", message=note)
+            patch.status["conditions"] = conditions(body, ready=False, redis_ok=False, note=note)
+            return
+        if not claimed.mine:
+            state.waiting = True
+            await stop_workers(apis, body)
+            refuse(body, patch, "QueueClaimed", claimed.refusal(spec["queue"]))
+            return
+        state.waiting = False
+        current = await current_replicas(apis, body)
         replicas = current if current is not None else max(spec.get("minReplicas", 0), 0)
         if spec.get("replicas") is not None:
             replicas = spec["replicas"]
-        patch.status["observedGeneration"] = body["metadata"].get("generation")
-        if body["metadata"].get("uid") in states:  # the policy below resets the concurrency
-            states[body["metadata"]["uid"]].concurrency = None
         try:
-            await _apply(memo["apps"], body, replicas, config.worker)
+            await apply_workers(apis, body, replicas)
         except InvalidSpec as exc:
-            # Not retried: nothing changes until someone fixes the spec (an update).
-            message = f"no worker Deployment: {exc}"
-            kopf.warn(body, reason="InvalidSpec", message=message)
-            patch.status["conditions"] = _conditions(body, ready=False, invalid=message)
+            refuse(body, patch, "InvalidSpec", f"no worker Deployment: {exc}")
             return
         try:
-            await memo["queues"].set_policy(spec["queue"], **queue_policy(spec))
+            await queues.set_policy(spec["queue"], **queue_policy(spec))
             redis_ok = True
-        except (QueueUnavailable, ReliableQueueError) as exc:
+        except REDIS_ERRORS as exc:
             redis_ok = False
             kopf.warn(body, reason="RedisUnavailable", message=f"policy not written: {exc}")
         patch.status["selector"] = _selector(body)
         patch.status["concurrency"] = spec.get("concurrency")
-        patch.status["conditions"] = _conditions(body, ready=True, redis_ok=redis_ok)
+        patch.status["conditions"] = conditions(body, ready=True, redis_ok=redis_ok)
+
+    @kopf.on.resume(*resource, registry=registry)
+    @kopf.on.create(*resource, registry=registry)
+    @kopf.on.update(*resource, field="spec", registry=registry)
+    async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+        await run_queue(body, memo, patch)
 
     @kopf.timer(*resource, interval=1.0, registry=registry)
     async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-        spec = body["spec"]
+        spec, queues, apis = body["spec"], memo["queues"], memo["apis"]
         state = states.setdefault(body["metadata"]["uid"], _QueueState())
         now = time.monotonic()
         if now - state.last_poll < spec.get("pollingIntervalSeconds", 5):
             return
         state.last_poll = now
-        current = await _current_replicas(memo["apps"], body)
-        if current is None:
-            return  # the create handler has not made the Deployment yet
         metrics, queue = config.metrics, spec["queue"]
+        if state.waiting:  # for the queue's owner to let go, or for Redis to come back
+            try:
+                claimed = await claim(queues, apis, body)
+            except REDIS_ERRORS as exc:
+                metrics.errors.labels("redis").inc()
+                note = f"queue not claimed, so no workers yet: {exc}"
+                patch.status["conditions"] = conditions(
+                    body, ready=False, redis_ok=False, note=note
+                )
+                return
+            if claimed.mine:
+                await run_queue(body, memo, patch)  # its turn now
+            else:
+                refuse(body, patch, "QueueClaimed", claimed.refusal(queue))
+            return
+        current = await current_replicas(apis, body)
+        if current is None:
+            return  # the create handler has not made the Deployment yet, or cannot
         started = time.perf_counter()
         try:
-            stats = await memo["queues"].queue_stats(queue)
-        except (QueueUnavailable, ReliableQueueError) as exc:
+            claimed = await claim(queues, apis, body)  # re-made if Redis lost it
+            if claimed.mine:
+                stats = await queues.queue_stats(queue)
+        except REDIS_ERRORS as exc:
             metrics.errors.labels("redis").inc()
-            patch.status["conditions"] = _conditions(
-                body, ready=True, redis_ok=False, note=str(exc)
-            )
+            patch.status["conditions"] = conditions(body, ready=True, redis_ok=False, note=str(exc))
             return  # keep the replicas: no flapping to zero while Redis is away
+        if not claimed.mine:  # another took the queue while Redis had forgotten the claim
+            state.waiting = True
+            await stop_workers(apis, body)
+            refuse(body, patch, "QueueClaimed", claimed.refusal(queue))
+            return
         metrics.poll_seconds.observe(time.perf_counter() - started)
         obs = _observe(stats, state, now)
         scaling_spec = _scaling_spec(spec)
@@ -172,8 +262,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         before = state.concurrency or spec.get("concurrency", 1)
         if concurrency != before:
             try:
-                await memo["queues"].set_policy(queue, concurrency=concurrency)
-            except (QueueUnavailable, ReliableQueueError) as exc:
+                await queues.set_policy(queue, concurrency=concurrency)
+            except REDIS_ERRORS as exc:
                 metrics.errors.labels("redis").inc()
                 concurrency = before
                 log.warning("concurrency of %s not changed: %s", queue, exc)
@@ -207,10 +297,12 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         # Applied every poll, changed or not: server-side apply is a no-op when nothing
         # differs and puts back anything someone edited by hand (drift).
         try:
-            await _apply(memo["apps"], body, replicas, config.worker)
+            await apply_workers(apis, body, replicas)
         except InvalidSpec as exc:
             message = f"no worker Deployment: {exc}"
-            patch.status["conditions"] = _conditions(body, ready=False, invalid=message)
+            patch.status["conditions"] = conditions(
+                body, ready=False, blocked=("InvalidSpec", message)
+            )
             return
         if scaling:
             patch.status["lastScaleTime"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -218,7 +310,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                 f"Scaled {spec['queue']} from {current} to {replicas} replicas: {decision.reason}"
             )
             kopf.info(body, reason="Scaled", message=message)
-        patch.status["conditions"] = _conditions(
+        patch.status["conditions"] = conditions(
             body,
             ready=True,
             redis_ok=True,
@@ -229,18 +321,34 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     @kopf.on.delete(*resource, registry=registry)
     async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        spec = body["spec"]
+        spec, queues = body["spec"], memo["queues"]
         states.pop(body["metadata"]["uid"], None)
-        if spec.get("deletionPolicy", "Retain") != "Delete":
-            return
+        queue, me = spec["queue"], owner_of(body)
+        wipe = spec.get("deletionPolicy", "Retain") == "Delete"
         try:
-            await asyncio.wait_for(memo["queues"].delete_queue(spec["queue"]), 10)
-        except (QueueUnavailable, ReliableQueueError, TimeoutError) as exc:
+            async with asyncio.timeout(10):
+                owner = await queues.queue_owner(queue)
+                if not me.same_as(owner):  # another's queue (or nobody's): none of our business
+                    if wipe:
+                        kopf.info(
+                            body,
+                            reason="QueueKept",
+                            message=f"queue {queue} is not this MessageQueue's "
+                            f"(owner: {owner or 'none'}): nothing of it deleted",
+                        )
+                    return
+                if wipe:
+                    await queues.delete_queue(queue)
+                await queues.release_queue(queue, me)
+        except (*REDIS_ERRORS, TimeoutError) as exc:
             kopf.warn(
                 body,
                 reason="RedisUnavailable",
-                message=f"the data of queue {spec['queue']} was not deleted ({exc}); "
-                "delete it by hand once Redis is back",
+                message=f"queue {queue}: "
+                + ("its data was not deleted and " if wipe else "")
+                + f"its claim was not released ({exc}); another MessageQueue takes it over "
+                "once it sees this one is gone"
+                + ("; delete the data by hand once Redis is back" if wipe else ""),
             )
 
     return registry
@@ -279,99 +387,5 @@ def _observe(stats: QueueStats, state: _QueueState, now: float) -> Observation:
     )
 
 
-def _selector(body: kopf.Body) -> str:
+def _selector(body: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(body["metadata"]["name"]).items())
-
-
-async def _current_replicas(apps: k8s.AppsV1Api, body: kopf.Body) -> int | None:
-    name, ns = deployment_name(body["metadata"]["name"]), body["metadata"]["namespace"]
-    try:
-        deployment = await asyncio.to_thread(apps.read_namespaced_deployment, name, ns)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise kopf.TemporaryError(
-            f"cannot read Deployment {ns}/{name}: {exc.reason}", delay=5
-        ) from exc
-    return int(deployment.spec.replicas or 0)
-
-
-async def _apply(
-    apps: k8s.AppsV1Api, body: kopf.Body, replicas: int, defaults: WorkerDefaults
-) -> None:
-    """Server-side apply: creates it, or puts back whatever someone changed."""
-    if problems := worker_problems(body["spec"]):
-        raise InvalidSpec("; ".join(problems))
-    manifest = render_deployment(body, replicas=replicas, defaults=defaults)
-    name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    try:
-        await asyncio.to_thread(
-            apps.patch_namespaced_deployment,
-            name,
-            ns,
-            manifest,
-            field_manager="conveyor-operator",
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
-    except ApiException as exc:
-        if exc.status == 422:  # Invalid: retrying the same spec cannot help
-            raise InvalidSpec(f"the API refused it: {_api_message(exc)}") from exc
-        raise kopf.TemporaryError(
-            f"cannot apply Deployment {ns}/{name}: {exc.reason}", delay=5
-        ) from exc
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "")["message"])
-    except (TypeError, ValueError, KeyError):
-        return str(exc.reason)
-
-
-def _conditions(
-    body: kopf.Body,
-    *,
-    ready: bool,
-    redis_ok: bool = True,
-    scaling: bool = False,
-    backlogged: bool = False,
-    note: str = "",
-    invalid: str | None = None,
-) -> list[dict[str, str]]:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    old = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
-
-    def cond(kind: str, status: bool, reason: str, message: str) -> dict[str, str]:
-        value = "True" if status else "False"
-        since = (
-            old.get(kind, {}).get("lastTransitionTime")
-            if old.get(kind, {}).get("status") == value
-            else None
-        )
-        return {
-            "type": kind,
-            "status": value,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": since or now,
-        }
-
-    if invalid is not None:
-        ready_reason, ready_message = "InvalidSpec", invalid
-    elif redis_ok:
-        ready_reason, ready_message = "Reconciled", "worker Deployment applied"
-    else:
-        ready_reason = "RedisUnavailable"
-        ready_message = f"Redis unreachable; replicas kept: {note}"
-    return [
-        cond("Ready", ready and redis_ok and invalid is None, ready_reason, ready_message),
-        cond("Scaling", scaling, "Scaled" if scaling else "Steady", note),
-        cond("Backlogged", backlogged, "OldJobsWaiting" if backlogged else "Flowing", note),
-        cond(
-            "RedisUnavailable",
-            not redis_ok,
-            "RedisDown" if not redis_ok else "RedisUp",
-            note if not redis_ok else "",
-        ),
-    ]

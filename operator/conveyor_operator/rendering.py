@@ -1,9 +1,15 @@
-"""A MessageQueue's worker Deployment, rendered from its spec and the operator's defaults.
+"""A MessageQueue's worker Deployment and PodDisruptionBudget, rendered from its spec and the
+operator's defaults.
 
 Pure: the same MessageQueue and defaults always give the same manifest, so applying it again
 is a no-op and someone's manual edit (drift) is put back by the next reconcile. Concurrency is
 deliberately not in the pod template: it reaches running workers through the queue's policy in
 Redis, and a template change would restart every pod.
+
+Worker pods run as the release's worker ServiceAccount without a token (they never call the
+Kubernetes API), carry the release's label (``conveyor.io/release``) so the release's
+NetworkPolicies admit them to Redis, and get secrets only by reference (``secretKeyRef`` in
+``WorkerDefaults.env``): nothing rendered here holds a secret value.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GROUP_VERSION = "conveyor.io/v1alpha1"
+RELEASE_LABEL = "conveyor.io/release"
+"""Worker pods' label naming the Helm release whose NetworkPolicies admit them."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,11 @@ class WorkerDefaults:
     drain_timeout_s: int = 20
     grace_period_s: int = 30
     env: Sequence[Mapping[str, Any]] = ()
+    service_account: str = ""
+    """The pods' ServiceAccount; empty: the namespace's ``default`` (tokens stay unmounted)."""
+    release: str = ""
+    """The Helm release, as the value of :data:`RELEASE_LABEL`; empty: no such label."""
+    image_pull_secrets: Sequence[str] = ()
 
 
 # Kubernetes' own pattern for a resource quantity (500m, 1, 2Gi, 1e3).
@@ -69,12 +82,7 @@ def render_deployment(
     meta, spec = mq["metadata"], mq["spec"]
     worker = spec.get("worker") or {}
     name = meta["name"]
-    labels = {
-        **selector_labels(name),
-        "app.kubernetes.io/part-of": "conveyor",
-        "app.kubernetes.io/managed-by": "conveyor-operator",
-        "conveyor.io/queue": spec["queue"],
-    }
+    labels = worker_labels(mq, defaults)
     args = ["work", "--queue", spec["queue"], "--drain-timeout", str(defaults.drain_timeout_s)]
     if worker.get("handler"):
         args += ["--handler", worker["handler"]]
@@ -102,6 +110,8 @@ def render_deployment(
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
     }
     pod: dict[str, Any] = {
+        # The workers never call the Kubernetes API: no token in their pods.
+        "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": max(defaults.grace_period_s, defaults.drain_timeout_s + 5),
         "securityContext": {
             "runAsNonRoot": True,
@@ -113,6 +123,10 @@ def render_deployment(
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
+    if defaults.service_account:
+        pod["serviceAccountName"] = defaults.service_account
+    if defaults.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": n} for n in defaults.image_pull_secrets]
     if worker.get("nodeSelector"):
         pod["nodeSelector"] = dict(worker["nodeSelector"])
     if worker.get("tolerations"):
@@ -120,26 +134,58 @@ def render_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": deployment_name(name),
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": GROUP_VERSION,
-                    "kind": "MessageQueue",
-                    "name": name,
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
+        "metadata": _owned_metadata(mq, labels),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector_labels(name)},
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
+    }
+
+
+def render_disruption_budget(mq: Mapping[str, Any], *, defaults: WorkerDefaults) -> dict[str, Any]:
+    """At most one worker pod of the queue evicted at a time (node drains, upgrades); a queue
+    at zero or one replica is never blocked from draining."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _owned_metadata(mq, worker_labels(mq, defaults)),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(mq["metadata"]["name"])},
+        },
+    }
+
+
+def worker_labels(mq: Mapping[str, Any], defaults: WorkerDefaults) -> dict[str, str]:
+    labels = {
+        **selector_labels(mq["metadata"]["name"]),
+        "app.kubernetes.io/part-of": "conveyor",
+        "app.kubernetes.io/managed-by": "conveyor-operator",
+        "conveyor.io/queue": mq["spec"]["queue"],
+    }
+    if defaults.release:
+        labels[RELEASE_LABEL] = defaults.release[:63]
+    return labels
+
+
+def _owned_metadata(mq: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    """Named after the MessageQueue and owned by it: deleting it deletes these (GC)."""
+    meta = mq["metadata"]
+    return {
+        "name": deployment_name(meta["name"]),
+        "namespace": meta["namespace"],
+        "labels": dict(labels),
+        "ownerReferences": [
+            {
+                "apiVersion": GROUP_VERSION,
+                "kind": "MessageQueue",
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
     }
 
 

@@ -10,6 +10,7 @@ letters, live concurrency and statistics; every queue in one Redis Cluster slot.
         await stop()
 """
 
+from reliable_queue.claims import QueueOwner
 from reliable_queue.client import QueueClient
 from reliable_queue.connection import connect
 from reliable_queue.dead_letters import DeadLetter, NewDeadLetter
@@ -42,6 +43,7 @@ __all__ = [
     "NewJob",
     "PermanentError",
     "QueueClient",
+    "QueueOwner",
     "QueuePolicy",
     "QueueStats",
     "QueueUnavailable",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+from reliable_queue.claims import QueueOwner, claim, read_owner, release
 from reliable_queue.connection import RedisClient, connect, redis_boundary
 from reliable_queue.dead_letters import (
     DeadLetter,
@@ -252,8 +253,27 @@ class QueueClient:
             await pipe.execute()
         return policy
 
+    # --- ownership ----------------------------------------------------------------------------
+
+    async def claim_queue(
+        self, queue: str, owner: QueueOwner, *, replacing: str | None = None
+    ) -> QueueOwner:
+        """Claim ``queue`` for ``owner`` unless another owner holds it; returns the owner now
+        (``owner.same_as(result)`` tells whether it is the caller). ``replacing``: the uid of an
+        owner known to be gone, whose claim is taken over if it still holds it."""
+        return await claim(self._scripts, _queue(queue), owner, replacing=replacing)
+
+    async def release_queue(self, queue: str, owner: QueueOwner) -> bool:
+        """Give up ``owner``'s claim; False (and nothing changes) if the claim is not its."""
+        return await release(self._scripts, _queue(queue), owner)
+
+    async def queue_owner(self, queue: str) -> QueueOwner | None:
+        """Who owns ``queue``; None if nobody has claimed it."""
+        return await read_owner(self.redis, _queue(queue))
+
     async def delete_queue(self, queue: str) -> None:
-        """Delete every key of a queue: its jobs, dead letters, counters and policy."""
+        """Delete every key of a queue: its jobs, dead letters, counters and policy (not its
+        claim: see :meth:`release_queue`)."""
         k = QueueKeys.for_queue(_queue(queue))
         with redis_boundary(f"delete queue {k.queue!r}"):
             await self.redis.delete(*k.all())

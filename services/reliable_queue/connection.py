@@ -66,7 +66,17 @@ def redis_boundary(what: str) -> Iterator[None]:
         OSError,
     ) as exc:
         raise QueueUnavailable(f"Redis unavailable while trying to {what}: {exc}") from exc
+    except redis_errors.OutOfMemoryError as exc:
+        raise QueueUnavailable(_OOM.format(what=what, exc=exc)) from exc
     except redis_errors.ResponseError as exc:
         if "LOADING" in str(exc) or "CLUSTERDOWN" in str(exc) or "TRYAGAIN" in str(exc):
             raise QueueUnavailable(f"Redis not ready while trying to {what}: {exc}") from exc
+        if str(exc).startswith("OOM ") or "-OOM " in str(exc):  # raised inside a script
+            raise QueueUnavailable(_OOM.format(what=what, exc=exc)) from exc
         raise ReliableQueueError(f"Redis rejected the command to {what}: {exc}") from exc
+
+
+# Redis at maxmemory with noeviction refuses writes instead of dropping keys (or being
+# OOM-killed): for a producer that is backpressure, retryable once workers drain the queue.
+# A script is refused at its first write and never after one, so it is never half-applied.
+_OOM = "Redis is out of memory (maxmemory) while trying to {what}; retry later: {exc}"

@@ -6,7 +6,7 @@ Everything the library raises derives from :class:`ReliableQueueError`::
     ├── UsageError                 a caller's mistake; retrying the same call will not help
     │   ├── InvalidQueueName
     │   └── InvalidJob             a job that cannot be encoded or is out of range
-    ├── QueueUnavailable           Redis could not be reached or timed out; retry later
+    ├── QueueUnavailable           Redis unreachable, timed out or out of memory; retry later
     ├── Retry                      raised by a handler: retry this job (optionally after `delay`)
     └── PermanentError             raised by a handler: this job can never succeed; dead-letter it
 
@@ -34,7 +34,9 @@ class InvalidJob(UsageError):
 
 
 class QueueUnavailable(ReliableQueueError, ConnectionError):
-    """Redis could not be reached or did not answer in time.
+    """Redis could not be reached, did not answer in time, or refused a write because it is
+    at ``maxmemory`` (``noeviction``): nothing was written, and workers draining the queue free
+    memory.
 
     Retryable. An ``enqueue`` that raised this may or may not have reached Redis: enqueue with
     an explicit ``job_id`` to make the retry idempotent.

@@ -62,6 +62,9 @@ class QueueKeys:
     wake: str
     workers: str
     reaper_lock: str
+    owner: str
+    """HASH namespace, name, uid, claimed_at_ms of the one MessageQueue that owns the queue
+    (``lua/owner_claim.lua``). Not in :meth:`all`: deleting a queue's data is not giving it up."""
 
     @classmethod
     def for_queue(cls, queue: str) -> QueueKeys:
@@ -85,6 +88,7 @@ class QueueKeys:
             wake=base + "wake",
             workers=base + "workers",
             reaper_lock=base + "reaper_lock",
+            owner=base + "owner",
         )
 
     def all(self) -> tuple[str, ...]:

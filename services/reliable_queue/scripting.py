@@ -23,6 +23,8 @@ SCRIPT_NAMES = (
     "dead_replay",
     "enqueue",
     "fail",
+    "owner_claim",
+    "owner_release",
     "reap",
     "release",
     "renew",

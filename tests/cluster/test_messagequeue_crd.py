@@ -1,6 +1,7 @@
 """The MessageQueue CRD on a real kube-apiserver: samples are accepted with defaults filled in,
-nonsense is rejected with a message that says what is wrong, the scale and status
-subresources and the printer columns work."""
+nonsense is rejected with a message that says what is wrong (worker env that would read
+Secrets or redirect the workers' credentials included), the scale and status subresources and
+the printer columns work."""
 
 from __future__ import annotations
 
@@ -83,6 +84,27 @@ def test_samples_are_accepted_with_defaults(crd: KubeCluster, ns: str) -> None:
             "spec.priority in body should be less than or equal to 1000",
         ),
         ({"priority": 1}, "spec.queue: Required value"),
+        (
+            {
+                "queue": "q",
+                "worker": {
+                    "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+                },
+            },
+            "valueFrom is not allowed: a MessageQueue's worker env takes literal values only",
+        ),
+        (
+            {"queue": "q", "worker": {"env": [{"name": "REDIS_URL", "value": "redis://evil"}]}},
+            "REDIS_* and INFLUX_* are set by the operator",
+        ),
+        (
+            {"queue": "q", "worker": {"env": [{"name": "INFLUX_URL", "value": "http://evil"}]}},
+            "REDIS_* and INFLUX_* are set by the operator",
+        ),
+        (
+            {"queue": "q", "worker": {"tolerations": [{"operator": "Always"}]}},
+            'spec.worker.tolerations[0].operator: Unsupported value: "Always"',
+        ),
     ],
 )
 def test_nonsense_is_rejected_with_a_reason(
@@ -91,6 +113,26 @@ def test_nonsense_is_rejected_with_a_reason(
     done = crd.kubectl("apply", "-n", ns, "-f", "-", stdin=_mq("bad", **spec), check=False)
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
+
+
+def test_valuefrom_is_refused_even_by_a_client_that_skips_field_validation(
+    crd: KubeCluster, ns: str
+) -> None:
+    # --validate=false: the API server would drop an unknown field silently; valueFrom is
+    # declared so that the rule can see it and refuse the object instead.
+    mq = _mq(
+        "sneaky",
+        queue="q",
+        worker={"env": [{"name": "T", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+    )
+    done = crd.kubectl("apply", "--validate=false", "-n", ns, "-f", "-", stdin=mq, check=False)
+    assert done.returncode != 0
+    assert "valueFrom is not allowed" in done.stderr, done.stderr
+    plain = _mq("plain", queue="q", worker={"env": [{"name": "PLANT", "value": "north"}]})
+    crd.kubectl("apply", "-n", ns, "-f", "-", stdin=plain)
+    assert crd.get("mq/plain", "-n", ns)["spec"]["worker"]["env"] == [
+        {"name": "PLANT", "value": "north"}
+    ]
 
 
 def test_queue_name_is_immutable(crd: KubeCluster, ns: str) -> None:

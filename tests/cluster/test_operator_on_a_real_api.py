@@ -103,7 +103,7 @@ async def test_backlog_scales_up_within_two_polls_and_delete_honours_policy(
     mq = """apiVersion: conveyor.io/v1alpha1
 kind: MessageQueue
 metadata: {name: bursty}
-spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 2500,
+spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 125,
        pollingIntervalSeconds: 1, deletionPolicy: Delete}
 """
     kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq)
@@ -114,7 +114,8 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 250
     await eventually(
         made, timeout=60, interval=0.5, what="the Deployment\n" + proc.output()[-2000:]
     )
-    await client.enqueue_many("bursty", [{"n": i} for i in range(20_000)])
+    # One script call (at most 1,000 jobs) is atomic: no poll sees half the backlog.
+    await client.enqueue_many("bursty", [{"n": i} for i in range(1_000)])
     started = time.monotonic()
 
     async def scaled() -> bool:
@@ -124,8 +125,8 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 250
     took = time.monotonic() - started
     assert took < 2 * 1 + 2  # two polling intervals, plus the API round trips
     status = kube.get("mq/bursty", "-n", ns)["status"]
-    assert status["depth"] == 20_000
-    expected = "Scaled bursty from 1 to 8 replicas: backlog 20,000"
+    assert status["depth"] == 1_000
+    expected = "Scaled bursty from 1 to 8 replicas: backlog 1,000"
 
     metrics = _http(proc.probe_port, "/metrics")  # type: ignore[attr-defined]
     assert 'conveyor_operator_decisions_total{direction="up",queue="bursty"} 1.0' in metrics

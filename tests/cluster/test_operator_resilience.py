@@ -48,25 +48,33 @@ def mq(name: str, queue: str, **spec: object) -> str:
 
 
 @pytest.mark.parametrize(
-    ("worker", "message"),
+    ("worker", "message", "env"),
     [
         # Free-form in the CRD; the operator checks it before applying.
         (
             {"resources": {"requests": {"cpu": "lots"}}},
             "spec.worker.resources.requests.cpu: 'lots' is not a quantity",
+            {},
         ),
-        # Only the API's Deployment validation knows this one (422 on apply).
+        # Only the API's Deployment validation knows this one (422 on apply), once the
+        # installer allows the value.
         (
             {"nodeSelector": {"kubernetes.io/os": "linux or windows"}},
             'the API refused it: Deployment.apps "bad-worker" is invalid',
+            {"OPERATOR_ALLOWED_NODE_SELECTORS": '{"kubernetes.io/os": ["linux or windows"]}'},
         ),
     ],
 )
 async def test_a_spec_that_cannot_run_is_reported_in_status(
-    kube: KubeCluster, namespace: str, redis_url: str, worker: object, message: str
+    kube: KubeCluster,
+    namespace: str,
+    redis_url: str,
+    worker: object,
+    message: str,
+    env: dict[str, str],
 ) -> None:
     ns = namespace
-    proc = start_operator(kube, ns, redis_url)
+    proc = start_operator(kube, ns, redis_url, **env)
     try:
         kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("bad", "bad", worker=worker))
 
@@ -206,7 +214,7 @@ async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas
         "concurrency": 2,
         "maxConcurrency": 8,
         "maxReplicas": 10,
-        "targetDepthPerReplica": 2000,
+        "targetDepthPerReplica": 100,
         "scaleDown": {"stabilizationWindowSeconds": 2, "cooldownSeconds": 60},
     }
     try:
@@ -218,13 +226,14 @@ async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas
             what="one replica",
         )
         async with QueueClient.from_url(redis_url) as client:
-            await client.enqueue_many("dense", [{"n": i} for i in range(20_000)])
+            # One script call (at most 1,000 jobs) is atomic: no poll sees half the backlog.
+            await client.enqueue_many("dense", [{"n": i} for i in range(1_000)])
 
             async def dense() -> bool:
                 policy = await client.get_policy("dense")
                 return policy.concurrency == 7 and replicas(kube, ns, "dense-worker") == 3
 
-            # 20,000 / 2,000 = 10 replicas' worth at concurrency 2 = 20 slots: 3 replicas at 7
+            # 1,000 / 100 = 10 replicas' worth at concurrency 2 = 20 slots: 3 replicas at 7
             # rather than 10 replicas at 2.
             await eventually(
                 dense,

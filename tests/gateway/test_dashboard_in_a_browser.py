@@ -1,6 +1,9 @@
 """The dashboard in headless Chromium, fed by the whole pipeline: a message published over
 MQTT goes through the ingestor, a worker and the live stream onto the page; a dead letter is
-replayed with the page's button. The screenshot is kept in test-artifacts/dashboard.png."""
+replayed with the page's button. The screenshot is kept in test-artifacts/dashboard.png. With
+read and stream auth on, the page asks for the token, keeps it in the tab, and sends it as a
+header and as the stream's first message, never in a URL. The gateway's Content-Security-Policy
+blocks nothing the page does."""
 
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 
-from reliable_queue.keys import QUEUE_REGISTRY
+from reliable_queue.keys import QUEUE_REGISTRY, live_channel
 from tests.gateway.conftest import TOKEN, GatewayProcess
 from tests.helpers import ROOT, CliProcess, start_cli
 from tests.mqtt import publish
@@ -42,6 +45,19 @@ def chromium_path() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def watch(page: Page) -> list[str]:
+    """Script errors and Content-Security-Policy violations on the page, as they happen."""
+    problems: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            problems.append(message.text)
+
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("console", console)
+    return problems
 
 
 @pytest.fixture
@@ -75,8 +91,7 @@ def test_live_values_alerts_and_replay_on_the_page(
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        errors = watch(page)
         page.goto(gw.url)
         expect(page.locator("#live-status")).to_have_text("live", timeout=15_000)
         expect(page.locator('[data-queue="mqtt_realtime"]')).to_be_visible()
@@ -109,4 +124,54 @@ def test_live_values_alerts_and_replay_on_the_page(
         row.get_by_role("button", name="Replay").click()
         expect(page.locator("#dead-note")).to_have_text("replayed 1 of dead:ingest")
         browser.close()
+    assert errors == [], errors
+
+
+def test_the_page_asks_for_the_token_and_keeps_it_in_the_tab(
+    gateway_process: Callable[..., GatewayProcess], redis_url: str
+) -> None:
+    with redis.Redis.from_url(redis_url) as r:
+        r.sadd(QUEUE_REGISTRY, "alerts", "mqtt_realtime")
+    gw = gateway_process(
+        GATEWAY_API_TOKEN=TOKEN, GATEWAY_READ_AUTH="true", GATEWAY_STREAM_AUTH="true"
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        errors = watch(page)
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        page.goto(gw.url)
+        login = page.locator("#login")
+        expect(login).to_be_visible(timeout=10_000)
+        expect(page.locator('[data-queue="alerts"]')).to_have_count(0)
+
+        page.fill("#login-token", "not-the-token-0123456789")
+        page.press("#login-token", "Enter")
+        expect(page.locator("#login-note")).to_contain_text("refused this token", timeout=10_000)
+        expect(login).to_be_visible()
+
+        page.fill("#login-token", TOKEN)
+        page.press("#login-token", "Enter")
+        expect(login).to_be_hidden()
+        expect(page.locator('[data-queue="alerts"]')).to_be_visible(timeout=10_000)
+        expect(page.locator("#live-status")).to_have_text("live", timeout=10_000)
+        event = {"kind": "realtime", "machine": "press-9", "ts": 1, "values": {"temp": 30.5}}
+        with redis.Redis.from_url(redis_url) as r:  # what a worker publishes
+            r.publish(live_channel("press-9"), json.dumps(event))
+        expect(page.locator('[data-machine="press-9"] dd').first).to_have_text("30.50")
+
+        assert page.evaluate("sessionStorage.getItem('conveyor-token')") == TOKEN
+        assert page.evaluate("localStorage.getItem('conveyor-token')") is None
+        page.reload()  # the same tab keeps the token
+        expect(page.locator("#live-status")).to_have_text("live", timeout=10_000)
+        expect(page.locator('[data-queue="alerts"]')).to_be_visible()
+        expect(login).to_be_hidden()
+
+        other = browser.new_page()  # another tab (context): asked again
+        other.goto(gw.url)
+        expect(other.locator("#login")).to_be_visible(timeout=10_000)
+        browser.close()
+    assert sockets, "the page never opened the stream"
+    assert not [url for url in sockets if "token" in url], sockets
     assert errors == [], errors

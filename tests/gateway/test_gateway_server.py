@@ -1,5 +1,7 @@
 """``conveyor gateway`` as a process on a real socket: a slow WebSocket client is dropped
-while a fast one gets everything, and schemathesis finds no input that makes a 500."""
+(past its bound in messages, or in bytes) while a fast one gets everything; a foreign origin's
+handshake is refused with 403; and schemathesis finds no input that makes a 500, nor a read
+answered without the token."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from reliable_queue.keys import latest_values, live_channel
 from tests.gateway.conftest import TOKEN, GatewayProcess
@@ -68,10 +72,19 @@ def stalled_client(port: int) -> Iterator[socket.socket]:
         sock.close()
 
 
+@pytest.mark.parametrize(
+    "bound",
+    [
+        {"GATEWAY_CLIENT_BUFFER": "200"},
+        # About as far behind in bytes (200 messages of 2.1 kB), with room for 100,000 messages.
+        {"GATEWAY_CLIENT_BUFFER": "100000", "GATEWAY_CLIENT_BUFFER_BYTES": "420000"},
+    ],
+    ids=["messages", "bytes"],
+)
 def test_a_slow_client_is_dropped_and_the_others_keep_up(
-    gateway_process: Callable[..., GatewayProcess], redis_url: str
+    gateway_process: Callable[..., GatewayProcess], redis_url: str, bound: dict[str, str]
 ) -> None:
-    gw = gateway_process(GATEWAY_CLIENT_BUFFER="200")
+    gw = gateway_process(**bound)
     ws_url = gw.url.replace("http", "ws") + "/ws"
     total = 15_000
     received: list[int] = []
@@ -108,11 +121,12 @@ def test_schemathesis_finds_nothing_against_the_openapi_document(
     gateway_process: Callable[..., GatewayProcess], redis_url: str, tmp_path: Path
 ) -> None:
     """Every check schemathesis has (no 5xx, status codes, content types and bodies as
-    documented, invalid input rejected, auth enforced, Allow headers), on generated input."""
+    documented, invalid input rejected, auth enforced - reads included -, Allow headers), on
+    generated input."""
     with redis.Redis.from_url(redis_url) as r:  # something to find besides 404s
         r.sadd("conveyor:queues", "alerts")
         r.hset(latest_values("press-1"), mapping={"temp": "21.5", "_ts": "1"})
-    gw = gateway_process(GATEWAY_API_TOKEN=TOKEN)
+    gw = gateway_process(GATEWAY_API_TOKEN=TOKEN, GATEWAY_READ_AUTH="true")
     run = subprocess.run(
         [
             str(Path(sys.executable).with_name("schemathesis")),
@@ -134,3 +148,19 @@ def test_schemathesis_finds_nothing_against_the_openapi_document(
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "passed" in run.stdout
+
+
+def test_a_foreign_origin_is_refused_at_the_handshake(
+    gateway_process: Callable[..., GatewayProcess],
+) -> None:
+    gw = gateway_process(GATEWAY_ALLOWED_ORIGINS="https://screens.example")
+    ws_url = gw.url.replace("http", "ws") + "/ws"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url, origin=Origin("https://evil.example"))
+    response = refused.value.response
+    assert response.status_code == 403
+    assert b"list it in GATEWAY_ALLOWED_ORIGINS" in response.body
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    for origin in (None, Origin(gw.url), Origin("https://screens.example")):
+        with connect(ws_url, origin=origin) as ws:
+            assert json.loads(ws.recv(timeout=10))["kind"] == "subscribed"

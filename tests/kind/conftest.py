@@ -5,6 +5,8 @@ from the Go module proxy, Debian's containerd) and so are the images the chart r
 (``hack/images.sh conveyor services``). ``KIND_NODE_IMAGE`` picks another node image (GitHub
 Actions runs kind's published ones); ``KIND_CLUSTER`` names an existing cluster to use;
 ``CONVEYOR_IMAGE`` an image to load instead of building one; ``KIND_KEEP=1`` keeps the cluster.
+The suite installs into the namespace ``conveyor``, which the fixture creates under the
+``restricted`` Pod Security Standard.
 Without kind or a Docker engine the suite skips, saying what to run; in CI it fails.
 """
 
@@ -27,6 +29,30 @@ from tests.helpers import ROOT
 # named (GitHub Actions pulls the public redis and eclipse-mosquitto images).
 REDIS_IMAGE = os.environ.get("KIND_REDIS_IMAGE", "conveyor.local/redis:7.0")
 MOSQUITTO_IMAGE = os.environ.get("KIND_MOSQUITTO_IMAGE", "conveyor.local/mosquitto:2.0")
+# The namespace the suite installs into, under the `restricted` Pod Security Standard: the
+# API server refuses any pod there that could run as root, escalate or add capabilities.
+NAMESPACE = "conveyor"
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+# What `restricted` asks of every pod and container there (runAsNonRoot needs a numeric USER in
+# the image: the Conveyor, Redis and Mosquitto images have one).
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def restricted_overrides(container: str) -> str:
+    """For ``kubectl run --override-type strategic --overrides``: its pod made restricted."""
+    spec = {
+        "securityContext": RESTRICTED_POD,
+        "containers": [{"name": container, "securityContext": RESTRICTED_CONTAINER}],
+    }
+    return json.dumps({"spec": spec})
+
+
+def restricted_namespace(name: str) -> str:
+    """A Namespace manifest (JSON, for ``kubectl apply -f -``) enforcing ``restricted``."""
+    return json.dumps(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}}
+    )
 
 
 @dataclass
@@ -36,9 +62,16 @@ class Kind:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 300) -> str:
-        cmd = ["kubectl", "--context", f"kind-{self.name}", "-n", "conveyor", *args]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300,
+        namespace: str = NAMESPACE,
+        stdin: str | None = None,
+    ) -> str:
+        cmd = ["kubectl", "--context", f"kind-{self.name}", "-n", namespace, *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=stdin)
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
         return done.stdout
@@ -46,10 +79,10 @@ class Kind:
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
-    def helm(self, *args: str) -> str:
+    def helm(self, *args: str, check: bool = True) -> str:
         cmd = ["helm", "--kube-context", f"kind-{self.name}", "-n", "conveyor", *args]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
+        if check and done.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)}: {done.stderr}")
         return done.stdout
 
@@ -123,7 +156,9 @@ def kind() -> Iterator[Kind]:
             *("kind", "load", "docker-image", image, REDIS_IMAGE, MOSQUITTO_IMAGE),
             *("--name", name),
         )
-        yield Kind(name, image, timings, notes)
+        cluster = Kind(name, image, timings, notes)
+        cluster.kubectl("apply", "-f", "-", stdin=restricted_namespace(NAMESPACE))
+        yield cluster
     finally:
         # Shown in the run's summary (pytest_terminal_summary below), not only with -s.
         timed = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())

@@ -6,16 +6,85 @@ cooldown, and a clean uninstall."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from tests.helpers import ROOT
-from tests.kind.conftest import MOSQUITTO_IMAGE, REDIS_IMAGE, Kind
+from tests.kind.conftest import (
+    MOSQUITTO_IMAGE,
+    REDIS_IMAGE,
+    RESTRICTED_CONTAINER,
+    RESTRICTED_POD,
+    Kind,
+    restricted_namespace,
+    restricted_overrides,
+)
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 BURST = 30_000
+DEVICE = "press-01"  # a machine's own broker user: it may publish under press-01/ only
+DEVICE_PASSWORD = secrets.token_hex(16)
+REDIS = "conveyor-redis.conveyor.svc.cluster.local"
+BROKER = "conveyor-mosquitto.conveyor.svc.cluster.local"
+ATTEMPT_S = 5  # a connection attempt gives up after this long
+# The labels of the release's ingestor pods: an intruder copies them.
+INGESTOR_LABELS = {
+    "app.kubernetes.io/name": "conveyor",
+    "app.kubernetes.io/instance": "conveyor",
+    "app.kubernetes.io/component": "ingestor",
+    "conveyor.io/mqtt-client": "true",
+}
+
+# Run by the Conveyor image's Python in a probe pod: a TCP connection to HOST:PORT, bounded.
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), float(sys.argv[3])).close()
+    print("reached")
+except OSError as exc:
+    print("blocked", type(exc).__name__)
+"""
+# An MQTT 5 client: connect as USER (or "-" for anonymous) with CLIENT_ID, subscribe to TOPICS;
+# prints what the broker answered, as JSON.
+MQTT = """
+import json, sys, threading
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+host, user, password, client_id, *topics = sys.argv[1:]
+done, seen = threading.Event(), {}
+def on_connect(client, userdata, flags, code, properties):
+    seen["connect"] = str(code)
+    if code.is_failure or not topics:
+        done.set()
+    else:
+        client.subscribe([(t, 1) for t in topics])
+def on_subscribe(client, userdata, mid, codes, properties):
+    seen["subscribe"] = [str(c) for c in codes]
+    done.set()
+def on_disconnect(client, userdata, flags, code, properties):
+    seen.setdefault("connect", str(code))
+    done.set()
+client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+if user != "-":
+    client.username_pw_set(user, password)
+client.on_connect, client.on_subscribe = on_connect, on_subscribe
+client.on_disconnect = on_disconnect
+client.connect_timeout = 5
+try:
+    client.connect(host, 1883, 30)
+except OSError as exc:
+    print(json.dumps({"connect": "unreachable: " + type(exc).__name__}))
+    sys.exit()
+client.loop_start()
+done.wait(10)
+client.loop_stop()
+print(json.dumps(seen))
+"""
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> float:
@@ -47,7 +116,16 @@ def worker_pods(kind: Kind, *, running: bool) -> list[str]:
     ]
 
 
-def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
+@dataclass
+class Release:
+    """The chart installed with hack/kind/values.yaml; ``simulator_password`` is the broker
+    password of the publisher user the simulator runs as."""
+
+    simulator_password: str
+
+
+@pytest.fixture(scope="module")
+def release(kind: Kind) -> Iterator[Release]:
     # hack/kind/values.yaml (the offline node: local images, no volume provisioner), with the
     # images this run loaded.
     values = {
@@ -59,12 +137,22 @@ def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
         "mqtt.image.tag": MOSQUITTO_IMAGE.rsplit(":", 1)[1],
     }
     sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
+    # The broker's users beyond the ingestor (mqtt.devicesSecret in hack/kind/values.yaml):
+    # the simulator, a publisher of every machine's topics, and one machine's device user.
+    simulator_password = secrets.token_hex(16)
+    kind.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "conveyor-devices",
+        f"--from-literal=simulator={simulator_password}",
+        f"--from-literal={DEVICE}={DEVICE_PASSWORD}",
+    )
     started = time.monotonic()
     kind.helm(
         "install",
         "conveyor",
         str(ROOT / "charts/conveyor"),
-        "--create-namespace",
         "--wait",
         "--timeout",
         "10m",
@@ -73,7 +161,120 @@ def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
         *sets,
     )
     kind.timings["helm install"] = time.monotonic() - started
+    try:
+        yield Release(simulator_password)
+    finally:
+        # The last test uninstalls and checks that nothing is left; after a failure, this does.
+        kind.helm("uninstall", "conveyor", "--wait", check=False)
+        kind.kubectl("delete", "secret", "conveyor-devices", "--ignore-not-found")
 
+
+def probe_pod(kind: Kind, name: str, labels: dict[str, str]) -> Any:
+    """A pod of the Conveyor image that only waits, for ``kubectl exec`` of the probes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "securityContext": RESTRICTED_POD,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": name,
+                    "image": kind.image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sleep", "infinity"],
+                    "securityContext": RESTRICTED_CONTAINER,
+                }
+            ],
+        },
+    }
+
+
+def run_python(kind: Kind, where: str, namespace: str, script: str, *args: str) -> str:
+    out = kind.kubectl(
+        "exec", where, "--", "python", "-c", script, *args, namespace=namespace, timeout=60
+    )
+    return out.strip()
+
+
+def connects(kind: Kind, where: str, namespace: str, host: str, port: int) -> bool:
+    out = run_python(kind, where, namespace, CONNECT, host, str(port), str(ATTEMPT_S))
+    assert out == "reached" or out.startswith("blocked"), out
+    return out == "reached"
+
+
+def mqtt_answer(kind: Kind, where: str, user: str, client_id: str, *topics: str) -> Any:
+    password = DEVICE_PASSWORD if user == DEVICE else "-"
+    out = run_python(kind, where, "conveyor", MQTT, BROKER, user, password, client_id, *topics)
+    return json.loads(out)
+
+
+def test_the_release_refuses_intruders(kind: Kind, release: Release) -> None:
+    """The attacks of issue 14 on the installed release, with its NetworkPolicies enforced and
+    its broker authenticating: a pod of another namespace wearing the ingestor's labels, and a
+    pod of the release's namespace without them, reach neither Redis nor the broker; a pod the
+    broker's policy admits is refused anonymously, and its device user can neither subscribe
+    to `#` nor join the ingestors' share group, nor pose as an ingestor by its client id."""
+    intruders = f"intruders-{secrets.token_hex(3)}"
+    kind.kubectl("apply", "-f", "-", stdin=restricted_namespace(intruders))
+    try:
+        listed = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [probe_pod(kind, "copycat", INGESTOR_LABELS)],
+        }
+        kind.kubectl("apply", "-f", "-", stdin=json.dumps(listed), namespace=intruders)
+        here = [
+            probe_pod(kind, "stranger", {}),
+            probe_pod(kind, "device", {"conveyor.io/mqtt-client": "true"}),
+        ]
+        listed = {"apiVersion": "v1", "kind": "List", "items": here}
+        kind.kubectl("apply", "-f", "-", stdin=json.dumps(listed))
+        for namespace, name in (
+            (intruders, "copycat"),
+            ("conveyor", "stranger"),
+            ("conveyor", "device"),
+        ):
+            kind.kubectl(
+                "wait",
+                "--for=condition=Ready",
+                f"pod/{name}",
+                "--timeout=180s",
+                namespace=namespace,
+            )
+
+        # The release's own pods get through: a refusal below is the policies' doing.
+        assert connects(kind, "deploy/conveyor-gateway", "conveyor", REDIS, 6379)
+        assert connects(kind, "device", "conveyor", BROKER, 1883)
+
+        for namespace, name in ((intruders, "copycat"), ("conveyor", "stranger")):
+            assert not connects(kind, name, namespace, REDIS, 6379), f"{name} reached Redis"
+            assert not connects(kind, name, namespace, BROKER, 1883), f"{name} reached the broker"
+        assert not connects(kind, "device", "conveyor", REDIS, 6379), "an MQTT client reached Redis"
+
+        anonymous = mqtt_answer(kind, "device", "-", "anonymous-probe")
+        assert anonymous["connect"] != "Success", anonymous
+        assert not anonymous["connect"].startswith("unreachable"), anonymous
+        device = mqtt_answer(kind, "device", DEVICE, DEVICE, "$share/conveyor/+/realtime", "#")
+        assert device["connect"] == "Success", device
+        assert len(device["subscribe"]) == 2, device
+        assert not any(code.startswith("Granted") for code in device["subscribe"]), device
+        posing = mqtt_answer(kind, "device", DEVICE, "conveyor-ingestor-0")
+        assert posing["connect"] != "Success", posing
+        kind.notes.append(
+            f"intruders refused: Redis and broker unreachable from {intruders}/copycat and "
+            f"conveyor/stranger; anonymous MQTT: {anonymous['connect']}; device subscribing to "
+            f"the share group and #: {device['subscribe']}; device posing as an ingestor: "
+            f"{posing['connect']}"
+        )
+    finally:
+        kind.kubectl("delete", "namespace", intruders, "--wait=false", check=False)
+        kind.kubectl("delete", "pod", "stranger", "device", "--wait=false", check=False)
+
+
+def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None:
     workers = ["alerts-worker", "mqtt-realtime-worker", "mqtt-spc-worker", "mqtt-tech-worker"]
     wait_for(
         lambda: all(
@@ -117,8 +318,18 @@ def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
         "Never",
         "--image-pull-policy",
         "IfNotPresent",
+        "--override-type",  # the namespace enforces the restricted Pod Security Standard
+        "strategic",
+        "--overrides",
+        restricted_overrides("simulator"),
         "--env",
         "MQTT_BROKER_URL=mqtt://conveyor-mosquitto:1883",
+        "--env",
+        "MQTT_USERNAME=simulator",
+        "--env",  # the test's own throwaway password, as a value in its own pod
+        f"MQTT_PASSWORD={release.simulator_password}",
+        "--labels",
+        "conveyor.io/mqtt-client=true",  # the NetworkPolicy admits labelled pods to the broker
         "--",
         "simulate",
         "--burst",
@@ -176,6 +387,7 @@ def test_install_scale_drain_and_uninstall(kind: Kind) -> None:
     kind.kubectl("delete", "pod", "simulator", "--wait=false")
     started = time.monotonic()
     kind.helm("uninstall", "conveyor", "--wait")
+    kind.kubectl("delete", "secret", "conveyor-devices")  # the test's own, not the chart's
     # helm deletes the Deployments; their pods end on their own (graceful drain) shortly after.
     kept_by_kubernetes = ("configmap/kube-root-ca.crt", "serviceaccount/default")
 

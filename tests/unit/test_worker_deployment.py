@@ -1,5 +1,6 @@
-"""Rendering a MessageQueue's worker Deployment and its queue policy: deterministic, owned,
-locked down, and with concurrency kept out of the pod template."""
+"""Rendering a MessageQueue's worker Deployment, PodDisruptionBudget and queue policy:
+deterministic, owned, locked down (own ServiceAccount, no token, the release's label, secrets
+only by reference), and with concurrency kept out of the pod template."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import copy
 from typing import Any
 
 from conveyor_operator.rendering import (
+    RELEASE_LABEL,
     WorkerDefaults,
     deployment_name,
     queue_policy,
     render_deployment,
+    render_disruption_budget,
 )
 
 from reliable_queue import QueuePolicy
@@ -30,10 +33,17 @@ MQ: dict[str, Any] = {
         },
     },
 }
+SECRET_REF = {"secretKeyRef": {"name": "conveyor-redis", "key": "redis-password"}}
 DEFAULTS = WorkerDefaults(
     image="conveyor:0.1.0",
     resources={"requests": {"cpu": "100m"}},
-    env=({"name": "REDIS_URL", "value": "redis://r:6379/0"},),
+    env=(
+        {"name": "REDIS_URL", "value": "redis://r:6379/0"},
+        {"name": "REDIS_PASSWORD", "valueFrom": SECRET_REF},
+    ),
+    service_account="conveyor-worker",
+    release="conveyor",
+    image_pull_secrets=("regcred",),
 )
 
 
@@ -54,7 +64,7 @@ def test_rendering_is_deterministic_and_owned() -> None:
         "--handler",
         "plant.jobs:handle",
     ]
-    assert [e["name"] for e in c["env"]] == ["REDIS_URL", "X"]
+    assert [e["name"] for e in c["env"]] == ["REDIS_URL", "REDIS_PASSWORD", "X"]
     assert pod["nodeSelector"] == {"zone": "a"}
     assert pod["terminationGracePeriodSeconds"] > DEFAULTS.drain_timeout_s
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -88,3 +98,44 @@ def test_queue_policy_is_what_the_workers_accept() -> None:
         "dead_max_age_s": 60,
     }
     assert QueuePolicy().merged(**policy).retry_delay(2) == 3.0
+
+
+def test_worker_pods_run_as_the_worker_account_without_a_token() -> None:
+    pod = render_deployment(MQ, replicas=1, defaults=DEFAULTS)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "conveyor-worker"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    bare = WorkerDefaults(image="conveyor:0.1.0")
+    pod = render_deployment(MQ, replicas=1, defaults=bare)["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in pod  # the namespace's default account...
+    assert pod["automountServiceAccountToken"] is False  # ...still without a token
+    assert "imagePullSecrets" not in pod
+
+
+def test_worker_pods_carry_the_release_label_but_the_selector_does_not() -> None:
+    deploy = render_deployment(MQ, replicas=1, defaults=DEFAULTS)
+    assert deploy["spec"]["template"]["metadata"]["labels"][RELEASE_LABEL] == "conveyor"
+    # The selector is immutable: adding the release must not change it for existing queues.
+    assert RELEASE_LABEL not in deploy["spec"]["selector"]["matchLabels"]
+    bare = render_deployment(MQ, replicas=1, defaults=WorkerDefaults(image="conveyor:0.1.0"))
+    assert bare["spec"]["selector"] == deploy["spec"]["selector"]
+    assert RELEASE_LABEL not in bare["spec"]["template"]["metadata"]["labels"]
+
+
+def test_the_redis_password_is_referenced_never_written() -> None:
+    [c] = render_deployment(MQ, replicas=1, defaults=DEFAULTS)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    password = next(e for e in c["env"] if e["name"] == "REDIS_PASSWORD")
+    assert password == {"name": "REDIS_PASSWORD", "valueFrom": SECRET_REF}
+
+
+def test_each_worker_deployment_gets_a_disruption_budget_owned_by_the_queue() -> None:
+    pdb = render_disruption_budget(MQ, defaults=DEFAULTS)
+    deploy = render_deployment(MQ, replicas=3, defaults=DEFAULTS)
+    assert (pdb["apiVersion"], pdb["kind"]) == ("policy/v1", "PodDisruptionBudget")
+    assert pdb["metadata"]["name"] == deploy["metadata"]["name"]
+    assert pdb["metadata"]["ownerReferences"] == deploy["metadata"]["ownerReferences"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == deploy["spec"]["selector"]
+    assert pdb == render_disruption_budget(copy.deepcopy(MQ), defaults=DEFAULTS)

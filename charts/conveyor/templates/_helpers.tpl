@@ -75,18 +75,45 @@ capabilities:
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret holding the Redis password: the installer's, or the one the chart generates
+(redis-secret.yaml). Redis always has a password. */}}
+{{- define "conveyor.redisSecretName" -}}
+{{- default (include "conveyor.component" (dict "root" . "component" "redis")) .Values.redis.existingSecret -}}
+{{- end -}}
+
+{{- define "conveyor.redisSecretKey" -}}
+{{- .Values.redis.passwordKey -}}
+{{- end -}}
+
+{{/* "true" when Redis has a password (always, unless redis.auth=false for an external Redis
+without one); empty otherwise. */}}
+{{- define "conveyor.redisAuth" -}}
+{{- if or .Values.redis.enabled .Values.redis.auth }}true{{ end -}}
+{{- end -}}
+
+{{/* The Secret holding the ingestor's broker credentials (keys username and password): the
+installer's, or the one the chart generates for the in-chart broker. */}}
+{{- define "conveyor.mqttSecretName" -}}
+{{- default (include "conveyor.component" (dict "root" . "component" "mqtt")) .Values.mqtt.existingSecret -}}
+{{- end -}}
+
+{{/* The ServiceAccount worker pods run as (no API access, no token mounted). */}}
+{{- define "conveyor.workerServiceAccount" -}}
+{{- include "conveyor.component" (dict "root" . "component" "worker") -}}
+{{- end -}}
+
 {{/* Environment every Conveyor process shares: Redis, logging, probes. */}}
 {{- define "conveyor.commonEnv" -}}
 - name: REDIS_URL
   value: {{ include "conveyor.redisUrl" . | quote }}
 - name: REDIS_CLUSTER
   value: {{ .Values.redis.cluster | quote }}
-{{- if .Values.redis.existingSecret }}
+{{- if include "conveyor.redisAuth" . }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.redis.existingSecret }}
-      key: {{ .Values.redis.passwordKey }}
+      name: {{ include "conveyor.redisSecretName" . }}
+      key: {{ include "conveyor.redisSecretKey" . }}
 {{- end }}
 - name: PROBE_PORT
   value: "8080"

@@ -1,7 +1,8 @@
 """The gateway: the live WebSocket stream, REST for queues, machines and dead letters, the
 dashboard, probes and metrics, as one ASGI app (Starlette)."""
 
-from conveyor_gateway.app import GatewayConfig, create_app
+from conveyor_gateway.app import create_app
+from conveyor_gateway.config import GatewayConfig
 from conveyor_gateway.history import StatsHistory, Throughput
 from conveyor_gateway.live import LiveHub, Subscription
 from conveyor_gateway.openapi import openapi_document

@@ -2,18 +2,20 @@
 stream, the dashboard, probes and metrics.
 
 Every error is JSON ``{"error": "<what went wrong and what to do>", "status": <code>}``.
+Who may do what: replay and delete need the API token always; reads (stats, machines,
+alerts, dead letters - their payloads are plant data) need it with ``read_requires_token``;
+``/healthz``, ``/readyz``, ``/metrics`` (probes and Prometheus), ``/openapi.json`` and the
+dashboard's page and files stay open, as they hold no plant data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from importlib.resources import files
 from typing import cast
 
@@ -26,12 +28,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
+from conveyor_gateway.config import GatewayConfig
 from conveyor_gateway.history import StatsHistory
 from conveyor_gateway.live import LiveHub
 from conveyor_gateway.metrics import GatewayMetrics
 from conveyor_gateway.openapi import openapi_document
-from conveyor_gateway.stream import stream_endpoint
+from conveyor_gateway.security import SecurityHeaders, bearer_token, token_matches
+from conveyor_gateway.stream import StreamGate, stream_endpoint
 from reliable_queue import QueueClient, QueueUnavailable, UsageError
 from reliable_queue.keys import ALERT_HISTORY, latest_values, tech_config, validate_queue_name
 
@@ -43,27 +48,27 @@ MAX_MACHINE_ID = 256
 MACHINES_LISTED = 1_000
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayConfig:
-    """``api_token``: needed by replay and delete (and by ``/ws`` when
-    ``stream_requires_token``); None disables them. ``client_buffer``: messages a WebSocket
-    client may fall behind before it is dropped."""
-
-    api_token: str | None = None
-    stream_requires_token: bool = False
-    client_buffer: int = 1_000
-    sample_interval_s: float = 2.0
-    history_s: float = 600.0
-
-
 class ApiError(HTTPException):
     """An error answered as JSON; ``detail`` says what to do."""
+
+
+class _GatewayApp(Starlette):
+    """Starlette with the security headers outside everything, the server error page too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Starlette:
     cfg = config or GatewayConfig()
     metrics = GatewayMetrics()
-    hub = LiveHub(client.redis, buffer=cfg.client_buffer, metrics=metrics)
+    hub = LiveHub(
+        client.redis,
+        buffer=cfg.client_buffer,
+        buffer_bytes=cfg.client_buffer_bytes,
+        metrics=metrics,
+    )
+    gate = StreamGate()
     history = StatsHistory(client, interval_s=cfg.sample_interval_s, keep_s=cfg.history_s)
     page = (files("conveyor_gateway") / "static" / "index.html").read_text()
 
@@ -86,13 +91,23 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
                 "replay and delete are disabled: start the gateway with GATEWAY_API_TOKEN set, "
                 "then send 'Authorization: Bearer <token>'",
             )
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.encode(), cfg.api_token.encode()
-        ):
+        if not token_matches(bearer_token(request.headers), cfg.api_token):
             raise ApiError(
                 401,
                 "missing or wrong token: send 'Authorization: Bearer <GATEWAY_API_TOKEN>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def authorize_read(request: Request) -> None:
+        """Reads need the token when ``read_requires_token``; checked before anything else,
+        so that an unauthenticated caller learns nothing (not even which queues exist)."""
+        if cfg.read_requires_token and not token_matches(
+            bearer_token(request.headers), cfg.api_token
+        ):
+            raise ApiError(
+                401,
+                "this gateway requires its API token for reads: send "
+                "'Authorization: Bearer <GATEWAY_API_TOKEN>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
@@ -159,6 +174,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
     # --- REST ----------------------------------------------------------------------------------
 
     async def stats(request: Request) -> Response:
+        authorize_read(request)
         doc = await client.stats()
         for name, q in doc["queues"].items():
             tp = history.throughput(name, q)
@@ -170,6 +186,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         return JSONResponse(doc)
 
     async def stats_history(request: Request) -> Response:
+        authorize_read(request)
         minutes = int_param(request, "minutes", 10, 1, max(1, int(cfg.history_s // 60)))
         return JSONResponse(
             {
@@ -179,6 +196,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         )
 
     async def machines(request: Request) -> Response:
+        authorize_read(request)
         found: list[str] = []
         async for key in client.redis.scan_iter(match=latest_values("*"), count=500):
             name = key.decode() if isinstance(key, bytes) else key
@@ -188,6 +206,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         return JSONResponse({"machines": sorted(found), "truncated": len(found) >= MACHINES_LISTED})
 
     async def machine(request: Request) -> Response:
+        authorize_read(request)
         machine_id = cast(str, request.path_params["machine"])
         if not 0 < len(machine_id) <= MAX_MACHINE_ID:
             raise ApiError(422, f"a machine id has 1 to {MAX_MACHINE_ID} characters")
@@ -213,6 +232,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         )
 
     async def alerts(request: Request) -> Response:
+        authorize_read(request)
         limit = int_param(request, "limit", 50, 1, MAX_PAGE)
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
@@ -221,6 +241,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         return JSONResponse({"alerts": [json.loads(fields[b"alert"]) for _, fields in entries]})
 
     async def dead_letters(request: Request) -> Response:
+        authorize_read(request)
         offset = int_param(request, "offset", 0, 0, 10**9)
         limit = int_param(request, "limit", 50, 1, MAX_PAGE)
         queue = await known_queue(request)
@@ -275,7 +296,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document())
+        return JSONResponse(openapi_document(read_auth=cfg.read_requires_token))
 
     async def dashboard(request: Request) -> Response:
         return HTMLResponse(page)
@@ -329,17 +350,11 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         Route("/openapi.json", openapi),
         WebSocketRoute(
             "/ws",
-            stream_endpoint(
-                hub,
-                metrics,
-                client_buffer=cfg.client_buffer,
-                require_token=cfg.stream_requires_token,
-                token=cfg.api_token,
-            ),
+            stream_endpoint(hub, metrics, cfg, gate),
         ),
         Mount("/static", StaticFiles(packages=[("conveyor_gateway", "static")]), name="static"),
     ]
-    app = Starlette(
+    app = _GatewayApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -353,4 +368,5 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
     app.state.hub = hub
     app.state.history = history
     app.state.metrics = metrics
+    app.state.stream = gate
     return app

@@ -2,9 +2,10 @@
 
 The workers publish each processed realtime value, tech change and alert on
 ``conveyor:live:<machine>``. The hub reads them once and hands each message, encoded once, to
-every client whose subscription matches. Each client has a bounded buffer; a client that lets
-it fill up is marked as lagging and dropped by its connection, so one slow screen never slows
-the hub or the others.
+every client whose subscription matches. Each client has a buffer bounded both in messages and
+in bytes (a few large messages weigh as much as many small ones); a client that goes past
+either bound is marked as lagging and dropped by its connection, so one slow screen never slows
+the hub or the others, nor holds more than its share of the gateway's memory.
 """
 
 from __future__ import annotations
@@ -66,27 +67,46 @@ def _names(values: Iterable[str] | None) -> frozenset[str] | None:
 
 @dataclass(eq=False, slots=True)
 class LiveClient:
-    """One WebSocket client's buffer. ``lagging`` is set when the buffer overflowed."""
+    """One WebSocket client's buffer: at most ``buffer.maxsize`` messages and ``max_bytes``
+    bytes. ``lagging`` is set when a message would go past either bound (and is not kept)."""
 
     subscription: Subscription
-    buffer: asyncio.Queue[str]
+    buffer: asyncio.Queue[tuple[str, int]]
+    max_bytes: int
+    queued_bytes: int = 0
     lagging: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
 
-    def offer(self, text: str) -> None:
+    def offer(self, text: str, size: int) -> None:
+        """Queue ``text`` (``size`` bytes encoded) unless the client is past a bound."""
+        if self.queued_bytes + size > self.max_bytes:
+            self.dropped += 1
+            self.lagging.set()
+            return
         try:
-            self.buffer.put_nowait(text)
+            self.buffer.put_nowait((text, size))
         except asyncio.QueueFull:
             self.dropped += 1
             self.lagging.set()
+            return
+        self.queued_bytes += size
+
+    async def take(self) -> str:
+        """The next message to send, waiting for one."""
+        text, size = await self.buffer.get()
+        self.queued_bytes -= size
+        return text
 
 
 class LiveHub:
     """Reads ``conveyor:live:*`` and fans out; reconnects with backoff when Redis goes away."""
 
-    def __init__(self, redis: Any, *, buffer: int, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, redis: Any, *, buffer: int, buffer_bytes: int, metrics: GatewayMetrics
+    ) -> None:
         self._redis = redis
         self._buffer = buffer
+        self._buffer_bytes = buffer_bytes
         self._metrics = metrics
         self._clients: set[LiveClient] = set()
         self.subscribed = False
@@ -96,7 +116,9 @@ class LiveHub:
         return len(self._clients)
 
     def connect(self, subscription: Subscription) -> LiveClient:
-        client = LiveClient(subscription, asyncio.Queue(maxsize=self._buffer))
+        client = LiveClient(
+            subscription, asyncio.Queue(maxsize=self._buffer), max_bytes=self._buffer_bytes
+        )
         self._clients.add(client)
         self._metrics.ws_clients.set(len(self._clients))
         return client
@@ -107,7 +129,10 @@ class LiveHub:
 
     def dispatch(self, channel: str, data: bytes | str) -> int:
         """Hand one published message to every matching client; returns how many got it."""
-        text = data.decode() if isinstance(data, bytes) else data
+        if isinstance(data, bytes):
+            text, size = data.decode(), len(data)
+        else:
+            text, size = data, len(data.encode())
         machine = channel.removeprefix(CHANNEL_PREFIX)
         try:
             event = json.loads(text)
@@ -118,7 +143,7 @@ class LiveHub:
         delivered = 0
         for client in self._clients:
             if client.subscription.wants(machine, kind):
-                client.offer(text)
+                client.offer(text, size)
                 delivered += 1
         self._metrics.live_messages.inc()
         self._metrics.fanned_out.inc(delivered)

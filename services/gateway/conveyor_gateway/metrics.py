@@ -21,7 +21,13 @@ class GatewayMetrics:
         )
         self.slow_clients = Counter(
             "conveyor_gateway_slow_clients_dropped",
-            "WebSocket clients dropped because their buffer overflowed",
+            "WebSocket clients dropped because their buffer overflowed (messages or bytes)",
+            registry=r,
+        )
+        self.ws_refused = Counter(
+            "conveyor_gateway_websocket_refused",
+            "WebSocket clients refused, by reason: origin, capacity, token_in_url, auth",
+            ["reason"],
             registry=r,
         )
         self.requests = Histogram(

@@ -1,5 +1,10 @@
 """The gateway's OpenAPI 3.1 document, written out by hand so that it says exactly what the
-endpoints accept and answer (a schemathesis run checks the two agree)."""
+endpoints accept and answer (a schemathesis run checks the two agree).
+
+It describes the running gateway: every operation states its ``security`` - the bearer token
+for replay and delete always, for reads when the gateway requires it (``read_auth``), none for
+the probes and metrics.
+"""
 
 from __future__ import annotations
 
@@ -81,6 +86,9 @@ _AUTH = {
     "401": _error("missing or wrong bearer token"),
     "403": _error("disabled: the gateway has no GATEWAY_API_TOKEN"),
 }
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_OPEN: list[dict[str, list[str]]] = []  # no security requirement
+_READS = ("/stats", "/stats/history", "/machines", "/machines/{machine}", "/alerts")
 
 
 def _page(name: str, default: int, maximum: int) -> dict[str, Any]:
@@ -94,7 +102,34 @@ def _page(name: str, default: int, maximum: int) -> dict[str, Any]:
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(*, read_auth: bool = False) -> dict[str, Any]:
+    """The document; with ``read_auth`` the reads require the bearer token too."""
+    doc = _document()
+    read_security = _BEARER if read_auth else _OPEN
+    for path in _READS:
+        _secure(doc["paths"][path]["get"], read_security)
+    _secure(doc["paths"]["/queues/{queue}/dead"]["get"], read_security)
+    for path in ("/healthz", "/readyz", "/metrics"):
+        _secure(doc["paths"][path]["get"], _OPEN)
+    reads = "reads need the bearer token" if read_auth else "reads are open"
+    doc["info"]["description"] += (
+        f" Authentication: 'Authorization: Bearer <GATEWAY_API_TOKEN>'; {reads} "
+        "(GATEWAY_READ_AUTH); replay and delete always need it; /healthz, /readyz, /metrics, "
+        "this document and the dashboard's files are open. The stream takes the token as its "
+        'first message, {"action": "auth", "token": "..."}, or in an Authorization header, '
+        "never in the URL (GATEWAY_STREAM_AUTH)."
+    )
+    return doc
+
+
+def _secure(operation: dict[str, Any], security: list[dict[str, list[str]]]) -> None:
+    operation["security"] = security
+    if security:
+        operation["responses"]["401"] = _error("missing or wrong bearer token")
+        operation["description"] = "Needs 'Authorization: Bearer <GATEWAY_API_TOKEN>'."
+
+
+def _document() -> dict[str, Any]:
     def counted(field: str) -> dict[str, Any]:
         return {
             "type": "object",

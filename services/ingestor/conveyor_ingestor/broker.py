@@ -62,17 +62,18 @@ class BrokerConfig:
 def broker_config(url: str, *, client_id: str, **options: Any) -> BrokerConfig:
     """Parse ``mqtt://host:port`` or ``mqtts://host:port`` (credentials may be in the URL)."""
     parts = urlsplit(url)
+    shown = repr(_without_credentials(url))  # errors are logged: never echo a password
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise BrokerConfigError(
-            f"MQTT_BROKER_URL={url!r}: use mqtt://host:port or mqtts://host:port"
+            f"MQTT_BROKER_URL={shown}: use mqtt://host:port or mqtts://host:port"
         )
     if not parts.hostname:
-        raise BrokerConfigError(f"MQTT_BROKER_URL={url!r} has no host")
+        raise BrokerConfigError(f"MQTT_BROKER_URL={shown} has no host")
     tls = parts.scheme in ("mqtts", "ssl")
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError as exc:
-        raise BrokerConfigError(f"MQTT_BROKER_URL={url!r}: the port is not a number") from exc
+        raise BrokerConfigError(f"MQTT_BROKER_URL={shown}: the port is not a number") from exc
     if not client_id or len(client_id) > 128:
         raise BrokerConfigError("the MQTT client id must be 1-128 characters")
     if parts.username and "username" not in options:
@@ -80,6 +81,14 @@ def broker_config(url: str, *, client_id: str, **options: Any) -> BrokerConfig:
     if parts.password and "password" not in options:
         options["password"] = unquote(parts.password)
     return BrokerConfig(host=parts.hostname, port=port, client_id=client_id, tls=tls, **options)
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not sep or "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{slash}{path}"
 
 
 @dataclass(slots=True)

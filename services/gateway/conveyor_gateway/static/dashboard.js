@@ -1,5 +1,8 @@
 // Conveyor dashboard: queues (polled from /stats), machines and alerts (live over /ws),
 // dead letters with replay. Plain DOM, no build step; data is only ever set as text.
+// The API token, when the gateway asks for it (a 401, or the stream closed with 4401), is kept
+// in sessionStorage (this tab only) and sent as a Bearer header and as the stream's first
+// message - never in a URL.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -12,12 +15,32 @@ const el = (tag, attrs = {}, ...children) => {
   for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return node;
 };
-const token = () => $("#token").value.trim();
+const TOKEN_KEY = "conveyor-token";
+const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
 const authHeaders = () => (token() ? { Authorization: `Bearer ${token()}` } : {});
 
+function storeToken(value) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// Asks for the token: the form under the header, with why.
+function askForToken() {
+  $("#login-note").textContent = token()
+    ? "The gateway refused this token: paste the right one (GATEWAY_API_TOKEN)."
+    : "This gateway asks for its API token (GATEWAY_API_TOKEN).";
+  const form = $("#login");
+  if (form.hidden) {
+    form.hidden = false;
+    $("#login-token").focus();
+  }
+}
+
 async function getJSON(path, options = {}) {
-  const response = await fetch(path, options);
+  const headers = { ...authHeaders(), ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) askForToken();
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
 }
@@ -157,27 +180,49 @@ function onEvent(event) {
   }
 }
 
+const WS_AUTH_CLOSE = 4401;
 let retry = 500;
+let socket = null;
+let reconnect = null;
 function connect() {
+  clearTimeout(reconnect);
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const query = token() ? `?token=${encodeURIComponent(token())}` : "";
-  const ws = new WebSocket(`${proto}://${location.host}/ws${query}`);
+  const ws = new WebSocket(`${proto}://${location.host}/ws`);
+  socket = ws;
   const status = $("#live-status");
-  ws.onopen = () => { retry = 500; status.textContent = "live"; status.className = "pill ok"; };
+  status.textContent = "stream connecting";
+  // The token goes first, whether or not the stream requires it (an open one acknowledges it).
+  ws.onopen = () => { if (token()) ws.send(JSON.stringify({ action: "auth", token: token() })); };
   ws.onmessage = (msg) => {
     const event = JSON.parse(msg.data);
+    if (event.kind === "subscribed") { retry = 500; status.textContent = "live"; status.className = "pill ok"; }
     if (event.kind === "error") status.textContent = `stream: ${event.error}`;
     onEvent(event);
   };
-  ws.onclose = () => {
-    status.textContent = "stream reconnecting";
+  ws.onclose = (closed) => {
+    if (socket !== ws) return; // replaced by restartStream()
     status.className = "pill bad";
-    setTimeout(connect, retry);
+    if (closed.code === WS_AUTH_CLOSE) {
+      status.textContent = "stream: needs the API token";
+      askForToken(); // the form's submit reconnects
+      return;
+    }
+    status.textContent = closed.reason ? `stream: ${closed.reason}; reconnecting` : "stream reconnecting";
+    reconnect = setTimeout(connect, retry);
     retry = Math.min(retry * 2, 10000);
   };
 }
 
+function restartStream() {
+  const old = socket;
+  socket = null;
+  if (old) old.close();
+  connect();
+}
+
+let loaded = false;
 async function loadInitial() {
+  if (loaded) return;
   try {
     const { machines: ids } = await getJSON("/machines");
     await Promise.all(ids.slice(0, 60).map(async (id) => {
@@ -186,6 +231,7 @@ async function loadInitial() {
     }));
     const { alerts } = await getJSON("/alerts?limit=30");
     alerts.forEach((a) => addAlert(a, false));
+    loaded = true;
   } catch (err) {
     $("#dead-note").textContent = `could not load machines: ${err.message}`;
   }
@@ -216,11 +262,10 @@ async function loadDead() {
 }
 
 async function replay(queue, ids) {
-  localStorage.setItem("conveyor-token", token());
   try {
     const result = await getJSON(`/queues/${encodeURIComponent(queue)}/dead/replay`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", ...authHeaders() },
+      headers: { "Content-Type": "application/json" },
       body: ids ? JSON.stringify({ ids }) : "",
     });
     $("#dead-note").textContent = `replayed ${result.replayed} of dead:${queue}`;
@@ -232,7 +277,20 @@ async function replay(queue, ids) {
 }
 
 // --- start ------------------------------------------------------------------------------------
-$("#token").value = localStorage.getItem("conveyor-token") || "";
+localStorage.removeItem(TOKEN_KEY); // earlier versions kept the token for good; now per tab
+$("#token").value = token();
+$("#token").oninput = () => storeToken($("#token").value.trim());
+$("#login").onsubmit = (event) => {
+  event.preventDefault();
+  storeToken($("#login-token").value.trim());
+  $("#token").value = token();
+  $("#login-token").value = "";
+  $("#login").hidden = true;
+  pollHistory().then(pollStats);
+  loadInitial();
+  loadDead();
+  restartStream();
+};
 $("#dead-queue").onchange = loadDead;
 $("#replay-all").onclick = () => replay($("#dead-queue").value, null);
 const tick = () => { $("#clock").textContent = new Date().toLocaleTimeString(); };

@@ -1,0 +1,238 @@
+"""The in-chart broker's users and access control, as the chart renders them, on a real
+mosquitto: the ConfigMap from `helm template`, its build-auth.sh run as the init container
+runs it (mosquitto_passwd, the dynamic-security plugin's configuration), the broker started
+from the configuration it writes (on a free loopback port). Anonymous and wrong passwords are
+refused; a device may publish only under its own prefix, with its own client id, and may
+subscribe to nothing (not '#', not the ingestors' $share group); the ingestor subscribes
+through its share group; a publisher publishes what it was granted."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from conveyor.local_servers import QUIET, free_port, wait_for_port
+from tests.cluster.chart import render
+from tests.servers import require_binary
+
+pytestmark = pytest.mark.cluster
+INGESTOR, INGESTOR_PASSWORD = "conveyor-ingestor", "ingestor-secret"
+DEVICES = {"m1": "m1-secret", "simulator": "sim-secret"}
+SHARED = "$share/conveyor/+/realtime"
+WAIT = 10.0
+
+
+def build_auth(tmp: Path, devices: dict[str, str], *sets: str) -> subprocess.CompletedProcess[str]:
+    """Render the broker's ConfigMap and run its build-auth.sh on files laid out as the pod's."""
+    [configmap] = render(
+        "mqtt.devicesSecret=devices",
+        "mqtt.publishers[0].username=simulator",
+        "mqtt.publishers[0].topics={+/realtime,+/spc}",
+        *sets,
+        show_only="templates/mosquitto-configmap.yaml",
+    )
+    dirs = {name: tmp / name for name in ("config", "ingestor", "devices", "auth", "data")}
+    for d in dirs.values():
+        d.mkdir()
+    for key, text in configmap["data"].items():
+        (dirs["config"] / key).write_text(text)
+    (dirs["ingestor"] / "username").write_text(INGESTOR)
+    (dirs["ingestor"] / "password").write_text(INGESTOR_PASSWORD + "\n")  # as from a file
+    for user, password in devices.items():
+        (dirs["devices"] / user).write_text(password)
+    env = {
+        "PATH": f"{os.environ['PATH']}:/usr/sbin",
+        "CONFIG": str(dirs["config"]),
+        "INGESTOR": str(dirs["ingestor"]),
+        "DEVICES": str(dirs["devices"]),
+        "OUT": str(dirs["auth"]),
+    }
+    return subprocess.run(
+        ["sh", str(dirs["config"] / "build-auth.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """mosquitto with the configuration build-auth.sh wrote, on a free loopback port."""
+    binary = require_binary("mosquitto", install="apt-get install mosquitto")
+    require_binary("mosquitto_passwd", install="apt-get install mosquitto")
+    tmp = tmp_path_factory.mktemp("broker")
+    done = build_auth(tmp, DEVICES)
+    assert done.returncode == 0, done.stderr
+    port = free_port()
+    conf = (tmp / "auth" / "mosquitto.conf").read_text()
+    assert "listener 1883\n" in conf
+    conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+    conf = conf.replace(
+        "persistence_location /mosquitto/data/", f"persistence_location {tmp}/data/"
+    )
+    conf = conf.replace("log_dest stdout", f"log_dest file {tmp}/mosquitto.log")
+    if os.geteuid() == 0:  # as root it would switch to the user 'mosquitto', who cannot read
+        conf += "user root\n"
+    (tmp / "mosquitto.conf").write_text(conf)
+    proc = subprocess.Popen([binary, "-c", str(tmp / "mosquitto.conf")], **QUIET)
+    try:
+        wait_for_port(port, proc=proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+
+
+class Client:
+    """A paho MQTT v5 client whose connect, subscribe and publish wait for the broker's answer."""
+
+    def __init__(
+        self, port: int, username: str | None, password: str | None, client_id: str = ""
+    ) -> None:
+        self.mqtt = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        if username is not None:
+            self.mqtt.username_pw_set(username, password)
+        self.connack: queue.Queue[ReasonCode] = queue.Queue()
+        self.acks: dict[int, queue.Queue[list[ReasonCode]]] = {}
+        self.lock = threading.Lock()
+        self.messages: queue.Queue[Received] = queue.Queue()
+        self.mqtt.on_connect = lambda _c, _u, _f, rc, _p: self.connack.put(rc)
+        self.mqtt.on_subscribe = lambda _c, _u, mid, rcs, _p: self._ack(mid, list(rcs))
+        self.mqtt.on_publish = lambda _c, _u, mid, rc, _p: self._ack(mid, [rc])
+        self.mqtt.on_message = lambda _c, _u, m: self.messages.put(
+            Received(m.topic, bytes(m.payload))
+        )
+        self.mqtt.connect("127.0.0.1", port)
+        self.mqtt.loop_start()
+        self.reason = self.connack.get(timeout=WAIT)
+
+    def _box(self, mid: int) -> queue.Queue[list[ReasonCode]]:
+        with self.lock:
+            return self.acks.setdefault(mid, queue.Queue())
+
+    def _ack(self, mid: int, codes: list[ReasonCode]) -> None:
+        self._box(mid).put(codes)
+
+    def subscribe(self, topic: str) -> bool:
+        """Whether the broker granted the subscription."""
+        _, mid = self.mqtt.subscribe(topic, qos=1)
+        assert mid is not None
+        [code] = self._box(mid).get(timeout=WAIT)
+        return not code.is_failure
+
+    def publish(self, topic: str, payload: bytes = b"{}") -> bool:
+        """Whether the broker accepted the message (its PUBACK)."""
+        info = self.mqtt.publish(topic, payload, qos=1)
+        [code] = self._box(info.mid).get(timeout=WAIT)
+        return not code.is_failure
+
+    def next_message(self) -> Received:
+        return self.messages.get(timeout=WAIT)
+
+    def close(self) -> None:
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+
+@pytest.fixture
+def connect(broker: int) -> Iterator[Any]:
+    clients: list[Client] = []
+
+    def make(username: str | None, password: str | None, client_id: str = "") -> Client:
+        client = Client(broker, username, password, client_id)
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def test_anonymous_and_wrong_passwords_are_refused(connect: Any) -> None:
+    assert connect(None, None).reason.is_failure
+    assert connect("m1", "wrong", "m1").reason.is_failure
+    assert connect(INGESTOR, "wrong").reason.is_failure
+    assert connect("nobody", "m1-secret").reason.is_failure
+    assert not connect("m1", DEVICES["m1"], "m1").reason.is_failure
+
+
+def test_a_device_may_subscribe_to_nothing(connect: Any) -> None:
+    device = connect("m1", DEVICES["m1"], "m1")
+    for topic in ("#", SHARED, "$share/other/#", "+/realtime", "m1/#", "$SYS/#"):
+        assert not device.subscribe(topic), topic
+
+
+def test_a_device_publishes_only_under_its_own_prefix(connect: Any) -> None:
+    ingestor = connect(INGESTOR, INGESTOR_PASSWORD)
+    assert ingestor.subscribe(SHARED)
+    device = connect("m1", DEVICES["m1"], "m1")
+    assert not device.publish("m2/realtime", b"forged")
+    assert not device.publish("m10/realtime", b"a prefix of another's name")
+    assert device.publish("m1/realtime", b"mine")
+    # Same publisher, in order: had the forged one gone through, it would arrive first.
+    assert ingestor.next_message() == Received("m1/realtime", b"mine")
+
+
+def test_a_device_cannot_take_another_client_id(connect: Any) -> None:
+    assert connect("m1", DEVICES["m1"], "conveyor-ingestor-0").reason.is_failure
+    assert connect("m1", DEVICES["m1"], "m2").reason.is_failure
+
+
+def test_the_ingestors_share_group_keeps_every_message(connect: Any) -> None:
+    ingestor = connect(INGESTOR, INGESTOR_PASSWORD)
+    assert ingestor.subscribe(SHARED)
+    assert not ingestor.subscribe("#")  # the ingestor too gets only what it routes
+    thief = connect("m1", DEVICES["m1"], "m1")
+    assert not thief.subscribe(SHARED)
+    simulator = connect("simulator", DEVICES["simulator"])
+    sent = [f"m{i}/realtime" for i in range(20)]
+    for topic in sent:
+        assert simulator.publish(topic)
+    assert [ingestor.next_message().topic for _ in sent] == sent
+    assert thief.messages.empty()
+
+
+def test_a_publisher_publishes_what_it_was_granted(connect: Any) -> None:
+    ingestor = connect(INGESTOR, INGESTOR_PASSWORD)
+    assert ingestor.subscribe("$share/conveyor/+/spc")
+    simulator = connect("simulator", DEVICES["simulator"])
+    assert not simulator.publish("m7/tech")  # not granted
+    assert not simulator.publish("m7/spc/extra")
+    assert simulator.publish("m7/spc", b"ok")
+    assert ingestor.next_message() == Received("m7/spc", b"ok")
+    assert not simulator.subscribe("#")
+
+
+def test_a_device_named_like_an_ingestor_is_refused_at_start(tmp_path: Path) -> None:
+    require_binary("mosquitto_passwd", install="apt-get install mosquitto")
+    done = build_auth(tmp_path, {"conveyor-ingestor-0": "x"})
+    assert done.returncode != 0
+    assert "looks like an ingestor's client id" in done.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    done = build_auth(bad, {"m1": "two\nlines"})
+    assert done.returncode != 0
+    assert "more than one line" in done.stderr
