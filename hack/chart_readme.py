@@ -16,7 +16,7 @@ HEAD = """# Conveyor Helm chart
 Reliable factory telemetry from MQTT into processing on Kubernetes: the MessageQueue CRD, the
 operator that sizes one worker Deployment per queue, the MQTT ingestor (a StatefulSet, so each
 replica keeps its MQTT client id and session), the gateway, and for development an in-chart
-Redis (AOF on) and Mosquitto (persistence on, no cap on queued messages).
+Redis (AOF on) and Mosquitto (persistence on, up to `mqtt.maxQueuedBytes` queued per session).
 
 ```console
 helm install conveyor charts/conveyor -n conveyor --create-namespace
@@ -25,7 +25,7 @@ kubectl get mq -n conveyor
 
 The CRD is in `crds/`: helm installs it with the chart and never deletes it; upgrade it with
 `kubectl apply --server-side -f crds/`. `helm uninstall` first runs a pre-delete hook
-(`conveyor delete-messagequeues`, as the operator's ServiceAccount) that deletes the
+(`conveyor delete-messagequeues`, as a ServiceAccount of its own) that deletes the
 MessageQueues in the release's namespace while the operator still runs, so that none is left
 held by its finalizer; their Redis data stays unless a queue says `deletionPolicy: Delete`.
 With `operator.clusterWide`, delete the queues of other namespaces first. Secrets are
