@@ -4,14 +4,18 @@
 # Extra arguments go to pytest, e.g. hack/test.sh -k priority
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Each step says when it starts (seconds since this script began): where a cold run's time goes.
+step() { printf '\n== %s (at %ds)\n' "$*" "$SECONDS"; }
+
+step "packages and the virtualenv (hack/bootstrap.sh)"
 # shellcheck source=hack/bootstrap.sh
 source "$ROOT/hack/bootstrap.sh"
+step "Go tools (hack/tools.sh; cached after the first run)"
 bash "$ROOT/hack/tools.sh"
 # A Docker engine for the image tests (the image itself is built by their fixture).
+step "Docker engine"
 bash "$ROOT/hack/images.sh" docker
 cd "$ROOT"
-
-step() { printf '\n== %s\n' "$*"; }
 
 step "ruff (lint and format)"
 ruff check .
@@ -25,4 +29,4 @@ lint-imports
 
 step "pytest"
 # Exit code 5 (no test collected) is a failure like any other.
-exec python -m pytest -m "not bench" "$@"
+exec python -m pytest -m "not bench" --durations=15 "$@"

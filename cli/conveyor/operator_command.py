@@ -11,13 +11,19 @@ import os
 import secrets
 import signal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.probes import ProbeServer
-from conveyor.settings import InfluxSettings, ProbeSettings, RedisSettings, SettingsError, load
+from conveyor.settings import (
+    InfluxSettings,
+    ProbeSettings,
+    RedisSettings,
+    SettingsError,
+    load,
+    split_credentials,
+)
 
 if TYPE_CHECKING:
     from conveyor_operator.allowances import Allowances
@@ -51,6 +57,9 @@ class OperatorSettings(BaseSettings):
     allowed_images: str = Field(
         default="", description="image prefixes MessageQueues may use: JSON list or commas"
     )
+    allowed_handlers: str = Field(
+        default="", description="module prefixes of MessageQueues' handlers: JSON list or commas"
+    )
     allowed_tolerations: str = Field(default="[]", description="JSON list of tolerations")
     allowed_node_selectors: str = Field(
         default="{}", description="JSON object: node label -> list of allowed values"
@@ -71,12 +80,32 @@ class OperatorSettings(BaseSettings):
             raise ValueError("must be a JSON object")
         return value
 
-    @field_validator("image_pull_secrets", "allowed_images")
+    @field_validator("image_pull_secrets")
     @classmethod
     def _names(cls, value: str) -> str:
         for name in _names(value):
             if not name or any(c.isspace() or c == "*" for c in name):
-                raise ValueError(f"{name!r}: write names or prefixes without spaces or '*'")
+                raise ValueError(f"{name!r}: write names without spaces or '*'")
+        return value
+
+    @field_validator("allowed_images")
+    @classmethod
+    def _image_prefixes(cls, value: str) -> str:
+        from conveyor_operator.allowances import image_prefix_problem
+
+        problems = [p for p in map(image_prefix_problem, _names(value)) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("allowed_handlers")
+    @classmethod
+    def _handler_prefixes(cls, value: str) -> str:
+        from conveyor_operator.allowances import handler_prefix_problem
+
+        problems = [p for p in map(handler_prefix_problem, _names(value)) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("allowed_tolerations")
@@ -104,6 +133,7 @@ class OperatorSettings(BaseSettings):
         return Allowances(
             worker_image=self.worker_image,
             images=tuple(_names(self.allowed_images)),
+            handlers=tuple(_names(self.allowed_handlers)),
             tolerations=tuple(json.loads(self.allowed_tolerations)),
             node_selectors={k: tuple(v) for k, v in selectors.items()},
             max_replicas_ceiling=self.max_replicas_ceiling,
@@ -141,7 +171,12 @@ def worker_env(
     Raises SettingsError when the operator has a Redis password but no Secret to name: the
     password would otherwise have to be written into every worker Deployment.
     """
-    has_password = redis.password is not None or bool(urlsplit(redis.url or "").password)
+    if "password=" in split_credentials(redis.url or "")[2].lower():
+        raise SettingsError(
+            "REDIS_URL has a password= parameter, which would be copied into every worker "
+            "Deployment: give the password as REDIS_PASSWORD or in the URL's userinfo instead"
+        )
+    has_password = redis.password is not None or _has_password(redis.url or "")
     if has_password and not settings.redis_secret:
         given = "REDIS_PASSWORD" if redis.password is not None else "the password in REDIS_URL"
         raise SettingsError(
@@ -170,19 +205,18 @@ def worker_env(
     return env
 
 
-def _userinfo(url: str) -> bool:
-    scheme, sep, rest = url.partition("://")
-    return bool(sep) and scheme != "unix" and "@" in rest.split("/", 1)[0]
+def _has_password(url: str) -> bool:
+    _, userinfo, _ = split_credentials(url)
+    return bool(userinfo and userinfo.partition(":")[2])
 
 
 def _without_userinfo(url: str) -> str:
     """``redis://:secret@host:6379/0`` -> ``redis://host:6379/0`` (a user name goes too: workers
-    authenticate as the default user, with the password from the Secret)."""
-    if not _userinfo(url):
-        return url
-    scheme, _, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    return f"{scheme}://{authority.rsplit('@', 1)[1]}{slash}{path}"
+    authenticate as the default user, with the password from the Secret). The userinfo ends at
+    the last ``@`` (see :func:`conveyor.settings.split_credentials`), so a password with ``/``,
+    ``?``, ``#``, ``:`` or ``@`` in it never reaches a worker's Deployment."""
+    start, userinfo, rest = split_credentials(url)
+    return url if userinfo is None else start + rest
 
 
 def _plain_url(redis: RedisSettings) -> str:

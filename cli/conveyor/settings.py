@@ -6,6 +6,7 @@ command with a message that names the variable and says what it should be.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -20,13 +21,35 @@ class SettingsError(Exception):
     """A configuration value that cannot be used; the message names the variable."""
 
 
-def redact_url(url: str) -> str:
-    """``url`` with its user and password (if any) replaced by ``***``, for messages and logs."""
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str]:
+    """``url`` as ``(scheme://, userinfo or None, the rest)``, for redacting or removing the
+    credentials.
+
+    The userinfo ends at the *last* ``@``, not at the first ``/``, ``?`` or ``#`` as RFC 3986
+    has it: people write passwords with those characters unescaped, and a password must never
+    be taken for a host or a path. The price: an ``@`` in a path or query
+    (``mqtt://broker/a@b``) is taken for the end of a userinfo, so more is hidden than need be.
+    """
     scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    if not sep or "@" not in authority:
+    if not sep:
+        return url, None, ""
+    userinfo, at, after = rest.rpartition("@")
+    if not at:
+        return scheme + sep, None, rest
+    return scheme + sep, userinfo, after
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user and password (if any) replaced by ``***``, and a ``password=``
+    query value by ``***``, for messages and logs."""
+    start, userinfo, rest = split_credentials(url)
+    if not rest and userinfo is None:
         return url
-    return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{slash}{path}"
+    shown = f"{start}***@{rest}" if userinfo is not None else start + rest
+    return _QUERY_PASSWORD.sub(r"\1***", shown)
 
 
 class RedisSettings(BaseSettings):

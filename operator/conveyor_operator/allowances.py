@@ -7,25 +7,37 @@ choose what those pods run or where, beyond what the installer (the chart's valu
 - ``spec.worker.image``: the operator's own worker image, or one under a prefix of
   ``operator.allowedImages``. Prefixes match the image reference as written (no registry or
   ``library/`` is filled in), after the reference is checked against the OCI grammar (so
-  ``..`` or upper case never slip past a prefix):
+  ``..`` or upper case never slip past a prefix). Every prefix has a ``/``: without one,
+  ``registry.example.com`` would also allow ``registry.example.com:5000/anything`` (the
+  operator refuses to start with such a prefix, see :func:`image_prefix_problem`).
 
   - a prefix ending in ``/``, ``:`` or ``@`` matches anything that continues it:
     ``registry.example.com/team/`` allows ``registry.example.com/team/app:1`` and
     ``.../team/tools/app``, but not ``registry.example.com/team-evil/app``;
-  - any other prefix is a whole repository (or image): ``registry.example.com/team/app``
-    allows that repository with any tag or digest, not ``.../team/app-evil`` nor
-    ``.../team/app/sub``; ``registry.example.com/team/app:1.2`` allows that tag only.
+  - a prefix with a tag or digest is that one reference: ``registry.example.com/team/app:1.2``
+    allows neither ``...:1.2.3`` nor ``...:1.2@sha256:<any>``;
+  - any other prefix is a whole repository: ``registry.example.com/team/app`` allows that
+    repository with any tag or digest, not ``.../team/app-evil`` nor ``.../team/app/sub``.
 
+- ``spec.worker.handler`` (``module:function``): only a module under a prefix of
+  ``operator.allowedHandlers``; none by default (only the built-in processors). Importing a
+  module runs it, and the worker image holds modules whose import has side effects
+  (``antigravity`` starts ``$BROWSER``), so the module is what must be allowed, not the function.
+  A prefix ending in ``.`` allows that package and every module under it (``plant.`` allows
+  ``plant.energy:handle``, not ``plantx:handle``); any other prefix is one whole module.
 - ``spec.worker.tolerations``: each one must be one of ``worker.allowedTolerations`` or
   narrower (see :func:`toleration_covered`); none allowed by default, so no MessageQueue can
   schedule onto tainted (e.g. control-plane) nodes.
 - ``spec.worker.nodeSelector``: each ``key: value`` must be listed in
   ``worker.allowedNodeSelectors`` (key -> allowed values); none by default.
 - ``spec.maxReplicas``: at most ``operator.maxReplicasCeiling``.
-- ``spec.worker.env``: ``{name, value}`` only (the CRD says so too; checked again here for a
-  CRD that is older than the operator), and never a variable the operator sets or one of its
-  families (``REDIS_*``, ``INFLUX_*``): ``REDIS_URL`` pointed at a server of the author's
-  would receive the Redis password the pod gets by reference.
+- ``spec.worker.env``: ``{name, value}`` only, and names from an allow-list,
+  :data:`ENV_NAME_PATTERN` (the CRD says both too; checked again here for a CRD that is older
+  than the operator). A deny-list cannot work: ``PYTHONWARNINGS`` + ``BROWSER``,
+  ``LD_PRELOAD``, proxies or ``PATH`` change what the pod runs or where it connects, and
+  pydantic-settings reads names case-insensitively (``redis_url`` would redirect the Redis
+  password like ``REDIS_URL``). So: ``APP_*`` for a custom handler's own settings, ``WORKER_*``
+  and ``ALERT_*`` for the worker's sinks (``WorkerSettings``), upper case only.
 
 Pure functions; the operator reports every problem found as ``Ready=False``, reason
 ``InvalidSpec``, naming the field and the chart value that would allow it.
@@ -38,8 +50,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-RESERVED_ENV_PREFIXES = ("REDIS_", "INFLUX_")
-"""Worker variables a MessageQueue may not set: they say where credentials go."""
+ENV_NAME_PATTERN = r"^(APP|WORKER|ALERT)_[A-Z0-9_]+$"
+"""The names a MessageQueue's ``spec.worker.env`` may set (the CRD's rule says the same)."""
+_ENV_NAME = re.compile(ENV_NAME_PATTERN, re.ASCII)
+
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_MODULE = re.compile(rf"^{_IDENTIFIER}(?:\.{_IDENTIFIER})*$", re.ASCII)
+_HANDLER = re.compile(
+    rf"^({_IDENTIFIER}(?:\.{_IDENTIFIER})*):{_IDENTIFIER}(?:\.{_IDENTIFIER})*$", re.ASCII
+)
 
 # The OCI / distribution reference grammar (github.com/distribution/reference), ASCII only.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -59,6 +78,8 @@ class Allowances:
     worker_image: str
     images: Sequence[str] = ()
     """Prefixes (``operator.allowedImages``)."""
+    handlers: Sequence[str] = ()
+    """Module prefixes (``operator.allowedHandlers``); empty: the built-in processors only."""
     tolerations: Sequence[Mapping[str, Any]] = ()
     """``worker.allowedTolerations``."""
     node_selectors: Mapping[str, Sequence[str]] = field(default_factory=dict)
@@ -70,15 +91,33 @@ class Allowances:
 
 
 def is_image_reference(image: str) -> bool:
-    return bool(_REFERENCE.match(image))
+    return bool(_REFERENCE.fullmatch(image))
+
+
+def image_prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be an entry of ``operator.allowedImages``; None when it can."""
+    if not prefix or any(c.isspace() or c == "*" for c in prefix):
+        return f"{prefix!r}: write prefixes without spaces or '*'"
+    if "/" not in prefix:
+        return (
+            f"{prefix!r} has no '/': write the registry and a path, e.g. "
+            "registry.example.com/team/ (without a '/', a prefix also allows other "
+            "registries and ports that merely start with it)"
+        )
+    stem = prefix[:-1] if prefix.endswith(("/", ":", "@")) else prefix
+    if not is_image_reference(stem):
+        return f"{prefix!r} is not an image reference or a prefix of one"
+    return None
 
 
 def prefix_matches(image: str, prefix: str) -> bool:
     """Whether ``prefix`` (one entry of ``operator.allowedImages``) allows ``image``."""
-    if not prefix:
-        return False
+    if "/" not in prefix:
+        return False  # refused at start (image_prefix_problem); never a match
     if prefix.endswith(("/", ":", "@")):
         return image.startswith(prefix) and len(image) > len(prefix)
+    if "@" in prefix or ":" in prefix.rsplit("/", 1)[1]:
+        return image == prefix  # a tag or a digest: that reference only
     return image == prefix or image.startswith((prefix + ":", prefix + "@"))
 
 
@@ -86,6 +125,33 @@ def image_allowed(image: str, *, own: str, prefixes: Sequence[str]) -> bool:
     if image == own:
         return True
     return is_image_reference(image) and any(prefix_matches(image, p) for p in prefixes)
+
+
+def handler_prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be an entry of ``operator.allowedHandlers``; None when it can."""
+    if not _MODULE.fullmatch(prefix.removesuffix(".")):
+        return (
+            f"{prefix!r}: write a module (plant.energy) or a package ending in '.' (plant.), "
+            "without spaces, '*' or ':'"
+        )
+    return None
+
+
+def handler_allowed(handler: str, prefixes: Sequence[str]) -> bool:
+    """Whether ``handler`` (``module:function``) names a module under one of ``prefixes``."""
+    found = _HANDLER.fullmatch(handler)
+    if not found:
+        return False
+    module = found.group(1)
+    for prefix in prefixes:
+        if handler_prefix_problem(prefix):
+            continue
+        if prefix.endswith("."):
+            if module == prefix[:-1] or module.startswith(prefix):
+                return True
+        elif module == prefix:
+            return True
+    return False
 
 
 def _toleration(t: Mapping[str, Any]) -> tuple[str, str, str, str, int | None]:
@@ -133,6 +199,17 @@ def spec_problems(spec: Mapping[str, Any], allowances: Allowances) -> list[str]:
                 f"spec.worker.image {image!r} is not allowed: workers run "
                 f"{allowances.worker_image!r}{others} (chart value operator.allowedImages)"
             )
+    handler = worker.get("handler")
+    if handler and not handler_allowed(str(handler), allowances.handlers):
+        allowed = (
+            f"modules under {list(allowances.handlers)}"
+            if allowances.handlers
+            else "the built-in processors only"
+        )
+        problems.append(
+            f"spec.worker.handler {handler!r} is not allowed: workers run {allowed} "
+            f"(chart value operator.allowedHandlers{_none(allowances.handlers)})"
+        )
     for i, toleration in enumerate(worker.get("tolerations") or []):
         if not any(toleration_covered(toleration, a) for a in allowances.tolerations):
             problems.append(
@@ -165,11 +242,16 @@ def _env_problems(env: Sequence[Mapping[str, Any]], reserved: frozenset[str]) ->
                 "takes literal values only (secrets reach workers through the chart)"
             )
         name = str(item.get("name", ""))
-        if name in reserved or name.startswith(RESERVED_ENV_PREFIXES):
+        if name in reserved:
             problems.append(
-                f"spec.worker.env[{i}].name {name} is set by the operator "
-                f"({'/'.join(p + '*' for p in RESERVED_ENV_PREFIXES)} and its own variables "
-                "cannot be overridden)"
+                f"spec.worker.env[{i}].name {name} is set by the operator and cannot be overridden"
+            )
+        elif not _ENV_NAME.fullmatch(name):
+            problems.append(
+                f"spec.worker.env[{i}].name {name!r} is not allowed: names must match "
+                f"{ENV_NAME_PATTERN} (APP_* for a custom handler, WORKER_* and ALERT_* for the "
+                "worker's sinks); other variables change what the worker runs or where its "
+                "credentials go"
             )
     return problems
 

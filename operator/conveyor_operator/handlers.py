@@ -142,9 +142,14 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     async def stop_workers(apis: KubeApis, body: kopf.Body) -> None:
         """The queue is another's: workers an earlier claim (or an operator from before claims)
-        started go to zero. Scaled, not deleted: the operator holds no delete verb."""
+        started go to zero. Scaled, not deleted: the operator holds no delete verb. A spec the
+        installer does not allow is not rendered even at zero replicas: the chart's defaults
+        stand in for its worker section."""
         if await current_replicas(apis, body):
-            manifest = render_deployment(body, replicas=0, defaults=config.worker)
+            mq: Mapping[str, Any] = body
+            if spec_problems(body["spec"], allowances) + worker_problems(body["spec"]):
+                mq = {**body, "spec": {**body["spec"], "worker": {}}}
+            manifest = render_deployment(mq, replicas=0, defaults=config.worker)
             await apply_deployment(apis, manifest)
 
     def refuse(body: kopf.Body, patch: kopf.Patch, reason: str, message: str) -> None:

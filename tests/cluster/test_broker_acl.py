@@ -4,14 +4,19 @@ runs it (mosquitto_passwd, the dynamic-security plugin's configuration), the bro
 from the configuration it writes (on a free loopback port). Anonymous and wrong passwords are
 refused; a device may publish only under its own prefix, with its own client id, and may
 subscribe to nothing (not '#', not the ingestors' $share group); the ingestor subscribes
-through its share group; a publisher publishes what it was granted."""
+through its share group; a publisher publishes what it was granted. The broker keeps no
+retained message (a client publishing one is disconnected, and nothing reaches the ingestor),
+holds at most mqtt.maxConnections clients, and the init script refuses to start with an
+empty password, naming the Secret's key."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +28,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from conveyor.local_servers import QUIET, free_port, wait_for_port
+from conveyor.local_servers import QUIET, free_port
 from tests.cluster.chart import render
 from tests.servers import require_binary
 
@@ -34,7 +39,12 @@ SHARED = "$share/conveyor/+/realtime"
 WAIT = 10.0
 
 
-def build_auth(tmp: Path, devices: dict[str, str], *sets: str) -> subprocess.CompletedProcess[str]:
+def build_auth(
+    tmp: Path,
+    devices: dict[str, str],
+    *sets: str,
+    ingestor_password: str = INGESTOR_PASSWORD + "\n",  # as from a file
+) -> subprocess.CompletedProcess[str]:
     """Render the broker's ConfigMap and run its build-auth.sh on files laid out as the pod's."""
     [configmap] = render(
         "mqtt.devicesSecret=devices",
@@ -45,11 +55,11 @@ def build_auth(tmp: Path, devices: dict[str, str], *sets: str) -> subprocess.Com
     )
     dirs = {name: tmp / name for name in ("config", "ingestor", "devices", "auth", "data")}
     for d in dirs.values():
-        d.mkdir()
+        d.mkdir(parents=True)
     for key, text in configmap["data"].items():
         (dirs["config"] / key).write_text(text)
     (dirs["ingestor"] / "username").write_text(INGESTOR)
-    (dirs["ingestor"] / "password").write_text(INGESTOR_PASSWORD + "\n")  # as from a file
+    (dirs["ingestor"] / "password").write_text(ingestor_password)
     for user, password in devices.items():
         (dirs["devices"] / user).write_text(password)
     env = {
@@ -70,11 +80,16 @@ def build_auth(tmp: Path, devices: dict[str, str], *sets: str) -> subprocess.Com
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with run_broker(tmp_path_factory.mktemp("broker")) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def run_broker(tmp: Path, *sets: str) -> Iterator[int]:
     """mosquitto with the configuration build-auth.sh wrote, on a free loopback port."""
     binary = require_binary("mosquitto", install="apt-get install mosquitto")
     require_binary("mosquitto_passwd", install="apt-get install mosquitto")
-    tmp = tmp_path_factory.mktemp("broker")
-    done = build_auth(tmp, DEVICES)
+    done = build_auth(tmp, DEVICES, *sets)
     assert done.returncode == 0, done.stderr
     port = free_port()
     conf = (tmp / "auth" / "mosquitto.conf").read_text()
@@ -89,11 +104,22 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     (tmp / "mosquitto.conf").write_text(conf)
     proc = subprocess.Popen([binary, "-c", str(tmp / "mosquitto.conf")], **QUIET)
     try:
-        wait_for_port(port, proc=proc)
+        wait_until_running(tmp / "mosquitto.log", proc)
         yield port
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def wait_until_running(log: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until mosquitto logs that it runs (its listener is open by then). Not by connecting to
+    it: mosquitto 2.0 counts a closed connection out twice (eclipse-mosquitto/mosquitto#1460),
+    which would loosen max_connections by one before a test begins."""
+    deadline = time.monotonic() + WAIT
+    while not (log.exists() and " running" in log.read_text()):
+        assert proc.poll() is None, f"mosquitto exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"mosquitto not running after {WAIT}s"
+        time.sleep(0.02)
 
 
 @dataclass
@@ -116,10 +142,13 @@ class Client:
         if username is not None:
             self.mqtt.username_pw_set(username, password)
         self.connack: queue.Queue[ReasonCode] = queue.Queue()
+        self.disconnects: queue.Queue[ReasonCode] = queue.Queue()
+        self.retain_available: int | None = None
         self.acks: dict[int, queue.Queue[list[ReasonCode]]] = {}
         self.lock = threading.Lock()
         self.messages: queue.Queue[Received] = queue.Queue()
-        self.mqtt.on_connect = lambda _c, _u, _f, rc, _p: self.connack.put(rc)
+        self.mqtt.on_connect = self._connected
+        self.mqtt.on_disconnect = self._disconnected
         self.mqtt.on_subscribe = lambda _c, _u, mid, rcs, _p: self._ack(mid, list(rcs))
         self.mqtt.on_publish = lambda _c, _u, mid, rc, _p: self._ack(mid, [rc])
         self.mqtt.on_message = lambda _c, _u, m: self.messages.put(
@@ -128,6 +157,14 @@ class Client:
         self.mqtt.connect("127.0.0.1", port)
         self.mqtt.loop_start()
         self.reason = self.connack.get(timeout=WAIT)
+
+    def _connected(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, props: Any) -> None:
+        self.retain_available = getattr(props, "RetainAvailable", None)
+        self.connack.put(rc)
+
+    def _disconnected(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self.disconnects.put(rc)
+        self.connack.put(rc)  # closed before any CONNACK: the connection was refused
 
     def _box(self, mid: int) -> queue.Queue[list[ReasonCode]]:
         with self.lock:
@@ -236,3 +273,37 @@ def test_a_device_named_like_an_ingestor_is_refused_at_start(tmp_path: Path) -> 
     done = build_auth(bad, {"m1": "two\nlines"})
     assert done.returncode != 0
     assert "more than one line" in done.stderr
+
+
+def test_a_retained_message_is_refused_and_never_kept(connect: Any) -> None:
+    ingestor = connect(INGESTOR, INGESTOR_PASSWORD)
+    assert ingestor.subscribe(SHARED)
+    device = connect("m1", DEVICES["m1"], "m1")
+    assert device.retain_available == 0  # the CONNACK says so
+    device.mqtt.publish("m1/realtime", b"retained", qos=1, retain=True)
+    assert device.disconnects.get(timeout=WAIT).value == 0x9A  # Retain not supported
+    again = connect("m1", DEVICES["m1"], "m1")
+    assert again.publish("m1/realtime", b"plain")
+    # Same publisher, in order: had the retained one gone through, it would arrive first.
+    assert ingestor.next_message() == Received("m1/realtime", b"plain")
+
+
+def test_the_broker_holds_at_most_max_connections_clients(tmp_path: Path) -> None:
+    with run_broker(tmp_path, "mqtt.maxConnections=2") as port:
+        clients = [Client(port, INGESTOR, INGESTOR_PASSWORD) for _ in range(3)]
+        try:
+            assert [c.reason.is_failure for c in clients] == [False, False, True]
+        finally:
+            for c in clients:
+                c.close()
+
+
+def test_an_empty_password_is_refused_at_start_naming_its_key(tmp_path: Path) -> None:
+    require_binary("mosquitto_passwd", install="apt-get install mosquitto")
+    for n, password in enumerate(("", "\n")):
+        done = build_auth(tmp_path / f"device{n}", {"m1": "m1-secret", "m2": password})
+        assert done.returncode != 0
+        assert "the key 'm2' of the Secret devices (mqtt.devicesSecret) is empty" in done.stderr
+    done = build_auth(tmp_path / "ingestor", DEVICES, ingestor_password="")
+    assert done.returncode != 0
+    assert "the key 'password' of the Secret conveyor-mqtt (the ingestor's) is empty" in done.stderr

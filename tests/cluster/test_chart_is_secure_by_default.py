@@ -1,6 +1,7 @@
-"""`helm template` with default values renders a Redis with a password, an authenticated broker,
-NetworkPolicies, pods without API tokens and the operator's least-privilege Role; external
-services without credentials are refused; and no object but a Secret carries a password."""
+"""`helm template` with default values renders a Redis with a password, an authenticated broker
+that keeps no retained messages and bounds its connections, NetworkPolicies, pods without API
+tokens and the operator's least-privilege Role; external services without credentials are
+refused; and no object but a Secret carries a password."""
 
 from __future__ import annotations
 
@@ -106,6 +107,8 @@ def test_the_broker_refuses_anonymous_clients_and_builds_its_users_from_secrets(
     assert "per_listener_settings false" in conf
     assert "max_packet_size 327680" in conf  # ingestor.maxPayloadBytes + 64 KiB
     assert "max_queued_bytes 67108864" in conf
+    assert "retain_available false" in conf  # a device cannot park retained topics in it
+    assert "max_connections 1000" in conf
     roles = json.loads(config["roles.json"])
     [ingestor] = [r for r in roles if r["rolename"] == "ingestor"]
     subscriptions = {a["topic"] for a in ingestor["acls"] if a["acltype"] == "subscribePattern"}
@@ -146,6 +149,15 @@ def test_the_broker_grants_the_routed_filters_and_the_publishers_topics() -> Non
         {"acltype": "publishClientSend", "topic": "plant/#", "allow": True}
     ]
     assert 'PUBLISHERS=" bridge "' in config["build-auth.sh"]
+
+
+def test_retained_messages_and_the_connection_bound_follow_their_values() -> None:
+    docs = render("mqtt.retainAvailable=true", "mqtt.maxConnections=20")
+    conf = one(docs, "ConfigMap", "conveyor-mosquitto")["data"]["mosquitto.conf"].splitlines()
+    assert "retain_available true" in conf
+    assert "max_connections 20" in conf
+    assert "maxConnections" in render_fails("mqtt.maxConnections=0")  # no unbounded broker
+    assert "retainAvailable" in render_fails("mqtt.retainAvailable=maybe")
 
 
 def test_max_packet_size_must_exceed_the_ingestors_largest_payload() -> None:

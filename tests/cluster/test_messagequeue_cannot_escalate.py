@@ -1,7 +1,9 @@
 """A MessageQueue cannot escalate, on a real kube-apiserver with an operator that holds a Redis
-password: a foreign image, a toleration or node selector the installer did not allow, or
-maxReplicas above the ceiling gets ``Ready=False``, reason ``InvalidSpec``, and no Deployment;
-what the installer allows runs. Worker pods run as the worker ServiceAccount without a token,
+password: a foreign image, a handler from a module the installer did not list (``antigravity``
+runs ``$BROWSER`` on import), a toleration or node selector the installer did not allow, or
+maxReplicas above the ceiling gets ``Ready=False``, reason ``InvalidSpec``, and no Deployment
+(and a running queue switched to one keeps its workers as they were); what the installer
+allows runs. Worker pods run as the worker ServiceAccount without a token,
 carry the release's label and get a PodDisruptionBudget; and no Deployment, ReplicaSet, Pod or
 ConfigMap holds the Redis password, only a reference to its Secret."""
 
@@ -67,6 +69,7 @@ def guarded(
         OPERATOR_WORKER_SERVICE_ACCOUNT="conveyor-worker",
         OPERATOR_IMAGE_PULL_SECRETS='[{"name": "regcred"}]',
         OPERATOR_ALLOWED_IMAGES='["registry.example.com/team/"]',
+        OPERATOR_ALLOWED_HANDLERS='["plant."]',
         OPERATOR_ALLOWED_TOLERATIONS=json.dumps([TOLERATION]),
         OPERATOR_ALLOWED_NODE_SELECTORS='{"topology.kubernetes.io/zone": ["a"]}',
         OPERATOR_MAX_REPLICAS_CEILING="20",
@@ -155,6 +158,33 @@ async def test_a_foreign_image_gets_no_deployment_and_an_allowed_prefix_runs(
     await eventually(refused, timeout=30, interval=0.3, what="InvalidSpec after the switch")
     deploy = kube.get("deploy/allowed-worker", "-n", ns)
     assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == ALLOWED
+
+
+async def test_a_handler_runs_only_from_the_installers_modules(
+    guarded: tuple[KubeCluster, str, CliProcess],
+) -> None:
+    kube, ns, _ = guarded
+    apply(kube, ns, "gadget", worker={"handler": "antigravity:geohash"})
+    message = await invalid(guarded, "gadget")
+    assert "spec.worker.handler 'antigravity:geohash' is not allowed" in message
+    assert "workers run modules under ['plant.']" in message
+    assert "chart value operator.allowedHandlers" in message
+
+    apply(kube, ns, "own-handler", worker={"handler": "plant.energy:handle"})
+    deploy = await deployed(guarded, "own-handler")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--handler", "plant.energy:handle"]
+
+    # Switching a running queue to a gadget is refused; its workers keep their handler.
+    patch = {"spec": {"worker": {"handler": "antigravity:geohash"}}}
+    kube.kubectl("patch", "-n", ns, "mq/own-handler", "--type=merge", "-p", json.dumps(patch))
+
+    async def refused() -> bool:
+        return ready(kube, ns, "own-handler").get("reason") == "InvalidSpec"
+
+    await eventually(refused, timeout=30, interval=0.3, what="InvalidSpec after the switch")
+    deploy = kube.get("deploy/own-handler-worker", "-n", ns)
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["args"] == args
 
 
 async def test_tolerations_and_node_selectors_only_as_the_installer_allows(

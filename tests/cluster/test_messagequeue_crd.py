@@ -1,7 +1,8 @@
 """The MessageQueue CRD on a real kube-apiserver: samples are accepted with defaults filled in,
 nonsense is rejected with a message that says what is wrong (worker env that would read
-Secrets or redirect the workers' credentials included), the scale and status subresources and
-the printer columns work."""
+Secrets, redirect the workers' credentials or change what they run included: only APP_*,
+WORKER_* and ALERT_* names, upper case), the scale and status subresources and the printer
+columns work."""
 
 from __future__ import annotations
 
@@ -93,13 +94,27 @@ def test_samples_are_accepted_with_defaults(crd: KubeCluster, ns: str) -> None:
             },
             "valueFrom is not allowed: a MessageQueue's worker env takes literal values only",
         ),
-        (
-            {"queue": "q", "worker": {"env": [{"name": "REDIS_URL", "value": "redis://evil"}]}},
-            "REDIS_* and INFLUX_* are set by the operator",
+        *(
+            (
+                {"queue": "q", "worker": {"env": [{"name": name, "value": value}]}},
+                "env names must match ^(APP|WORKER|ALERT)_[A-Z0-9_]+$ (APP_* for a custom "
+                "handler's own settings, WORKER_* and ALERT_* for the worker's sinks), upper "
+                "case only",
+            )
+            for name, value in [
+                ("REDIS_URL", "redis://evil"),
+                ("redis_url", "redis://evil"),  # pydantic-settings reads it as REDIS_URL
+                ("INFLUX_URL", "http://evil"),
+                ("PYTHONWARNINGS", "ignore::antigravity.x"),
+                ("BROWSER", "/opt/conveyor/bin/python -c 'print(1)' %s"),
+                ("LD_PRELOAD", "/tmp/evil.so"),
+                ("HTTPS_PROXY", "http://evil:3128"),
+                ("app_plant", "north"),
+            ]
         ),
         (
-            {"queue": "q", "worker": {"env": [{"name": "INFLUX_URL", "value": "http://evil"}]}},
-            "REDIS_* and INFLUX_* are set by the operator",
+            {"queue": "q", "worker": {"handler": "plant.energy"}},
+            "spec.worker.handler in body should match",
         ),
         (
             {"queue": "q", "worker": {"tolerations": [{"operator": "Always"}]}},
@@ -128,11 +143,14 @@ def test_valuefrom_is_refused_even_by_a_client_that_skips_field_validation(
     done = crd.kubectl("apply", "--validate=false", "-n", ns, "-f", "-", stdin=mq, check=False)
     assert done.returncode != 0
     assert "valueFrom is not allowed" in done.stderr, done.stderr
-    plain = _mq("plain", queue="q", worker={"env": [{"name": "PLANT", "value": "north"}]})
-    crd.kubectl("apply", "-n", ns, "-f", "-", stdin=plain)
-    assert crd.get("mq/plain", "-n", ns)["spec"]["worker"]["env"] == [
-        {"name": "PLANT", "value": "north"}
+    allowed = [
+        {"name": "APP_PLANT", "value": "north"},
+        {"name": "WORKER_BATCH_SIZE", "value": "50"},
+        {"name": "ALERT_WEBHOOKS", "value": "https://alerts.example.com/hook"},
     ]
+    plain = _mq("plain", queue="q", worker={"env": allowed})
+    crd.kubectl("apply", "-n", ns, "-f", "-", stdin=plain)
+    assert crd.get("mq/plain", "-n", ns)["spec"]["worker"]["env"] == allowed
 
 
 def test_queue_name_is_immutable(crd: KubeCluster, ns: str) -> None:

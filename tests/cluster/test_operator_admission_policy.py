@@ -1,10 +1,14 @@
 """The chart's ValidatingAdmissionPolicy on a real kube-apiserver: a Deployment applied as the
 operator's ServiceAccount (`kubectl --as`, as a stolen token would) is refused unless it is a
 worker Deployment as the operator renders it: a foreign image, a hostPath volume, another
-ServiceAccount, a command override, a privileged container or a foreign Secret are each
-refused with the policy's message; the operator's own rendering is accepted; an image under
-operator.allowedImages is accepted, one that only looks like it is not; and nobody but the
-operator is bound by it."""
+ServiceAccount, a command override, a privileged or otherwise unconfined container (root, no
+drop of ALL capabilities, Unconfined seccomp), an init container, a hostPort, a chosen node,
+priority class or runtime, pod labels of another component or release, an environment
+variable outside the operator's own and a MessageQueue's APP_/WORKER_/ALERT_ names, or a
+foreign Secret are each refused with the policy's message; the operator's own rendering (with
+the environment its worker_env gives, and a MessageQueue's variables) is accepted; an image
+under operator.allowedImages is accepted, one that only looks like it is not; and nobody but
+the operator is bound by it."""
 
 from __future__ import annotations
 
@@ -21,6 +25,12 @@ from tests.cluster.conftest import KubeCluster
 
 pytestmark = pytest.mark.cluster
 WORKER_IMAGE = "conveyor:0.1.0"  # the chart's image at its appVersion
+INFLUX_SECRET = "conveyor-influx"
+MQ_ENV = (  # as a MessageQueue's spec.worker.env may set them
+    {"name": "APP_MODE", "value": "strict"},
+    {"name": "WORKER_INFLUX_BATCH", "value": "500"},
+    {"name": "ALERT_WEBHOOK_URL", "value": "https://hooks.example/x"},
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +45,8 @@ def release(kube: KubeCluster, crd: KubeCluster) -> Iterator[tuple[KubeCluster, 
         ns,
         "--set",
         "operator.allowedImages={registry.example/team/,registry.example/tools/app}",
+        "--set",
+        f"influx.existingSecret={INFLUX_SECRET}",
     )
     yield kube, ns
     kube.helm("uninstall", "conveyor", "-n", ns, check=False)
@@ -42,16 +54,27 @@ def release(kube: KubeCluster, crd: KubeCluster) -> Iterator[tuple[KubeCluster, 
 
 
 def worker(kube: KubeCluster, ns: str) -> dict[str, Any]:
-    """The worker Deployment of the chart's `alerts` queue, rendered by the operator's code."""
+    """The worker Deployment of the chart's `alerts` queue, rendered by the operator's code,
+    with the environment the operator gives every worker (Redis and InfluxDB, both with a
+    Secret) and variables of the MessageQueue."""
     from conveyor_operator.rendering import WorkerDefaults, render_deployment
 
+    from conveyor.operator_command import OperatorSettings, worker_env
+    from conveyor.settings import InfluxSettings, RedisSettings
+
     mq = kube.get("mq/alerts", "-n", ns)
-    secret = {"secretKeyRef": {"name": "conveyor-redis", "key": "redis-password"}}
+    mq["spec"].setdefault("worker", {})["env"] = list(MQ_ENV)
+    env = worker_env(
+        OperatorSettings(redis_secret="conveyor-redis", influx_secret=INFLUX_SECRET),
+        RedisSettings(url="redis://conveyor-redis:6379/0", password=None, cluster=False),
+        InfluxSettings(url="http://influxdb:8086", org="-", bucket="conveyor/autogen"),
+        log_format="json",
+    )
     defaults = WorkerDefaults(
         image=WORKER_IMAGE,
         service_account="conveyor-worker",
         release="conveyor",
-        env=({"name": "REDIS_PASSWORD", "valueFrom": secret},),
+        env=tuple(env),
     )
     deployment = render_deployment(mq, replicas=0, defaults=defaults)
     deployment["metadata"]["name"] = f"w-{uuid.uuid4().hex[:6]}"
@@ -93,7 +116,36 @@ def container(d: dict[str, Any]) -> dict[str, Any]:
     return c
 
 
-Change = Callable[[dict[str, Any]], None]
+def pod(d: dict[str, Any]) -> dict[str, Any]:
+    p: dict[str, Any] = d["spec"]["template"]["spec"]
+    return p
+
+
+def pod_labels(d: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = d["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def env_entry(d: dict[str, Any], name: str) -> dict[str, Any]:
+    entries: list[dict[str, Any]] = [e for e in container(d)["env"] if e["name"] == name]
+    [entry] = entries
+    return entry
+
+
+def pose_as_redis(d: dict[str, Any]) -> None:
+    """Pod labels (and the selector, which must match them) of the release's Redis."""
+    for labels in (pod_labels(d), d["spec"]["selector"]["matchLabels"]):
+        labels.update(
+            {"app.kubernetes.io/component": "redis", "app.kubernetes.io/instance": "conveyor"}
+        )
+
+
+def an_init_container(d: dict[str, Any]) -> None:
+    """A native sidecar (an init container that keeps running) beside the worker."""
+    pod(d)["initContainers"] = [{**container(d), "name": "sidecar", "restartPolicy": "Always"}]
+
+
+Change = Callable[[dict[str, Any]], object]
 ATTACKS: dict[str, tuple[Change, str]] = {
     "foreign image": (
         lambda d: container(d).update(image="evil.example/miner:1"),
@@ -137,14 +189,98 @@ ATTACKS: dict[str, tuple[Change, str]] = {
         "no command override",
     ),
     "a foreign Secret": (
-        lambda d: container(d)["env"].append(
-            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "other", "key": "k"}}}
+        lambda d: env_entry(d, "INFLUX_TOKEN").update(
+            valueFrom={"secretKeyRef": {"name": "other", "key": "k"}}
         ),
-        "secrets by reference only from conveyor-redis",
+        "secrets by reference only from conveyor-redis, conveyor-influx",
     ),
     "unlabelled": (
         lambda d: d["metadata"]["labels"].pop("app.kubernetes.io/managed-by"),
         "labelled app.kubernetes.io/managed-by=conveyor-operator",
+    ),
+    "pods posing as Redis": (pose_as_redis, "app.kubernetes.io/component=worker (no other"),
+    "pods without the release label": (
+        lambda d: pod_labels(d).pop("conveyor.io/release"),
+        "labelled conveyor.io/release=conveyor",
+    ),
+    "pods of another release": (
+        lambda d: pod_labels(d).update({"conveyor.io/release": "other"}),
+        "labelled conveyor.io/release=conveyor",
+    ),
+    "pods not managed by the operator": (
+        lambda d: pod_labels(d).pop("app.kubernetes.io/managed-by"),
+        "and app.kubernetes.io/managed-by=conveyor-operator, so that",
+    ),
+    "an init container": (an_init_container, "no init or ephemeral containers"),
+    "a chosen node": (lambda d: pod(d).update(nodeName="node-0"), "set no nodeName"),
+    "a priority class": (
+        lambda d: pod(d).update(priorityClassName="system-cluster-critical"),
+        "set no nodeName, priorityClassName",
+    ),
+    "another runtime": (
+        lambda d: pod(d).update(runtimeClassName="unconfined"),
+        "set no nodeName, priorityClassName or runtimeClassName",
+    ),
+    "a hostPort": (
+        lambda d: container(d)["ports"][0].update(hostPort=8080),
+        "have no hostPort",
+    ),
+    "privilege escalation": (
+        lambda d: container(d)["securityContext"].update(allowPrivilegeEscalation=True),
+        "set allowPrivilegeEscalation false",
+    ),
+    "an added capability": (
+        lambda d: container(d)["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
+        "add no capabilities",
+    ),
+    "capabilities kept": (
+        lambda d: container(d)["securityContext"]["capabilities"].update(drop=["NET_RAW"]),
+        "capabilities.drop holds ALL",
+    ),
+    "a container as root": (
+        lambda d: container(d)["securityContext"].update(runAsUser=0),
+        "worker containers run confined",
+    ),
+    "a container allowed root": (
+        lambda d: container(d)["securityContext"].update(runAsNonRoot=False),
+        "worker containers run confined",
+    ),
+    "a pod as root": (
+        lambda d: pod(d)["securityContext"].update(runAsUser=0),
+        "worker containers run confined",
+    ),
+    "a pod allowed root": (
+        lambda d: pod(d)["securityContext"].update(runAsNonRoot=False),
+        "and run as non-root",
+    ),
+    "an unconfined container": (
+        lambda d: container(d)["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+        "no Unconfined seccomp",
+    ),
+    "an unconfined pod": (
+        lambda d: pod(d)["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+        "no Unconfined seccomp",
+    ),
+    "LD_PRELOAD": (
+        lambda d: container(d)["env"].append({"name": "LD_PRELOAD", "value": "/tmp/x.so"}),
+        "worker env names are the operator's own",
+    ),
+    "PYTHONPATH": (
+        lambda d: container(d)["env"].append({"name": "PYTHONPATH", "value": "/tmp"}),
+        "worker env names are the operator's own",
+    ),
+    "a lower-case APP_ name": (
+        lambda d: container(d)["env"].append({"name": "app_x", "value": "1"}),
+        "worker env names are the operator's own",
+    ),
+    "a MessageQueue's name by reference": (
+        lambda d: container(d)["env"].append(
+            {
+                "name": "APP_X",
+                "valueFrom": {"secretKeyRef": {"name": "conveyor-redis", "key": "redis-password"}},
+            }
+        ),
+        "by reference only REDIS_PASSWORD and INFLUX_TOKEN",
     ),
 }
 
@@ -165,7 +301,10 @@ def test_the_operators_own_rendering_is_accepted(release: tuple[KubeCluster, str
     probe = worker(kube, ns)
     probe["spec"]["template"]["spec"]["hostPID"] = True
     refused(kube, ns, probe)  # the policy is in force
-    ok, err = apply_as_operator(kube, ns, worker(kube, ns))
+    own = worker(kube, ns)
+    names = {e["name"] for e in container(own)["env"]}
+    assert {"INFLUX_TOKEN", "REDIS_PASSWORD", "APP_MODE"} <= names  # the whole set is tried
+    ok, err = apply_as_operator(kube, ns, own)
     assert ok, err
     for image in ("registry.example/team/app:1", "registry.example/tools/app@sha256:" + "a" * 64):
         allowed = worker(kube, ns)
