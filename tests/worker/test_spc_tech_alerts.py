@@ -97,13 +97,14 @@ async def webhook() -> AsyncIterator[dict[str, Any]]:
         return web.Response(status=state["status"], text="ok" if state["status"] < 300 else "boom")
 
     app = web.Application()
-    app.router.add_post("/hook", handle)
+    app.router.add_post("/hook/s3cr3t-path-token", handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state["url"] = f"http://127.0.0.1:{port}/hook"
+    # A chat webhook's secret is its path: it must never show in an error or a dead letter.
+    state["url"] = f"http://127.0.0.1:{port}/hook/s3cr3t-path-token"
     yield state
     await runner.cleanup()
 
@@ -153,6 +154,8 @@ async def test_failing_webhook_retries_then_dead_letters(
     assert [p["attempt"] for p in webhook["received"]] == [1, 2, 3]
     [letter] = await client.dead_letters("alerts")
     assert "answered 500" in letter.error
+    assert f"http://127.0.0.1:{webhook['url'].split(':')[2].split('/')[0]}/..." in letter.error
+    assert "s3cr3t" not in letter.error
     assert await client.redis.xlen(ALERT_HISTORY) == 0  # never recorded as delivered
 
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from redis import exceptions as redis_errors
@@ -370,6 +371,13 @@ async def process_alerts(ctx: Context, jobs: Sequence[Job]) -> Failures:
     return failed
 
 
+def _shown(url: str) -> str:
+    """A webhook's URL as errors (and so dead letters and logs) show it: scheme and host only.
+    Chat webhooks carry their secret in the path or the query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/..."
+
+
 async def _deliver(ctx: Context, job: Job) -> None:
     if not ctx.settings.webhooks:
         return
@@ -377,17 +385,19 @@ async def _deliver(ctx: Context, job: Job) -> None:
     body = {"id": job.id, "attempt": job.attempt, "alert": job.data}
     for url in ctx.settings.webhooks:
         started = time.perf_counter()
+        shown = _shown(url)
         try:
             async with session.post(url, json=body) as resp:
                 if resp.status >= 300:
                     raise WebhookFailed(
-                        f"webhook {url} answered {resp.status}: {(await resp.text())[:200]}"
+                        f"webhook {shown} answered {resp.status}: {(await resp.text())[:200]}"
                     )
         except aiohttp.ClientError as exc:
-            raise WebhookFailed(f"webhook {url} failed: {exc}") from exc
+            # aiohttp's messages may quote the whole URL.
+            raise WebhookFailed(f"webhook {shown} failed: {str(exc).replace(url, shown)}") from exc
         except TimeoutError as exc:
             raise WebhookFailed(
-                f"webhook {url} did not answer within {ctx.settings.webhook_timeout_s}s"
+                f"webhook {shown} did not answer within {ctx.settings.webhook_timeout_s}s"
             ) from exc
         finally:
             ctx.metrics.sink_seconds.labels("webhook").observe(time.perf_counter() - started)
