@@ -12,7 +12,7 @@ import secrets
 import signal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.probes import ProbeServer
@@ -88,22 +88,17 @@ class OperatorSettings(BaseSettings):
                 raise ValueError(f"{name!r}: write names without spaces or '*'")
         return value
 
-    @field_validator("allowed_images")
+    @field_validator("allowed_images", "allowed_handlers")
     @classmethod
-    def _image_prefixes(cls, value: str) -> str:
-        from conveyor_operator.allowances import image_prefix_problem
+    def _prefixes(cls, value: str, info: ValidationInfo) -> str:
+        from conveyor_operator.allowances import handler_prefix_problem, image_prefix_problem
 
-        problems = [p for p in map(image_prefix_problem, _names(value)) if p]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
-
-    @field_validator("allowed_handlers")
-    @classmethod
-    def _handler_prefixes(cls, value: str) -> str:
-        from conveyor_operator.allowances import handler_prefix_problem
-
-        problems = [p for p in map(handler_prefix_problem, _names(value)) if p]
+        check = (
+            image_prefix_problem
+            if info.field_name == "allowed_images"
+            else (handler_prefix_problem)
+        )
+        problems = [p for p in map(check, _names(value)) if p]
         if problems:
             raise ValueError("; ".join(problems))
         return value

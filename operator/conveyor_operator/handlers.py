@@ -132,8 +132,12 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo["queues"].close()
 
+    def problems_of(spec: Mapping[str, Any]) -> list[str]:
+        """What in the spec the installer does not allow, or the API would refuse."""
+        return spec_problems(spec, allowances) + worker_problems(spec)
+
     async def apply_workers(apis: KubeApis, body: kopf.Body, replicas: int) -> None:
-        if problems := spec_problems(body["spec"], allowances) + worker_problems(body["spec"]):
+        if problems := problems_of(body["spec"]):
             raise InvalidSpec("; ".join(problems))
         await apply_deployment(
             apis, render_deployment(body, replicas=replicas, defaults=config.worker)
@@ -147,7 +151,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         stand in for its worker section."""
         if await current_replicas(apis, body):
             mq: Mapping[str, Any] = body
-            if spec_problems(body["spec"], allowances) + worker_problems(body["spec"]):
+            if problems_of(body["spec"]):
                 mq = {**body, "spec": {**body["spec"], "worker": {}}}
             manifest = render_deployment(mq, replicas=0, defaults=config.worker)
             await apply_deployment(apis, manifest)
@@ -164,7 +168,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         state = states.setdefault(body["metadata"]["uid"], _QueueState())
         state.concurrency = None  # the policy below resets it
         patch.status["observedGeneration"] = body["metadata"].get("generation")
-        if problems := spec_problems(spec, allowances) + worker_problems(spec):
+        if problems := problems_of(spec):
             # Not retried: nothing changes until someone fixes the spec (an update).
             state.waiting = False
             refuse(body, patch, "InvalidSpec", "no worker Deployment: " + "; ".join(problems))
