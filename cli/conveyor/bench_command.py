@@ -65,3 +65,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return await asyncio.to_thread(run, args)
 
     a.set_defaults(run=run_autoscale)
+
+    s = bsub.add_parser(
+        "soak", help="normal traffic beside a misbehaving device flood: latency, memory, losses"
+    )
+    s.add_argument(
+        "--seconds",
+        type=float,
+        default=180,
+        help="whole soak; the first quarter (10-60 s) without the flood",
+    )
+    s.add_argument("--machines", type=int, default=20, help="machines of the normal traffic")
+    s.add_argument("--rate", type=float, default=100, help="normal realtime messages/s in all")
+    s.add_argument("--flood-rate", type=float, default=300, help="flood messages/s")
+    s.add_argument(
+        "--max-payload-bytes", type=int, default=256 * 1024, help="INGEST_MAX_PAYLOAD_BYTES"
+    )
+    s.add_argument("--seed", type=int, default=15, help="seed of the flood's random choices")
+    s.add_argument(
+        "--flood-groups",
+        default="random_topic,valid,malformed",
+        help="what the flood sends: random topics, valid messages of new machines, malformed "
+        "and oversized payloads (comma-separated; to see what each costs)",
+    )
+
+    async def run_soak(args: argparse.Namespace) -> int:
+        from conveyor.bench.soak import run
+
+        return await asyncio.to_thread(run, args)
+
+    s.set_defaults(run=run_soak)

@@ -18,6 +18,7 @@ from conveyor_ingestor import (
     RoutingTable,
     Subscriber,
     broker_config,
+    max_packet_size,
 )
 
 from conveyor.probes import ProbeServer
@@ -78,6 +79,9 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
             session_expiry_s=mqtt.session_expiry_s,
             receive_maximum=mqtt.receive_maximum,
             share_group=mqtt.share_group,
+            max_packet_size=max_packet_size(ingest.max_payload_bytes),
+            inbox_max_messages=ingest.inbox_max_messages,
+            inbox_max_bytes=ingest.inbox_max_bytes,
         )
         subscriber = Subscriber(config, routes.filters)
     except BrokerConfigError as exc:
@@ -95,6 +99,8 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
                 batch_size=ingest.batch_size,
                 flush_interval=ingest.flush_ms / 1000,
                 max_payload_bytes=ingest.max_payload_bytes,
+                dead_max_count=ingest.dead_max_count,
+                dead_max_bytes=ingest.dead_max_bytes,
             ),
             metrics=metrics,
         )

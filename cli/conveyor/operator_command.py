@@ -277,6 +277,11 @@ async def cmd_operator(args: argparse.Namespace) -> int:
     log.info(
         "watching %s", "every namespace" if args.all_namespaces else f"namespace {args.namespace}"
     )
+    if stop.is_set():  # stopped while starting; from here on, kopf handles SIGTERM and SIGINT
+        await probes.stop()
+        return 0
+    # No stop_flag for kopf: its own signal handlers replace ours, so the flag would never be
+    # set, and kopf waits 5 s at every exit for the task that waits on it.
     await kopf.operator(
         registry=build_registry(config),
         clusterwide=args.all_namespaces,
@@ -288,7 +293,7 @@ async def cmd_operator(args: argparse.Namespace) -> int:
         priority=(
             settings.priority if settings.priority is not None else secrets.randbelow(1 << 30)
         ),
-        stop_flag=stop,
     )
+    stop.set()
     await probes.stop()
     return 0

@@ -53,12 +53,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("job_ids", nargs="*", metavar="JOB_ID")
     p.set_defaults(run=cmd_dlq_purge)
 
-    p = sub.add_parser("policy", help="show or change a queue's live policy")
+    p = sub.add_parser(
+        "policy",
+        help="show or change a queue's live policy",
+        description="Prints the queue's policy as JSON, after applying the changes given. Workers "
+        "apply a change within a second, without a restart. A queue managed by a MessageQueue "
+        "gets its spec's policy back at the operator's next poll.",
+    )
     p.add_argument("queue")
     for name, field in QueuePolicy.model_fields.items():
         kind = int if field.annotation in (int, int | None) else float
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=field.description)
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            help=_HELP.get(name, field.description),
+        )
     p.set_defaults(run=cmd_policy)
+
+
+_HELP = {
+    "timeout_s": "seconds one attempt (one batch, for the built-in processors) may run before it "
+    "is cancelled and fails with reason timeout, retried per the policy; 0 clears it, and the "
+    "worker's default applies: none for --handler, for the built-in processors see "
+    "`conveyor work --help`",
+}
 
 
 async def cmd_queues(args: argparse.Namespace) -> int:
@@ -150,6 +169,8 @@ async def cmd_policy(args: argparse.Namespace) -> int:
     changes = {
         k: getattr(args, k) for k in QueuePolicy.model_fields if getattr(args, k) is not None
     }
+    if changes.get("timeout_s") == 0:
+        changes["timeout_s"] = None  # 0 clears the queue's timeout
     async with open_client() as client:
         policy = (
             await client.set_policy(args.queue, **changes)

@@ -167,6 +167,24 @@ class IngestSettings(BaseSettings):
     batch_size: int = Field(default=1000, ge=1, le=10_000)
     flush_ms: float = Field(default=5.0, ge=0, le=1000)
     max_payload_bytes: int = Field(default=256 * 1024, ge=64, le=64 * 1024 * 1024)
+    dead_max_count: int = Field(
+        default=100_000, ge=1, le=100_000_000, description="most letters kept in dead:ingest"
+    )
+    dead_max_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024 * 1024,  # far above one letter (4 KiB of payload, 1 KiB of topic, the error)
+        le=16 * 1024**3,
+        description="most bytes of dead:ingest (payloads, errors, ids, per-letter overhead)",
+    )
+    inbox_max_messages: int = Field(
+        default=10_000, ge=1, le=10_000_000, description="QoS 0 dropped beyond this backlog"
+    )
+    inbox_max_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        le=16 * 1024**3,
+        description="QoS 0 dropped beyond this backlog in bytes",
+    )
 
 
 class ProbeSettings(BaseSettings):
@@ -207,6 +225,12 @@ class WorkerSettings(BaseSettings):
 
     worker_batch_size: int = Field(default=200, ge=1, le=10_000)
     worker_cache_ttl_s: int = Field(default=86_400, ge=1)
+    worker_machine_ttl_s: int = Field(
+        default=30 * 86_400,
+        ge=60,
+        description="seconds a machine's SPC windows and tech configuration outlive its last "
+        "message (each message renews them)",
+    )
     worker_spc_window: int = Field(default=100, ge=10, le=10_000)
     worker_spc_min_points: int = Field(default=20, ge=2, le=10_000)
     alert_webhooks: str = Field(default="", description="comma-separated URLs to POST alerts to")

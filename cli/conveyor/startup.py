@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from reliable_queue import QueueClient, QueueUnavailable
+from reliable_queue import Backoff, QueueClient, QueueUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -14,9 +14,10 @@ log = logging.getLogger(__name__)
 async def wait_for_redis(client: QueueClient, wait_s: float) -> None:
     """Pings Redis until it answers, for at most ``wait_s`` (``REDIS_STARTUP_WAIT_S``), then
     raises QueueUnavailable. Pods of one release start together: a worker or gateway waits for
-    the Redis beside it instead of crash-looping, and a wrong URL is still named at once."""
+    the Redis beside it instead of crash-looping, and a wrong URL is still named at once. The
+    waits grow from 0.5 s to 5 s with jitter, so a release's pods do not ping in step."""
     deadline = time.monotonic() + wait_s
-    delay = 0.5
+    backoff = Backoff(first=0.5, cap=5.0)
     while True:
         try:
             await client.ping()
@@ -26,5 +27,4 @@ async def wait_for_redis(client: QueueClient, wait_s: float) -> None:
             if left <= 0:
                 raise
             log.warning("%s; waiting up to %.0fs more (REDIS_STARTUP_WAIT_S)", exc, left)
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, 5.0)
+            await asyncio.sleep(min(backoff.take(), left))

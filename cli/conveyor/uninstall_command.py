@@ -15,6 +15,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "conveyor.io", "v1alpha1", "messagequeues"
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+REQUEST_TIMEOUT = (5.0, 20.0)
+"""(connect, read) seconds of every API call: a hung API server fails the hook, never hangs it."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,14 +57,18 @@ def delete_all(namespace: str, timeout: float) -> int:
     api = client.CustomObjectsApi()
 
     def names() -> list[str]:
-        found: Any = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        found: Any = api.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, _request_timeout=REQUEST_TIMEOUT
+        )
         return [item["metadata"]["name"] for item in found["items"]]
 
     queues = names()
     log.info("deleting %d MessageQueue(s) in %s: %s", len(queues), namespace, ", ".join(queues))
     for name in queues:
         try:
-            api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            api.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -79,7 +85,13 @@ def delete_all(namespace: str, timeout: float) -> int:
         )
         try:
             api.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": None}}
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"metadata": {"finalizers": None}},
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as exc:
             if exc.status != 404:

@@ -7,15 +7,6 @@ import asyncio
 import logging
 import signal
 
-from conveyor_worker import (
-    Context,
-    InfluxConfig,
-    InfluxSink,
-    SinkSettings,
-    WorkerMetrics,
-    build_worker,
-)
-
 from conveyor.defaults import DEFAULT_QUEUES
 from conveyor.handlers import load_handler, log_job
 from conveyor.probes import ProbeServer
@@ -32,6 +23,13 @@ from reliable_queue import QueueClient, UsageError
 log = logging.getLogger(__name__)
 
 INFLUX_QUEUES = ("mqtt_realtime", "mqtt_spc", "mqtt_tech")
+PROCESSOR_TIMEOUT_S = 60.0
+"""A built-in processor's batch timeout when the queue's policy sets none (at least)."""
+INFLUX_WRITES = 6
+"""InfluxDB client timeouts a batch's timeout allows at least. A batch's InfluxDB writes (its
+write, then the re-writes finding the jobs InfluxDB refuses) end by 80% of the timeout
+(conveyor_worker's ISOLATE_SHARE); jobs not settled by then are retried, the rest is left for
+Redis."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +37,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "work",
         help="process jobs of one queue until stopped (REDIS_*, INFLUX_*, WORKER_*, ALERT_*)",
         description="Runs the queue's processor: mqtt_realtime, mqtt_spc, mqtt_tech and alerts "
-        "have one; other queues need --handler.",
+        "have one; other queues need --handler. A batch (or a --handler's job) running longer than "
+        "the queue's timeout (conveyor policy QUEUE --timeout-s N) is cancelled and fails with "
+        "reason timeout. Without one, the processors' default applies: mqtt_* "
+        f"{PROCESSOR_TIMEOUT_S:g}s, or {INFLUX_WRITES} x INFLUX_TIMEOUT_S if longer; alerts "
+        f"{PROCESSOR_TIMEOUT_S:g}s plus "
+        "the webhook timeout per webhook per alert of a batch (WORKER_BATCH_SIZE); --handler: "
+        "none. The mqtt_* processors' InfluxDB writes (re-writes finding the jobs InfluxDB "
+        "refuses included) end by 80% of the batch's timeout; jobs not settled by then are "
+        "retried.",
     )
     p.add_argument("--queue", required=True, help="the queue to work on")
     p.add_argument(
@@ -63,7 +69,35 @@ def default_concurrency(queue: str) -> int:
     return next((q.concurrency for q in DEFAULT_QUEUES if q.name == queue), 1)
 
 
+def processor_timeout(
+    queue: str,
+    *,
+    influx_timeout_s: float,
+    batch_size: int,
+    webhooks: int,
+    webhook_timeout_s: float,
+) -> float | None:
+    """The built-in processor's default batch timeout, from its sinks' own timeouts; None for a
+    queue without one. A backstop for a hang no sink timeout catches: set above the slowest
+    batch a working sink allows, so it never cuts a slow but healthy one short."""
+    if queue in INFLUX_QUEUES:
+        return max(PROCESSOR_TIMEOUT_S, INFLUX_WRITES * influx_timeout_s)
+    if queue == "alerts":  # the alerts of a batch are delivered one after another
+        return PROCESSOR_TIMEOUT_S + batch_size * webhooks * webhook_timeout_s
+    return None
+
+
 async def cmd_work(args: argparse.Namespace) -> int:
+    # Imported here: the InfluxDB and HTTP clients cost every other conveyor command a second.
+    from conveyor_worker import (
+        Context,
+        InfluxConfig,
+        InfluxSink,
+        SinkSettings,
+        WorkerMetrics,
+        build_worker,
+    )
+
     custom = load_handler(args.handler) if args.handler else None
     if args.concurrency is None:
         args.concurrency = default_concurrency(args.queue)
@@ -100,6 +134,7 @@ async def cmd_work(args: argparse.Namespace) -> int:
             influx=sink,
             settings=SinkSettings(
                 cache_ttl_s=sinks.worker_cache_ttl_s,
+                machine_ttl_s=sinks.worker_machine_ttl_s,
                 alert_suppress_s=sinks.alert_suppress_s,
                 alert_history_max=sinks.alert_history_max,
                 webhooks=sinks.webhooks(),
@@ -117,6 +152,15 @@ async def cmd_work(args: argparse.Namespace) -> int:
             drain_timeout=args.drain_timeout,
             custom=custom,
         )
+        if worker is not None and custom is None:
+            worker.default_timeout_s = processor_timeout(
+                args.queue,
+                influx_timeout_s=influx.timeout_s,
+                batch_size=sinks.worker_batch_size,
+                webhooks=len(ctx.settings.webhooks),
+                webhook_timeout_s=ctx.settings.webhook_timeout_s,
+            )
+            ctx.timed_by = worker  # its timeout, the policy's or this default, bounds the writes
         if worker is None:
             log.warning("queue %s has no processor and no --handler: jobs are logged", args.queue)
             worker = client.worker(

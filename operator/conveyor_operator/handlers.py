@@ -4,12 +4,15 @@
 
 - create / resume / update of a MessageQueue: check the spec against what the installer allows,
   claim its Redis queue (one MessageQueue per queue), apply its worker Deployment and
-  PodDisruptionBudget (server-side apply, so a hand edit is put back), write its policy into
-  Redis where the workers read it live, and report in status. A queue owned by another
-  MessageQueue gets no workers and no policy: ``Ready=False``, reason ``QueueClaimed``.
+  PodDisruptionBudget (server-side apply, so a hand edit is put back), write its whole policy
+  into Redis where the workers read it live (``policies``), and report in status. A queue owned
+  by another MessageQueue gets no workers and no policy: ``Ready=False``, reason
+  ``QueueClaimed``.
 - a timer per MessageQueue (every second, acting every pollingIntervalSeconds): check the claim,
-  read the queue in Redis in one round trip, decide the replicas, apply the Deployment (which
-  also undoes any hand edit), and say why in status and, when the count changes, in an Event.
+  read the queue in Redis in one round trip, decide the replicas (and, with maxConcurrency, the
+  concurrency), put back the queue's policy if Redis holds another (lost, or changed by hand),
+  apply the Deployment (which also undoes any hand edit), and say why in status and, when the
+  count changes, in an Event.
   When Redis cannot be reached the replicas stay as they are and status says so. A MessageQueue
   waiting for its queue claims it here once the owner has let go.
 - delete: the Deployment goes with its owner (garbage collection); the Redis data is kept or
@@ -44,9 +47,9 @@ from conveyor_operator.applying import (
 )
 from conveyor_operator.claiming import claim, owner_of
 from conveyor_operator.metrics import OperatorMetrics
+from conveyor_operator.policies import desired_policy, policy_problems, reassert_policy
 from conveyor_operator.rendering import (
     WorkerDefaults,
-    queue_policy,
     render_deployment,
     render_disruption_budget,
     selector_labels,
@@ -89,6 +92,7 @@ class _QueueState:
     last_counts: tuple[float, int, int] | None = None  # (time, enqueued, completed)
     concurrency: int | None = None  # raised above spec.concurrency by plan_capacity, if so
     waiting: bool = False  # no workers: the queue is another's, or the claim was not checked
+    generation: int = 0  # the newest spec a reconcile has seen: a timer with an older is stale
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -134,7 +138,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     def problems_of(spec: Mapping[str, Any]) -> list[str]:
         """What in the spec the installer does not allow, or the API would refuse."""
-        return spec_problems(spec, allowances) + worker_problems(spec)
+        return spec_problems(spec, allowances) + worker_problems(spec) + policy_problems(spec)
 
     async def apply_workers(apis: KubeApis, body: kopf.Body, replicas: int) -> None:
         if problems := problems_of(body["spec"]):
@@ -167,6 +171,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         spec, queues, apis = body["spec"], memo["queues"], memo["apis"]
         state = states.setdefault(body["metadata"]["uid"], _QueueState())
         state.concurrency = None  # the policy below resets it
+        state.generation = max(state.generation, body["metadata"].get("generation") or 0)
         patch.status["observedGeneration"] = body["metadata"].get("generation")
         if problems := problems_of(spec):
             # Not retried: nothing changes until someone fixes the spec (an update).
@@ -197,7 +202,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             refuse(body, patch, "InvalidSpec", f"no worker Deployment: {exc}")
             return
         try:
-            await queues.set_policy(spec["queue"], **queue_policy(spec))
+            await reassert_policy(queues, spec["queue"], desired_policy(spec))
             redis_ok = True
         except REDIS_ERRORS as exc:
             redis_ok = False
@@ -219,6 +224,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         now = time.monotonic()
         if now - state.last_poll < spec.get("pollingIntervalSeconds", 5):
             return
+        if (body["metadata"].get("generation") or 0) < state.generation:
+            return  # a body older than the spec the last reconcile applied: wait for the new
         state.last_poll = now
         metrics, queue = config.metrics, spec["queue"]
         if state.waiting:  # for the queue's owner to let go, or for Redis to come back
@@ -268,21 +275,35 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                 max_replicas=scaling_spec.max_replicas,
             )
             replicas, concurrency = plan.replicas, plan.concurrency
+        if (body["metadata"].get("generation") or 0) < state.generation:
+            return  # a reconcile of a newer spec ran meanwhile: this poll's view is stale
         before = state.concurrency or spec.get("concurrency", 1)
-        if concurrency != before:
-            try:
-                await queues.set_policy(queue, concurrency=concurrency)
-            except REDIS_ERRORS as exc:
-                metrics.errors.labels("redis").inc()
-                concurrency = before
-                log.warning("concurrency of %s not changed: %s", queue, exc)
-            else:
-                state.concurrency = concurrency
+        # The whole policy, every poll (one small hash): Redis may have lost it, or someone
+        # changed it by hand. Concurrency is this poll's decision, so it never fights the plan.
+        try:
+            differed = await reassert_policy(
+                queues, queue, desired_policy(spec, concurrency=concurrency)
+            )
+        except REDIS_ERRORS as exc:
+            metrics.errors.labels("redis").inc()
+            concurrency = before
+            log.warning("policy of %s not written: %s", queue, exc)
+        else:
+            state.concurrency = concurrency
+            if concurrency != before:
                 kopf.info(
                     body,
                     reason="Concurrency",
                     message=f"Set concurrency of {queue} from {before} to {concurrency} (at most "
-                    f"{spec['maxConcurrency']}) on {replicas} replicas: {decision.reason}",
+                    f"{spec.get('maxConcurrency')}) on {replicas} replicas: {decision.reason}",
+                )
+            if restored := [f for f in differed if f != "concurrency" or concurrency == before]:
+                kopf.info(
+                    body,
+                    reason="PolicyRestored",
+                    message=f"Put back the policy of {queue} from the spec: {', '.join(restored)} "
+                    "differed in Redis (it was down or lost its data, or someone ran conveyor "
+                    "policy on this managed queue)",
                 )
         moved = replicas - current
         metrics.decisions.labels(

@@ -201,6 +201,7 @@ def queue_policy(spec: Mapping[str, Any]) -> dict[str, Any]:
         "backoff_base_s": retry.get("backoffBaseSeconds"),
         "backoff_factor": retry.get("backoffFactor"),
         "lease_s": spec.get("leaseSeconds"),
+        "timeout_s": spec.get("timeoutSeconds"),
         "dead_max_count": dead.get("maxCount"),
         "dead_max_age_s": dead.get("maxAgeSeconds"),
         "done_max_count": done.get("maxCount"),

@@ -1,7 +1,7 @@
 """reliable_queue: a Redis-backed reliable job queue for asyncio.
 
-Priorities, leases that return a crashed worker's jobs, retries with exponential backoff, dead
-letters, live concurrency and statistics; every queue in one Redis Cluster slot.
+Priorities, leases that return a crashed worker's jobs, retries with exponential backoff, job
+timeouts, dead letters, live concurrency and statistics; every queue in one Redis Cluster slot.
 
     async with QueueClient.from_url("redis://localhost:6379") as client:
         await client.enqueue("alerts", {"machine": "m1"}, priority=10)
@@ -10,6 +10,7 @@ letters, live concurrency and statistics; every queue in one Redis Cluster slot.
         await stop()
 """
 
+from reliable_queue.backoff import Backoff
 from reliable_queue.claims import QueueOwner
 from reliable_queue.client import QueueClient
 from reliable_queue.connection import connect
@@ -17,6 +18,7 @@ from reliable_queue.dead_letters import DeadLetter, NewDeadLetter
 from reliable_queue.errors import (
     InvalidJob,
     InvalidQueueName,
+    JobTimeout,
     PermanentError,
     QueueUnavailable,
     ReliableQueueError,
@@ -33,12 +35,14 @@ from reliable_queue.working import BatchHandler, JobHandler, StopCallable, Worke
 __all__ = [
     "PRIORITY_MAX",
     "PRIORITY_MIN",
+    "Backoff",
     "BatchHandler",
     "DeadLetter",
     "InvalidJob",
     "InvalidQueueName",
     "Job",
     "JobHandler",
+    "JobTimeout",
     "NewDeadLetter",
     "NewJob",
     "PermanentError",

@@ -8,7 +8,9 @@ from typing import Any, cast
 from reliable_queue.claims import QueueOwner, claim, read_owner, release
 from reliable_queue.connection import RedisClient, connect, redis_boundary
 from reliable_queue.dead_letters import (
+    DeadAdded,
     DeadLetter,
+    DeadLetterCap,
     NewDeadLetter,
     add_dead,
     count_dead,
@@ -123,8 +125,13 @@ class QueueClient:
         batch_size: int | None = None,
         drain_timeout: float = 20.0,
         heartbeat_interval: float = 1.0,
+        timeout_s: float | None = None,
     ) -> Worker:
-        """A worker, not yet started. With ``batch_size`` the handler takes a list of jobs."""
+        """A worker, not yet started. With ``batch_size`` the handler takes a list of jobs.
+
+        ``timeout_s``: an attempt (a batch) running longer is cancelled and fails with reason
+        ``timeout``, unless the queue's policy sets its own ``timeout_s``; None: no timeout.
+        """
         if concurrency < 1:
             raise UsageError("concurrency must be at least 1")
         if batch_size is not None and batch_size < 1:
@@ -134,6 +141,7 @@ class QueueClient:
             batch_size=batch_size or 1,
             drain_timeout=drain_timeout,
             heartbeat_interval=heartbeat_interval,
+            timeout_s=timeout_s,
         )
         return Worker(
             redis=self.redis,
@@ -152,6 +160,7 @@ class QueueClient:
         concurrency: int = 1,
         batch_size: int | None = None,
         drain_timeout: float = 20.0,
+        timeout_s: float | None = None,
     ) -> StopCallable:
         """Start a worker in this event loop; returns ``stop``, to await for a clean drain."""
         worker = self.worker(
@@ -160,6 +169,7 @@ class QueueClient:
             concurrency=concurrency,
             batch_size=batch_size,
             drain_timeout=drain_timeout,
+            timeout_s=timeout_s,
         )
         await self._producer.register(worker.queue)
         await worker.start()
@@ -215,10 +225,13 @@ class QueueClient:
         """The dead letters of ``queue`` (``dead:<queue>`` also accepted), newest first."""
         return await list_dead(self.redis, _queue(queue), offset=offset, limit=limit)
 
-    async def add_dead_letters(self, queue: str, letters: Sequence[NewDeadLetter]) -> int:
-        """Park items that never became jobs (bad input) in ``dead:<queue>``."""
+    async def add_dead_letters(
+        self, queue: str, letters: Sequence[NewDeadLetter], *, cap: DeadLetterCap | None = None
+    ) -> DeadAdded:
+        """Park items that never became jobs (bad input) in ``dead:<queue>``; with ``cap``,
+        evict the oldest letters beyond it. Returns how many were added and evicted."""
         await self._producer.register(_queue(queue))
-        return await add_dead(self._scripts, _queue(queue), letters)
+        return await add_dead(self._scripts, _queue(queue), letters, cap=cap)
 
     async def dead_letter_count(self, queue: str) -> int:
         return await count_dead(self.redis, _queue(queue))
@@ -240,18 +253,24 @@ class QueueClient:
         return QueuePolicy.from_redis(raw)
 
     async def set_policy(self, queue: str, **changes: Any) -> QueuePolicy:
-        """Change policy fields; workers apply them within a heartbeat (about a second)."""
+        """Change policy fields; workers apply them within a heartbeat (about a second).
+        A field changed to None (``concurrency``, ``timeout_s``) is unset."""
         current = await self.get_policy(queue)
         policy = current.merged(**changes)
+        await self.replace_policy(queue, policy)
+        return policy
+
+    async def replace_policy(self, queue: str, policy: QueuePolicy) -> None:
+        """Write every field of ``policy``, whatever the queue had (its fields unset in
+        ``policy`` are deleted); workers apply it within a heartbeat."""
         k = QueueKeys.for_queue(_queue(queue))
         with redis_boundary("write a queue policy"):
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(k.config, mapping=policy.to_redis())  # type: ignore[arg-type]
-            if policy.concurrency is None:
-                pipe.hdel(k.config, "concurrency")
+            if unset := policy.unset_fields():
+                pipe.hdel(k.config, *unset)
             pipe.sadd(QUEUE_REGISTRY, k.queue)
             await pipe.execute()
-        return policy
 
     # --- ownership ----------------------------------------------------------------------------
 

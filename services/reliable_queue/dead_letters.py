@@ -1,6 +1,11 @@
 """Dead letters (``dead:<queue>``): jobs that exhausted their retries, failed permanently or
 kept losing their worker. Each keeps its payload, attempts, last error and timestamps, so a
 person can read why it died, fix the cause and replay it.
+
+Letters added straight from outside (:func:`add_dead`, the ingestor's ``dead:ingest``) can be
+capped by a :class:`DeadLetterCap`, in count and in bytes: the oldest are evicted first, so a
+flood of bad input costs a bounded share of Redis and the newest letters are the ones kept.
+Worker queues' letters are capped by their policy (``dead_max_count``, ``dead_max_age_s``).
 """
 
 from __future__ import annotations
@@ -8,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from pydantic_core import from_json
 
@@ -23,7 +28,8 @@ SLICE = 1000
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One dead job. ``reason``: ``retries_exhausted``, ``permanent`` or ``lost``."""
+    """One dead job. ``reason``: ``retries_exhausted``, ``permanent``, ``timeout``
+    (its last attempt ran past the queue's timeout) or ``lost``."""
 
     id: str
     queue: str
@@ -86,14 +92,59 @@ class NewDeadLetter:
     job_id: str | None = None
 
 
-async def add_dead(scripts: Scripts, queue: str, letters: Sequence[NewDeadLetter]) -> int:
-    """Put items straight into dead letters; an id already there is not added twice."""
+LETTER_OVERHEAD_BYTES = 200
+"""What Redis spends on one dead letter besides its strings: a ZSET entry and two hash entries
+with their share of the tables (about 160 bytes measured on Redis 7, 64-bit; see
+``tests/queue/test_memory_budget.py``). Counted in every letter's weight, with each string
+rounded as the allocator rounds it, so that :attr:`DeadLetterCap.max_bytes` bounds the memory
+Redis uses, not only the payloads."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterCap:
+    """Bounds :func:`add_dead` applies after adding: beyond either, the oldest letters are
+    evicted (and counted in the queue's ``dead_evicted`` counter). 0 means no bound.
+
+    ``max_bytes`` counts each letter's payload envelope, its reason/error record and its id,
+    as allocated, and :data:`LETTER_OVERHEAD_BYTES`: Redis memory, within a few percent.
+    Keeping the running total is O(1) per letter; after dead letters came or went by another
+    path (purge, replay, a worker), the next call recounts the list once, O(letters).
+
+    Unlike a queue policy's ``dead_max_count``, where 0 keeps none, 0 here means no bound.
+    """
+
+    max_count: int = 0
+    max_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_count < 0 or self.max_bytes < 0:
+            raise ValueError("dead-letter caps must be 0 (none) or positive")
+
+
+class DeadAdded(NamedTuple):
+    """What :func:`add_dead` did: letters added (ids already there are not), and evicted."""
+
+    added: int
+    evicted: int
+
+
+async def add_dead(
+    scripts: Scripts,
+    queue: str,
+    letters: Sequence[NewDeadLetter],
+    *,
+    cap: DeadLetterCap | None = None,
+) -> DeadAdded:
+    """Put items straight into dead letters; an id already there is not added twice. With
+    ``cap``, then evict the oldest letters beyond it."""
     keys = QueueKeys.for_queue(queue)
-    added = 0
+    cap = cap or DeadLetterCap()
+    added = evicted = 0
     with redis_boundary(f"write dead letters of {queue!r}"):
-        for start in range(0, len(letters), SLICE):
+        # An empty call still applies the cap (say, one just lowered).
+        for start in range(0, max(len(letters), 1), SLICE):
             chunk = letters[start : start + SLICE]
-            args: list[Any] = [len(chunk)]
+            args: list[Any] = [len(chunk), cap.max_count, cap.max_bytes, LETTER_OVERHEAD_BYTES]
             for letter in chunk:
                 args += (
                     letter.job_id or new_job_id(),
@@ -101,22 +152,22 @@ async def add_dead(scripts: Scripts, queue: str, letters: Sequence[NewDeadLetter
                     letter.reason,
                     letter.error,
                 )
-            added += int(
-                await scripts.run(
-                    "dead_add",
-                    (
-                        keys.jobs,
-                        keys.dead,
-                        keys.dead_info,
-                        keys.counters,
-                        keys.fails,
-                        keys.lost,
-                        keys.errors,
-                    ),
-                    args,
-                )
+            done = await scripts.run(
+                "dead_add",
+                (
+                    keys.jobs,
+                    keys.dead,
+                    keys.dead_info,
+                    keys.counters,
+                    keys.fails,
+                    keys.lost,
+                    keys.errors,
+                ),
+                args,
             )
-    return added
+            added += int(done[0])
+            evicted += int(done[1])
+    return DeadAdded(added, evicted)
 
 
 async def count_dead(redis: RedisClient, queue: str) -> int:

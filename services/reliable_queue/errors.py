@@ -8,7 +8,8 @@ Everything the library raises derives from :class:`ReliableQueueError`::
     │   └── InvalidJob             a job that cannot be encoded or is out of range
     ├── QueueUnavailable           Redis unreachable, timed out or out of memory; retry later
     ├── Retry                      raised by a handler: retry this job (optionally after `delay`)
-    └── PermanentError             raised by a handler: this job can never succeed; dead-letter it
+    ├── PermanentError             raised by a handler: this job can never succeed; dead-letter it
+    └── JobTimeout                 recorded by the worker: an attempt ran past the queue's timeout
 
 Redis client errors are mapped to these at the boundary (``raise ... from exc``), so callers
 never need to import ``redis`` to handle a failure.
@@ -57,3 +58,21 @@ class Retry(ReliableQueueError):
 
 class PermanentError(ReliableQueueError):
     """Raised by a handler when a job can never succeed: it goes to dead letters at once."""
+
+
+class JobTimeout(ReliableQueueError):
+    """An attempt ran longer than its queue's timeout and was cancelled.
+
+    The worker records it as the attempt's error: retried per the queue's policy like any
+    failure; a job whose last attempt timed out is dead-lettered with reason ``timeout``.
+    """
+
+    def __init__(self, *, queue: str, timeout_s: float, batch: bool = False) -> None:
+        what = "its batch" if batch else "the attempt"
+        super().__init__(
+            f"{what} ran longer than the timeout of {timeout_s:g}s on queue {queue!r} and was "
+            f"cancelled; if the work needs longer, raise it (conveyor policy {queue} "
+            "--timeout-s N, or spec.timeoutSeconds of its MessageQueue)"
+        )
+        self.queue = queue
+        self.timeout_s = timeout_s

@@ -1,9 +1,10 @@
-"""A queue's policy: retries and backoff, leases, retention and worker concurrency.
+"""A queue's policy: retries and backoff, leases, job timeouts, retention and worker concurrency.
 
 The policy lives in Redis (``conveyor:{<queue>}:config``) so that the operator, or a person with
 ``conveyor policy``, can change it while workers run: each worker re-reads it on every heartbeat
 (about once a second) and applies it without a restart. Fields not set in Redis take the defaults
-below, which are the original design's (3 retries at 2 s, 4 s, 8 s; 30 s leases).
+below, which are the original design's (3 retries at 2 s, 4 s, 8 s; 30 s leases; no timeout
+beyond the worker's own default).
 
 The retry decision is a pure function of the policy and the attempt number, kept here so it can
 be tested without Redis.
@@ -41,6 +42,14 @@ class QueuePolicy(BaseModel):
         le=86_400,
         description="A claimed job returns to pending this long after its worker stops renewing.",
     )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="Seconds one attempt (one batch, for batch handlers) may run before it is "
+        "cancelled and fails with reason timeout; None: the worker's default (built-in "
+        "processors have one, other handlers none).",
+    )
     max_recoveries: int = Field(
         default=3,
         ge=0,
@@ -71,8 +80,12 @@ class QueuePolicy(BaseModel):
             raise UsageError(f"invalid queue policy: {_describe(exc)}") from exc
 
     def to_redis(self) -> dict[str, str]:
-        """The fields as Redis hash values; an unset concurrency is left out."""
+        """The fields as Redis hash values; unset ones (concurrency, timeout) are left out."""
         return {k: str(v) for k, v in self.model_dump().items() if v is not None}
+
+    def unset_fields(self) -> list[str]:
+        """The optional fields this policy leaves unset: to delete from the Redis hash."""
+        return [k for k, v in self.model_dump().items() if v is None]
 
     @classmethod
     def from_redis(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> QueuePolicy:
@@ -97,16 +110,23 @@ class FailureDecision:
 
 
 def decide_on_failure(
-    policy: QueuePolicy, *, attempt: int, permanent: bool, delay_override: float | None = None
+    policy: QueuePolicy,
+    *,
+    attempt: int,
+    permanent: bool,
+    delay_override: float | None = None,
+    timed_out: bool = False,
 ) -> FailureDecision:
     """Retry with backoff while attempts remain; otherwise, or when permanent, dead-letter.
 
-    ``attempt`` is the 1-based number of the attempt that just failed.
+    ``attempt`` is the 1-based number of the attempt that just failed; ``timed_out``: it ran
+    past the queue's timeout, so a dead letter says ``timeout`` rather than
+    ``retries_exhausted``.
     """
     if permanent:
         return FailureDecision("dead", reason="permanent")
     if attempt > policy.max_retries:
-        return FailureDecision("dead", reason="retries_exhausted")
+        return FailureDecision("dead", reason="timeout" if timed_out else "retries_exhausted")
     delay = policy.retry_delay(attempt) if delay_override is None else max(0.0, delay_override)
     return FailureDecision("retry", delay_s=delay)
 

@@ -10,6 +10,13 @@ retry settings change live), renews the leases of jobs in flight, and runs the r
 returns expired leases of crashed workers to pending. Only one worker per interval reaps,
 thanks to a lock with a TTL.
 
+An attempt that runs past the queue's timeout (``timeout_s`` in its policy, else the worker's
+``default_timeout_s``) is cancelled and fails with :class:`JobTimeout`; see ``timeouts``, also
+for blocking calls: a hung ``asyncio.to_thread`` frees its slot while its thread runs on, so
+give such calls their own timeout. Leases are renewed per attempt (job id and claim token), so
+a late handler of one attempt never touches its job's retry. Loops that retry Redis wait
+through a :class:`Backoff` with jitter.
+
 ``stop()`` stops claiming, lets running handlers finish within ``drain_timeout`` (keep it
 below the pod's ``terminationGracePeriodSeconds``), then cancels the rest and gives their jobs
 back to pending at their place in line, without counting an attempt.
@@ -28,12 +35,26 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reliable_queue.backoff import Backoff
 from reliable_queue.connection import RedisClient, redis_boundary
-from reliable_queue.errors import PermanentError, QueueUnavailable, ReliableQueueError, Retry
+from reliable_queue.errors import (
+    JobTimeout,
+    PermanentError,
+    QueueUnavailable,
+    ReliableQueueError,
+    Retry,
+    UsageError,
+)
 from reliable_queue.job import Job, decode_envelope
 from reliable_queue.keys import QueueKeys
 from reliable_queue.policy import QueuePolicy, decide_on_failure
 from reliable_queue.scripting import Scripts
+from reliable_queue.timeouts import (
+    RenewalDeadlines,
+    finish_within,
+    report_ignored_cancellation,
+    report_renewals_ended,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +74,17 @@ class BatchHandler(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
-    """How a worker runs. ``concurrency`` counts units: jobs, or batches for batch handlers."""
+    """How a worker runs. ``concurrency`` counts units: jobs, or batches for batch handlers.
+
+    ``timeout_s``: the default timeout of one attempt (one batch) when the queue's policy sets
+    none; ``timeout_grace``: how long past it a job's lease is still renewed.
+    """
 
     concurrency: int = 1
     batch_size: int = 1
     drain_timeout: float = 20.0
+    timeout_s: float | None = None
+    timeout_grace: float = 5.0
     heartbeat_interval: float = 1.0
     idle_block: float = 1.0
     reap_limit: int = 1000
@@ -74,6 +101,7 @@ class WorkerCounters:
     dead_lettered: int = 0
     leases_lost: int = 0
     recovered: int = 0
+    timed_out: int = 0
 
 
 class Worker:
@@ -100,6 +128,8 @@ class Worker:
         self._batch = batch
         self._concurrency = options.concurrency
         self._held: dict[str, Job] = {}  # claimed and not yet settled
+        self._deadlines = RenewalDeadlines()
+        self._default_timeout = _check_timeout(options.timeout_s)
         self._acks: list[Job] = []
         self._units: set[asyncio.Task[None]] = set()
         self._progress = asyncio.Event()
@@ -112,6 +142,20 @@ class Worker:
     @property
     def concurrency(self) -> int:
         return self._concurrency
+
+    @property
+    def timeout_s(self) -> float | None:
+        """The timeout of the next attempt: the queue policy's, else :attr:`default_timeout_s`."""
+        return self.policy.timeout_s or self._default_timeout
+
+    @property
+    def default_timeout_s(self) -> float | None:
+        """The timeout used while the queue's policy sets none (None: no timeout)."""
+        return self._default_timeout
+
+    @default_timeout_s.setter
+    def default_timeout_s(self, seconds: float | None) -> None:
+        self._default_timeout = _check_timeout(seconds)
 
     @property
     def running(self) -> bool:
@@ -149,18 +193,18 @@ class Worker:
                     self.options.drain_timeout,
                     extra={"queue": self.queue},
                 )
+        backoff = Backoff(first=0.2, cap=1.0)
         for _ in range(3):
             try:
                 await self._flush_acks()
                 break
             except QueueUnavailable:
-                await asyncio.sleep(0.2)
+                await backoff.sleep()
         await self._release_held()
         tasks: list[asyncio.Task[Any] | None] = [self._beat_task, self._wake_task]
         for helper in tasks:
-            if helper is not None and not helper.done():
-                helper.cancel()
-                await asyncio.gather(helper, return_exceptions=True)
+            if helper is not None:
+                await _cancel_and_wait(helper)
         try:
             with redis_boundary("deregister worker"):
                 await self._redis.zrem(self._keys.workers, self.options.worker_id)
@@ -171,7 +215,7 @@ class Worker:
     # --- claiming -----------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        delay = 0.05
+        backoff = Backoff(first=0.05, cap=5.0)
         while not self._stopping:
             try:
                 await self._flush_acks()
@@ -180,19 +224,21 @@ class Worker:
                     await self._wait_progress(None)
                     continue
                 jobs, due_in = await self._claim(free * self.options.batch_size)
-                delay = 0.05
+                backoff.reset()
                 if jobs:
                     self._dispatch(jobs)
                 else:
                     await self._idle(due_in)
             except QueueUnavailable as exc:
-                log.warning("%s; retrying in %.1fs", exc, delay, extra={"queue": self.queue})
-                await self._wait_progress(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning(
+                    "%s; retrying in %.2fs", exc, backoff.peek(), extra={"queue": self.queue}
+                )
+                await self._wait_progress(backoff.take())
             except Exception:
-                log.exception("worker loop error on %s; retrying in %.1fs", self.queue, delay)
-                await self._wait_progress(delay)
-                delay = min(delay * 2, 5.0)
+                log.exception(
+                    "worker loop error on %s; retrying in %.2fs", self.queue, backoff.peek()
+                )
+                await self._wait_progress(backoff.take())
 
     async def _claim(self, n: int) -> tuple[list[Job], float | None]:
         k = self._keys
@@ -252,28 +298,67 @@ class Worker:
     # --- running and settling -----------------------------------------------------------------
 
     async def _run_unit(self, jobs: list[Job]) -> None:
+        timeout = self.timeout_s
+        started = time.monotonic()
+        attempts = [(j.id, j.token) for j in jobs]
+        if timeout is not None:
+            until = started + timeout + self.options.timeout_grace
+            self._deadlines.start(attempts, until=until)
+        call = asyncio.ensure_future(self._call(jobs))
         try:
-            if self._batch:
-                result = await self._handler(jobs)  # type: ignore[arg-type]
-            else:
-                result = await self._handler(jobs[0])  # type: ignore[arg-type]
-        except asyncio.CancelledError:
-            raise  # stopping: the jobs stay held and are released
-        except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
+            # Cancelled while waiting (stopping): the jobs stay held and are released.
+            if await finish_within(call, timeout):
+                await self._settle_unit(jobs, call)
+                return
+            assert timeout is not None
+            self.counters.timed_out += len(jobs)
+            expired = JobTimeout(queue=self.queue, timeout_s=timeout, batch=self._batch)
             for job in jobs:
-                await self._settle_failure(job, exc)
-        else:
-            failed = result if self._batch and isinstance(result, Mapping) else {}
-            for job in jobs:
-                if job.id in failed:
-                    await self._settle_failure(job, failed[job.id])
-                else:
-                    self._acks.append(job)
+                await self._settle_failure(job, expired)
+            if not call.done():
+                report_ignored_cancellation(self.queue, [j.id for j in jobs], timeout)
+                await asyncio.wait({call})  # its slot is not free until it returns
+                log.info(
+                    "the handler of job %s on %s returned %.0fs after it started; its slot is "
+                    "free again",
+                    jobs[0].id,
+                    self.queue,
+                    time.monotonic() - started,
+                    extra={"queue": self.queue, "job_id": jobs[0].id},
+                )
+            _consume(call)
         finally:
+            for attempt in attempts:  # not the job ids: a retry may run in another slot
+                self._deadlines.forget(attempt)
             task = asyncio.current_task()
             if task is not None:
                 self._units.discard(task)
             self._progress.set()
+
+    async def _call(self, jobs: list[Job]) -> object:
+        if self._batch:
+            return await self._handler(jobs)  # type: ignore[arg-type]
+        return await self._handler(jobs[0])  # type: ignore[arg-type]
+
+    async def _settle_unit(self, jobs: list[Job], call: asyncio.Future[Any]) -> None:
+        """Settle the jobs of a handler call that finished (returned or raised)."""
+        if call.cancelled():  # cancelled by something inside the handler, not by us
+            error: BaseException | None = RuntimeError("the handler was cancelled")
+        else:
+            error = call.exception()
+        if error is not None and not isinstance(error, Exception):
+            raise error  # KeyboardInterrupt, SystemExit: not the job's failure
+        if error is not None:  # any handler error fails the attempt
+            for job in jobs:
+                await self._settle_failure(job, error)
+            return
+        result = call.result()
+        failed = result if self._batch and isinstance(result, Mapping) else {}
+        for job in jobs:
+            if job.id in failed:
+                await self._settle_failure(job, failed[job.id])
+            else:
+                self._acks.append(job)
 
     async def _flush_acks(self) -> None:
         if not self._acks:
@@ -294,7 +379,7 @@ class Worker:
             self._acks[:0] = acks  # keep them; the next loop turn tries again
             raise
         for job, flag in zip(acks, flags, strict=True):
-            self._held.pop(job.id, None)
+            self._unhold(job)
             if flag:
                 self.counters.processed += 1
             else:
@@ -307,6 +392,7 @@ class Worker:
             attempt=job.attempt,
             permanent=isinstance(exc, PermanentError),
             delay_override=override,
+            timed_out=isinstance(exc, JobTimeout),
         )
         k = self._keys
         args = (
@@ -330,7 +416,7 @@ class Worker:
             k.dead_info,
             k.counters,
         )
-        delay = 0.05
+        backoff = Backoff(first=0.05, cap=5.0)
         while True:
             try:
                 with redis_boundary(f"record a failed job of {self.queue!r}"):
@@ -339,10 +425,11 @@ class Worker:
             except QueueUnavailable as exc_redis:
                 if self._stopping:
                     return  # the lease expires and the reaper returns the job
-                log.warning("%s; retrying in %.1fs", exc_redis, delay, extra={"queue": self.queue})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self._held.pop(job.id, None)
+                log.warning(
+                    "%s; retrying in %.2fs", exc_redis, backoff.peek(), extra={"queue": self.queue}
+                )
+                await backoff.sleep()
+        self._unhold(job)
         if not applied:
             self._lease_lost(job, "failed")
             return
@@ -363,6 +450,12 @@ class Worker:
                 exc,
                 extra=extra,
             )
+
+    def _unhold(self, job: Job) -> None:
+        """Forget this attempt, not a later claim of the same job (its lease lapsed meanwhile
+        and this worker claimed it again)."""
+        if (held := self._held.get(job.id)) is not None and held.token == job.token:
+            del self._held[job.id]
 
     def _lease_lost(self, job: Job, outcome: str) -> None:
         self.counters.leases_lost += 1
@@ -429,10 +522,13 @@ class Worker:
         self.policy = policy
 
     async def _renew(self) -> None:
+        held = ((job.id, job.token) for job in self._held.values())
+        renew, over = self._deadlines.renewable(held, now=time.monotonic())
+        for job_id, _ in over:
+            report_renewals_ended(self.queue, job_id, self.options.timeout_grace)
         args: list[Any] = [int(self.policy.lease_s * 1000)]
-        held = list(self._held.values())
-        for job in held:
-            args += (job.id, job.token)
+        for attempt in renew:
+            args += attempt
         with redis_boundary(f"renew leases on {self.queue!r}"):
             lost = await self._scripts.run("renew", (self._keys.active, self._keys.leases), args)
         self._last_renew = time.monotonic()
@@ -501,10 +597,27 @@ def describe_error(exc: BaseException, *, frames: int = 3, limit: int = 4000) ->
     return text[:limit]
 
 
-def _consume(task: asyncio.Task[Any]) -> None:
+def _consume(task: asyncio.Future[Any]) -> None:
     """Retrieve a finished task's exception so asyncio does not warn about it."""
     if not task.cancelled() and task.exception() is not None:
-        log.debug("wake wait ended with %s", task.exception())
+        log.debug("task ended with %s", task.exception())
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it to end; cancel it again if it swallowed the cancellation.
+    redis-py sends every command through ``asyncio.wait_for``, which on Python 3.11 drops a
+    cancellation that arrives as the send completes: the heartbeat loop would run on, and
+    ``stop()`` would wait for it forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    _consume(task)
+
+
+def _check_timeout(seconds: float | None) -> float | None:
+    if seconds is not None and not 0 < seconds <= 86_400:
+        raise UsageError(f"a job timeout must be above 0 and at most 86400 s, not {seconds}")
+    return seconds
 
 
 StopCallable = Callable[[], Awaitable[None]]

@@ -109,3 +109,11 @@ def test_policy_shows_and_changes_live_settings(redis_url: str) -> None:
     bad = run_cli("policy", "alerts", "--lease-s", "0", redis_url=redis_url)
     assert bad.returncode == 2
     assert "lease_s" in bad.stderr
+
+
+async def test_policy_timeout_is_cleared_with_zero(client: QueueClient, redis_url: str) -> None:
+    await client.set_policy("alerts", timeout_s=2.5)  # set with --timeout-s 2.5: tests/queue
+    cleared = run_cli("policy", "alerts", "--timeout-s", "0", redis_url=redis_url)
+    assert cleared.returncode == 0, cleared.stderr
+    assert json.loads(cleared.stdout)["timeout_s"] is None
+    assert (await client.get_policy("alerts")).timeout_s is None

@@ -145,7 +145,12 @@ async def test_concurrency_in_the_spec_reaches_a_running_worker(
         await eventually(lambda: at(9), timeout=30, interval=0.3, what="concurrency 9, live")
         assert worker.returncode is None
         assert worker.proc.pid == pid  # the same process: no restart
-        assert kube.get("mq/lines", "-n", ns)["status"]["concurrency"] == 9
+
+        async def status_says_9() -> bool:
+            return bool(kube.get("mq/lines", "-n", ns)["status"].get("concurrency") == 9)
+
+        await eventually(status_says_9, timeout=10, what="status.concurrency 9")
+        assert concurrency() == 9  # no stale poll of the old spec put 2 back
     finally:
         assert worker.stop() == 0, worker.output()[-2000:]
         assert proc.stop() == 0, proc.output()[-3000:]

@@ -1,5 +1,6 @@
 """Property: arbitrary bytes on arbitrary topics never crash the ingestor's sorting step;
-every input is either queued, dead-lettered with a reason, or counted as unrouted."""
+every input is either queued, dead-lettered with a reason, or counted as unrouted, and what is
+queued can be encoded for Redis (a lone surrogate or an unreadable number once crashed here)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reliable_queue import QueueClient
+from reliable_queue.job import encode_payload
 
+chars = st.characters() | st.sampled_from(["\ud800", "\udfff", "\n", "\\", "\x85"])
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([10**400, 2**63, 1e308])
+    | st.floats()
+    | st.text(chars, max_size=20),
     lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(chars, max_size=8), inner, max_size=4)
     ),
     max_leaves=20,
 )
 payloads = st.one_of(
     st.binary(max_size=300),
     json_values.map(lambda v: json.dumps(v).encode()),
+    st.builds(lambda n: b'{"t": ' + b"9" * n + b"}", st.integers(4000, 5000)),
+    st.sampled_from([b'{"t": "\xed\xa0\x80"}', '{"t": 1}'.encode("utf-16"), b"[" * 5000]),
 )
 topics = st.one_of(
     st.text(max_size=30),
@@ -56,4 +66,4 @@ def test_every_input_is_routed_rejected_or_counted(topic: str, payload: bytes) -
         assert letter.error
         assert letter.data["topic"] == topic
     for jobs in outcome.jobs.values():
-        json.dumps(jobs[0].data)  # what goes to Redis is plain JSON
+        encode_payload(jobs[0].data)  # what goes to Redis encodes, as the client will

@@ -112,6 +112,7 @@ def test_bad_payloads_say_why(kind: Kind, doc: Any, reason: str) -> None:
 
 def test_timestamps_in_every_unit() -> None:
     assert parse_timestamp(TS / 1000) == parse_timestamp(TS) == parse_timestamp(TS * 1000) == TS
+    assert parse_timestamp(TS * 1_000_000) == TS  # ns, as InfluxDB's own clients send
     assert parse_timestamp("2025-06-15T15:06:40+00:00") == TS
 
 

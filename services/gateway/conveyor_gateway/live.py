@@ -21,6 +21,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from conveyor_gateway.metrics import GatewayMetrics
+from reliable_queue.backoff import Backoff
 from reliable_queue.keys import LIVE_CHANNEL_PATTERN
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ class LiveClient:
 
 
 class LiveHub:
-    """Reads ``conveyor:live:*`` and fans out; reconnects with backoff when Redis goes away."""
+    """Reads ``conveyor:live:*`` and fans out; reconnects with backoff when Redis goes away
+    (jittered, so that the gateway replicas do not all resubscribe at the same moments)."""
 
     def __init__(
         self, redis: Any, *, buffer: int, buffer_bytes: int, metrics: GatewayMetrics
@@ -109,6 +111,7 @@ class LiveHub:
         self._buffer_bytes = buffer_bytes
         self._metrics = metrics
         self._clients: set[LiveClient] = set()
+        self._backoff = Backoff(first=0.5, cap=10.0)
         self.subscribed = False
 
     @property
@@ -151,13 +154,12 @@ class LiveHub:
 
     async def run(self) -> None:
         """Until cancelled: subscribe, dispatch, and on a Redis error wait and resubscribe."""
-        delay = 0.5
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(LIVE_CHANNEL_PATTERN)
                 self.subscribed = True
-                delay = 0.5
+                self._backoff.reset()
                 log.info("live stream subscribed to %s", LIVE_CHANNEL_PATTERN)
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
@@ -172,9 +174,12 @@ class LiveHub:
             except (RedisError, OSError) as exc:
                 self.subscribed = False
                 self._metrics.redis_errors.inc()
-                log.warning("live stream lost Redis (%s); resubscribing in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                log.warning(
+                    "live stream lost Redis (%s); resubscribing in %.1fs",
+                    exc,
+                    self._backoff.peek(),
+                )
+                await self._backoff.sleep()
             finally:
                 self.subscribed = False
                 with contextlib.suppress(RedisError, OSError):

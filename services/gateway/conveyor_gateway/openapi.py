@@ -57,7 +57,7 @@ _DEAD_LETTER = {
         "recoveries": _INT,
         "reason": {
             "type": "string",
-            "description": "retries_exhausted, permanent, lost or an ingest tag",
+            "description": "retries_exhausted, permanent, timeout, lost or an ingest tag",
         },
         "error": {"type": "string"},
         "enqueued_at": {"type": "number"},

@@ -1,6 +1,12 @@
 """conveyor_ingestor: MQTT in, reliable-queue jobs out, acknowledged only once Redis has them."""
 
-from conveyor_ingestor.broker import BrokerConfig, Subscriber, broker_config
+from conveyor_ingestor.broker import (
+    PACKET_HEADER_ROOM,
+    BrokerConfig,
+    Subscriber,
+    broker_config,
+    max_packet_size,
+)
 from conveyor_ingestor.errors import BrokerConfigError, IngestorError, InvalidPayload, RoutingError
 from conveyor_ingestor.ingesting import DEAD_LETTER_QUEUE, IngestOptions, Ingestor
 from conveyor_ingestor.metrics import IngestMetrics
@@ -11,6 +17,7 @@ from conveyor_ingestor.routing import DEFAULT_ROUTES, Route, RoutingTable
 __all__ = [
     "DEAD_LETTER_QUEUE",
     "DEFAULT_ROUTES",
+    "PACKET_HEADER_ROOM",
     "BrokerConfig",
     "BrokerConfigError",
     "IngestMetrics",
@@ -26,5 +33,6 @@ __all__ = [
     "broker_config",
     "enqueue_alert",
     "enqueue_realtime",
+    "max_packet_size",
     "parse_message",
 ]

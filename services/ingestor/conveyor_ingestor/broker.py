@@ -8,6 +8,17 @@
 - MQTT 5 ``Receive Maximum`` bounds how many unacknowledged messages the broker sends: it is
   both the flow-control window and the bound on the memory the ingestor holds when Redis is
   slow or down.
+- MQTT 5 ``Maximum Packet Size``: the ingestor announces its payload limit plus
+  :data:`PACKET_HEADER_ROOM` (:func:`max_packet_size`), so the broker never sends what would
+  only be rejected. The broker discards a larger message for this client as if it had been
+  delivered (mosquitto logs ``Dropping too large outgoing PUBLISH for <client id>``): it is
+  not redelivered, and the ingestor never sees it. MQTT 3.1.1 has no such property: there the
+  broker's own ``max_packet_size`` is the only bound.
+- QoS 0 deliveries are not bounded by the receive window. While Redis is slow or away they
+  would pile up in the inbox, so beyond ``inbox_max_messages`` or ``inbox_max_bytes`` a QoS 0
+  delivery is dropped (at most once allows it), counted and logged at most every
+  ``drop_log_interval`` seconds. QoS 1 deliveries are never dropped: the receive window bounds
+  them (at most ``receive_maximum`` packets of at most ``max_packet_size`` bytes).
 - Messages are handed from paho's network thread to asyncio through a deque; the event loop
   is woken once per burst, not once per message.
 - A PUBACK is only sent on the connection the message arrived on: after a reconnect the broker
@@ -24,6 +35,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -37,6 +49,19 @@ from paho.mqtt.reasoncodes import ReasonCode
 from conveyor_ingestor.errors import BrokerConfigError
 
 log = logging.getLogger(__name__)
+
+PACKET_HEADER_ROOM = 65_536 + 4_096
+"""Bytes of a PUBLISH packet besides its payload that the ingestor accepts: a topic of up to
+64 KiB (MQTT's limit) with its length, the packet id, the fixed header and up to about 4 KiB of
+MQTT 5 properties."""
+
+MQTT_PACKET_SIZE_LIMIT = 268_435_460
+"""The largest packet MQTT can frame (a 256 MiB remaining length plus the fixed header)."""
+
+
+def max_packet_size(max_payload_bytes: int) -> int:
+    """The MQTT 5 Maximum Packet Size the ingestor announces for a payload limit."""
+    return min(max_payload_bytes + PACKET_HEADER_ROOM, MQTT_PACKET_SIZE_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,13 @@ class BrokerConfig:
     session_expiry_s: int = 7 * 86_400
     receive_maximum: int = 2000
     share_group: str | None = None
+    max_packet_size: int | None = None
+    """Announced as MQTT 5 Maximum Packet Size (see :func:`max_packet_size`); None: none."""
+    inbox_max_messages: int = 10_000
+    """QoS 0 deliveries beyond this many waiting messages are dropped."""
+    inbox_max_bytes: int = 32 * 1024 * 1024
+    """QoS 0 deliveries beyond this many waiting bytes (payloads and topics) are dropped."""
+    drop_log_interval: float = 10.0
 
 
 def broker_config(url: str, *, client_id: str, **options: Any) -> BrokerConfig:
@@ -113,6 +145,13 @@ class Subscriber:
         self.subscribed = False  # the broker granted every filter on this connection
         self.reconnects = 0
         self.inbox: collections.deque[Delivery] = collections.deque()
+        self.inbox_bytes = 0
+        self.qos0_dropped = 0
+        self.on_drop: Callable[[], None] | None = None
+        """Called (on the network thread) for each QoS 0 delivery dropped: a metric's inc."""
+        self._inbox_lock = threading.Lock()
+        self._drops_logged_at = -float("inf")
+        self._drops_since_log = 0
         self._generation = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arrived = asyncio.Event()
@@ -164,6 +203,26 @@ class Subscriber:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = c.session_expiry_s
             properties.ReceiveMaximum = c.receive_maximum
+            if c.max_packet_size is not None:
+                properties.MaximumPacketSize = c.max_packet_size
+        elif c.max_packet_size is not None:
+            log.info(
+                "MQTT 3.1.1 cannot announce a maximum packet size: the broker will send payloads "
+                "of any size up to its own max_packet_size (set it to about %d bytes), and "
+                "larger ones still reach dead:ingest",
+                c.max_packet_size,
+            )
+        if c.protocol == "5" and c.max_packet_size is not None:
+            log.info(
+                "while Redis is away this ingestor holds at most %d QoS 1 messages "
+                "(MQTT_RECEIVE_MAXIMUM) of at most %d bytes each, and QoS 0 ones up to %d "
+                "messages or %d bytes: %.0f MiB in the worst case",
+                c.receive_maximum,
+                c.max_packet_size,
+                c.inbox_max_messages,
+                c.inbox_max_bytes,
+                (c.receive_maximum * c.max_packet_size + c.inbox_max_bytes) / 2**20,
+            )
         if c.protocol == "5":
             self._client.connect_async(
                 c.host, c.port, keepalive=c.keepalive, clean_start=False, properties=properties
@@ -189,6 +248,13 @@ class Subscriber:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._arrived.wait(), timeout)
+
+    def take(self, n: int) -> list[Delivery]:
+        """Up to ``n`` waiting messages, oldest first, out of the inbox."""
+        with self._inbox_lock:
+            batch = [self.inbox.popleft() for _ in range(min(n, len(self.inbox)))]
+            self.inbox_bytes -= sum(_weight(d.topic, d.payload) for d in batch)
+        return batch
 
     def ack(self, delivery: Delivery) -> bool:
         """Send the PUBACK, unless the connection it came on is gone (then it is redelivered)."""
@@ -251,19 +317,55 @@ class Subscriber:
             topic = message.topic
         except UnicodeDecodeError:  # a broker should refuse these; never crash on one
             topic = message._topic.decode(errors="replace")
-        self.inbox.append(
-            Delivery(
-                topic=topic,
-                payload=bytes(message.payload),
-                mid=message.mid,
-                qos=message.qos,
-                generation=self._generation,
-                received_at=time.time(),
+        weight = _weight(topic, message.payload)
+        c = self.config
+        with self._inbox_lock:
+            full = (
+                len(self.inbox) >= c.inbox_max_messages
+                or self.inbox_bytes + weight > c.inbox_max_bytes
             )
-        )
+            if full and message.qos == 0:
+                self._dropped(topic)
+                return
+            self.inbox.append(
+                Delivery(
+                    topic=topic,
+                    payload=bytes(message.payload),
+                    mid=message.mid,
+                    qos=message.qos,
+                    generation=self._generation,
+                    received_at=time.time(),
+                )
+            )
+            self.inbox_bytes += weight
         with self._waking:
             if self._wake_pending:
                 return
             self._wake_pending = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._arrived.set)
+
+    def _dropped(self, topic: str) -> None:
+        """A QoS 0 delivery did not fit in the inbox (called with the inbox lock held)."""
+        self.qos0_dropped += 1
+        self._drops_since_log += 1
+        if self.on_drop is not None:
+            self.on_drop()
+        now = time.monotonic()
+        if now - self._drops_logged_at < self.config.drop_log_interval:
+            return
+        log.warning(
+            "dropped %d QoS 0 message(s) (last on %r): %d messages (%d bytes) already wait for "
+            "Redis, the bound set by INGEST_INBOX_MAX_MESSAGES / INGEST_INBOX_MAX_BYTES. QoS 0 "
+            "is at most once; devices whose every message matters should publish at QoS 1",
+            self._drops_since_log,
+            topic,
+            len(self.inbox),
+            self.inbox_bytes,
+        )
+        self._drops_logged_at = now
+        self._drops_since_log = 0
+
+
+def _weight(topic: str, payload: bytes | bytearray) -> int:
+    return len(topic) + len(payload)

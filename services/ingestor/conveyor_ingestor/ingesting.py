@@ -5,10 +5,15 @@ Messages wait in the subscriber's inbox; the ingestor takes them in batches (up 
 each, enqueues each queue's share in one script call, parks what cannot be ingested in
 ``dead:ingest``, and only then acknowledges the batch to the broker, in arrival order.
 
-When Redis is down the batch is retried with backoff, with the same job ids (so a retry never
-queues a job twice), and nothing is acknowledged; the broker stops sending once the MQTT 5
-receive window is full, which bounds the memory held. When Redis returns the ingestor carries on
-by itself.
+When Redis is down the batch is retried with backoff and jitter (so the replicas of a
+restarted Redis do not meet it in lockstep), with the same job ids (so a retry never queues a
+job twice), and nothing is acknowledged; the broker stops sending once the MQTT 5 receive
+window is full, which bounds the memory held (and the subscriber drops QoS 0 deliveries beyond
+its inbox bounds). When Redis returns the ingestor carries on by itself.
+
+``dead:ingest`` is capped in count and in bytes (:class:`IngestOptions` ``dead_max_count``,
+``dead_max_bytes``): beyond either the oldest letters are evicted and counted, so a flood of
+rejected payloads costs a bounded share of Redis.
 
 Job ids: a message that carries its own timestamps gets an id derived from its topic and
 bytes, so a copy redelivered after a crash is recognised and not queued twice while the first
@@ -31,11 +36,17 @@ from conveyor_ingestor.metrics import IngestMetrics
 from conveyor_ingestor.payloads import has_own_identity, parse_message
 from conveyor_ingestor.routing import RoutingTable
 from reliable_queue import NewDeadLetter, NewJob, QueueClient, QueueUnavailable
+from reliable_queue.backoff import Backoff
+from reliable_queue.dead_letters import DeadLetterCap
 from reliable_queue.job import new_job_id
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_QUEUE = "ingest"
+DEAD_TOPIC_CHARS = 1024
+"""How much of a rejected message's topic dead:ingest keeps (``topic_chars`` gives the length
+of a longer one)."""
+REJECTS_LOGGED_PER_INTERVAL = 20
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,13 @@ class IngestOptions:
     max_payload_bytes: int = 256 * 1024
     dead_payload_bytes: int = 4096
     """How much of a rejected payload dead:ingest keeps."""
+    dead_max_count: int = 100_000
+    """Most letters in dead:ingest; the oldest beyond are evicted (0: no cap)."""
+    dead_max_bytes: int = 32 * 1024 * 1024
+    """Most bytes of dead:ingest (see DeadLetterCap); the oldest beyond are evicted (0: none)."""
     unrouted_log_interval: float = 10.0
+    retry_first_s: float = 0.05
+    retry_cap_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -75,6 +92,15 @@ class Ingestor:
         self._stopping = False
         self._unrouted_logged = 0.0
         self._unrouted_since_log = 0
+        self._evicted_logged = -float("inf")
+        self._evicted_since_log = 0
+        self._rejects_window = -float("inf")
+        self._rejects_logged = self._rejects_unlogged = 0
+        self._dead_cap = DeadLetterCap(
+            max_count=self.options.dead_max_count, max_bytes=self.options.dead_max_bytes
+        )
+        self._backoff = Backoff(first=self.options.retry_first_s, cap=self.options.retry_cap_s)
+        subscriber.on_drop = self.metrics.inbox_dropped.inc
 
     @property
     def ready(self) -> bool:
@@ -101,19 +127,18 @@ class Ingestor:
         self._stopping = True
 
     def _take(self) -> list[Delivery]:
-        inbox = self.subscriber.inbox
-        return [inbox.popleft() for _ in range(min(len(inbox), self.options.batch_size))]
+        return self.subscriber.take(self.options.batch_size)
 
     async def _ingest(self, batch: list[Delivery]) -> None:
         self.metrics.received.inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
         outcome = self._sort(batch)
         started = time.perf_counter()
-        delay = 0.05
         while True:
             try:
                 await self._write(outcome)
                 self.redis_ok = True
+                self._backoff.reset()
                 break
             except QueueUnavailable as exc:
                 self.redis_ok = False
@@ -123,9 +148,13 @@ class Ingestor:
                         "stopping with %d messages not enqueued; the broker keeps them", len(batch)
                     )
                     return
-                log.warning("%s; holding %d messages, retrying in %.1fs", exc, len(batch), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning(
+                    "%s; holding %d messages, retrying in %.2fs",
+                    exc,
+                    len(batch),
+                    self._backoff.peek(),
+                )
+                await self._backoff.sleep()
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
         for delivery in batch:
             self.subscriber.ack(delivery)
@@ -185,9 +214,14 @@ class Ingestor:
             self.metrics.enqueued.labels(queue).inc(len(jobs))
         self.metrics.duplicates.inc(self.client.duplicates_skipped - before)
         if outcome.dead:
-            await self.client.add_dead_letters(DEAD_LETTER_QUEUE, outcome.dead)
+            done = await self.client.add_dead_letters(
+                DEAD_LETTER_QUEUE, outcome.dead, cap=self._dead_cap
+            )
             for letter in outcome.dead:
                 self.metrics.rejected.labels(letter.reason).inc()
+            if done.evicted:
+                self.metrics.dead_evicted.inc(done.evicted)
+                self._evicted(done.evicted)
             outcome.dead = []  # written: a retry of the jobs must not count them again
 
     def _reject(self, d: Delivery, reason: str, error: str) -> NewDeadLetter:
@@ -196,15 +230,54 @@ class Ingestor:
             shown: dict[str, object] = {"payload": raw.decode()}
         except UnicodeDecodeError:
             shown = {"payload_base64": base64.b64encode(raw).decode()}
+        # A topic may be 64 KiB: keep enough of it to find the device, so that one letter is
+        # always far smaller than the byte cap of dead:ingest.
+        topic = d.topic[:DEAD_TOPIC_CHARS]
         data = {
-            "topic": d.topic,
+            "topic": topic,
+            **({"topic_chars": len(d.topic)} if len(topic) < len(d.topic) else {}),
             **shown,
             "payload_bytes": len(d.payload),
             "truncated": len(d.payload) > len(raw),
             "received_at": int(d.received_at * 1000),
         }
-        log.warning("rejected a message on %s: %s", d.topic, error, extra={"reason": reason})
+        self._log_rejected(d.topic, reason, error)
         return NewDeadLetter(data=data, reason=reason, error=error, job_id=_stable_id(d))
+
+    def _log_rejected(self, topic: str, reason: str, error: str) -> None:
+        # A flood of bad input must not become a flood of log lines: the first few of each
+        # interval are logged, the rest counted (every one is in dead:ingest and the metric).
+        now = time.monotonic()
+        if now - self._rejects_window >= self.options.unrouted_log_interval:
+            if self._rejects_unlogged:
+                log.warning(
+                    "%d more message(s) rejected in the last %.0fs without a line each: "
+                    "see `conveyor dlq list ingest`",
+                    self._rejects_unlogged,
+                    now - self._rejects_window,
+                )
+            self._rejects_window = now
+            self._rejects_logged = self._rejects_unlogged = 0
+        if self._rejects_logged < REJECTS_LOGGED_PER_INTERVAL:
+            self._rejects_logged += 1
+            log.warning("rejected a message on %r: %s", topic, error, extra={"reason": reason})
+        else:
+            self._rejects_unlogged += 1
+
+    def _evicted(self, n: int) -> None:
+        now = time.monotonic()
+        self._evicted_since_log += n
+        if now - self._evicted_logged >= self.options.unrouted_log_interval:
+            log.warning(
+                "dead:ingest is full (INGEST_DEAD_MAX_COUNT=%d, INGEST_DEAD_MAX_BYTES=%d): "
+                "evicted the %d oldest letter(s) to keep the newest; find the device sending "
+                "bad payloads with `conveyor dlq list ingest`",
+                self.options.dead_max_count,
+                self.options.dead_max_bytes,
+                self._evicted_since_log,
+            )
+            self._evicted_logged = now
+            self._evicted_since_log = 0
 
     def _unrouted(self, topic: str) -> None:
         self.metrics.unrouted.inc()

@@ -23,6 +23,16 @@ class IngestMetrics:
             registry=r,
         )
         self.unrouted = Counter("conveyor_ingest_unrouted", "Messages no route matched", registry=r)
+        self.dead_evicted = Counter(
+            "conveyor_ingest_dead_evicted",
+            "Oldest letters evicted from dead:ingest to keep it within its count and byte caps",
+            registry=r,
+        )
+        self.inbox_dropped = Counter(
+            "conveyor_ingest_inbox_dropped",
+            "QoS 0 messages dropped because the inbox was at its bound (Redis slow or away)",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "conveyor_ingest_batch_size",
             "Messages per Redis round of enqueues",

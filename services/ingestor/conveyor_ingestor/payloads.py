@@ -12,8 +12,10 @@ turns them into one model, so workers see one format:
 - tech: a JSON object (or ``{"config": {...}}``): the machine's technical configuration.
 - alert: an object with a ``type``/``code`` and/or ``message``, a ``severity``.
 
-Timestamps may be ISO 8601 strings or UNIX times in s, ms or µs; they become epoch
-milliseconds. Anything else raises :class:`InvalidPayload` with a reason a person can act on.
+Timestamps may be ISO 8601 strings or UNIX times in s, ms, µs or ns (told apart by their
+size); they become epoch milliseconds. Anything else raises :class:`InvalidPayload` with a reason
+a person can act on, and so does anything the sinks could not hold exactly (names, text and
+times out of bounds: :mod:`conveyor_ingestor.limits`).
 
 Every field is checked while the shapes are read, so the realtime and SPC models, the hot
 path, are built with ``model_construct`` rather than checked a second time (the tests hold
@@ -24,19 +26,33 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from conveyor_ingestor.errors import InvalidPayload
+from conveyor_ingestor.limits import (
+    MAX_CONFIG_BYTES,
+    MAX_DETAILS_BYTES,
+    MAX_NUMBER,
+    check_document,
+    check_name,
+    check_tag,
+    check_text,
+    check_time_ms,
+    check_unicode,
+    shown,
+    shown_number,
+)
 from conveyor_ingestor.routing import Kind
 
 Scalar = float | int | bool | str
 TIMESTAMP_KEYS = ("timestamp", "ts", "time", "sourceTimestamp", "SourceTimestamp")
 SIGNAL_KEYS = ("name", "signal", "nodeId", "NodeId", "id")
-MAX_STRING = 1024
 MAX_SAMPLES = 10_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class _Frozen(BaseModel):
@@ -92,15 +108,24 @@ Message = RealtimeMessage | SpcMessage | TechMessage | AlertMessage
 def parse_message(
     kind: Kind, *, machine: str, topic: str, payload: bytes, received_at: int
 ) -> Message:
-    """Validate ``payload`` as a message of ``kind``; raise InvalidPayload if it is not one."""
+    """Validate ``payload`` as a message of ``kind``; raise InvalidPayload if it is not one.
+    ``machine`` is the topic level the route takes the machine id from."""
+    check_tag(machine, what="machine id (from the topic)")
     try:
-        doc = json.loads(payload)
+        text = payload.decode("utf-8-sig")  # strict: no surrogates, no UTF-16
     except UnicodeDecodeError as exc:
-        raise InvalidPayload("not_utf8", f"payload is not UTF-8 text ({exc.reason})") from exc
+        raise InvalidPayload(
+            "not_utf8", f"payload is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
+    try:
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidPayload("not_json", f"payload is not JSON: {exc.msg} at {exc.pos}") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise InvalidPayload("not_json", f"payload has a number Python cannot read: {exc}") from exc
     except RecursionError as exc:
         raise InvalidPayload("not_json", "payload nests too deeply") from exc
+    check_unicode(text, doc)
     head: dict[str, Any] = {"machine": machine, "topic": topic, "received_at": received_at}
     if kind == "realtime":
         return RealtimeMessage.model_construct(**head, samples=_realtime_samples(doc))
@@ -112,9 +137,11 @@ def parse_message(
         if not isinstance(config, dict) or not config:
             raise InvalidPayload("no_config", "a tech message needs a non-empty JSON object")
         ts = _pop_ts(dict(obj))
-        return TechMessage(
-            **head, ts=ts, config={k: v for k, v in config.items() if k not in TIMESTAMP_KEYS}
+        config = {k: v for k, v in config.items() if k not in TIMESTAMP_KEYS}
+        check_document(
+            config, what="tech config", limit=MAX_CONFIG_BYTES, reason="config_too_large"
         )
+        return TechMessage(**head, ts=ts, config=config)
     return _alert(obj, head)
 
 
@@ -147,7 +174,7 @@ def _realtime_samples(doc: Any) -> list[Sample]:
             values = {name: item["value"]}
         else:
             values = item
-        checked = {str(k): _scalar(k, v) for k, v in values.items()}
+        checked = {check_tag(k, what="signal name"): _scalar(k, v) for k, v in values.items()}
         samples.append(Sample.model_construct(ts=ts, values=checked))
     if not samples or not any(s.values for s in samples):
         raise InvalidPayload("no_values", "the message carries no values")
@@ -160,7 +187,7 @@ def _spc_samples(doc: Any) -> list[SpcSample]:
         ts = _pop_ts(item)
         spec = {k: _number(k, item.pop(k)) for k in ("usl", "lsl", "target") if k in item}
         if "characteristic" in item:
-            name = str(item["characteristic"])
+            name = check_tag(str(item["characteristic"]), what="SPC characteristic")
             raw = item.get("values", item.get("value"))
             values = raw if isinstance(raw, list) else [raw]
             numbers = [_number(name, v) for v in values]
@@ -169,6 +196,7 @@ def _spc_samples(doc: Any) -> list[SpcSample]:
             )
         else:
             for name, value in item.items():
+                check_tag(name, what="SPC characteristic")
                 values = value if isinstance(value, list) else [value]
                 numbers = [_number(name, v) for v in values]
                 samples.append(
@@ -201,13 +229,16 @@ def _alert(obj: dict[str, Any], head: dict[str, Any]) -> AlertMessage:
         "notice": "info",
     }.get(raw, raw)
     if severity not in ("info", "warning", "critical"):
-        raise InvalidPayload("bad_severity", f"severity {raw!r}: use info, warning or critical")
+        raise InvalidPayload(
+            "bad_severity", f"severity {shown(raw)}: use info, warning or critical"
+        )
+    check_document(obj, what="alert details", limit=MAX_DETAILS_BYTES, reason="details_too_large")
     return AlertMessage(
         **head,
         ts=ts,
-        type=(kind or "alert")[:MAX_STRING],
+        type=check_name(kind or "alert", what="alert type"),
         severity=severity,  # type: ignore[arg-type]
-        message=message[:MAX_STRING],
+        message=check_text(message, what="alert message"),
         details=obj,
     )
 
@@ -215,23 +246,43 @@ def _alert(obj: dict[str, Any], head: dict[str, Any]) -> AlertMessage:
 def _scalar(name: Any, value: Any) -> Scalar:
     if isinstance(value, dict) and "value" in value:  # OPC UA style {"value": .., "quality": ..}
         value = value["value"]
-    if isinstance(value, bool | int | str):
-        if isinstance(value, str) and len(value) > MAX_STRING:
-            raise InvalidPayload("value_too_long", f"value of {name!r} is over {MAX_STRING} chars")
+    if isinstance(value, str):
+        return check_text(value, what=f"value of {shown(name)}")
+    if isinstance(value, int):  # bool included
+        if not -1e308 < value < 1e308:  # the worker writes numbers as floats
+            raise InvalidPayload(
+                "bad_value", f"value of {shown(name)} is too large for a 64-bit float"
+            )
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidPayload("bad_value", f"value of {name!r} is not a finite number")
+            raise InvalidPayload("bad_value", f"value of {shown(name)} is not a finite number")
         return value
     raise InvalidPayload(
-        "bad_value", f"value of {name!r} must be a number, boolean or string, not {_type(value)}"
+        "bad_value",
+        f"value of {shown(name)} must be a number, boolean or string, not {_type(value)}",
     )
 
 
 def _number(name: Any, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidPayload("bad_value", f"{name!r} must be a finite number, not {_type(value)}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPayload(
+            "bad_value", f"{shown(str(name))} must be a finite number, not {_type(value)}"
+        )
+    if not -MAX_NUMBER <= value <= MAX_NUMBER:  # also NaN; and ints a float cannot hold
+        raise InvalidPayload(
+            "bad_value",
+            f"{shown(str(name))} is {_magnitude(value)}: SPC values must be finite and within "
+            f"±{MAX_NUMBER:g}",
+        )
     return float(value)
+
+
+def _magnitude(value: float) -> str:
+    try:
+        return f"{float(value):.6g}"
+    except OverflowError:
+        return "beyond a 64-bit float"
 
 
 def _pop_ts(item: dict[str, Any]) -> int | None:
@@ -242,30 +293,42 @@ def _pop_ts(item: dict[str, Any]) -> int | None:
 
 
 def parse_timestamp(value: Any) -> int:
-    """Epoch milliseconds from an ISO 8601 string or a UNIX time in s, ms or µs."""
+    """Epoch milliseconds from an ISO 8601 string (UTC unless it says otherwise) or a UNIX time
+    in s, ms, µs or ns, told apart by size: up to 1e11 is seconds (a float to the nearest ms),
+    up to 1e14 ms, up to 1e17 µs, beyond that ns (both cut to the ms). The time must be in
+    InfluxDB's range; a number must not be negative (for times before 1970 send ISO 8601)."""
     if isinstance(value, bool):
         raise InvalidPayload("bad_timestamp", "a timestamp cannot be a boolean")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise InvalidPayload("bad_timestamp", f"timestamp {value!r} is not a valid time")
-        if value > 1e14:  # microseconds
-            return int(value / 1000)
-        if value > 1e11:  # milliseconds
-            return int(value)
-        return int(value * 1000)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidPayload("bad_timestamp", f"timestamp {value!r} is not a finite number")
+        if value < 0:
+            raise InvalidPayload(
+                "bad_timestamp",
+                f"timestamp {shown_number(value)} is negative: UNIX times count from 1970 "
+                "(for earlier times send ISO 8601)",
+            )
+        return check_time_ms(_epoch_ms(value), sent=value)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError as exc:
             raise InvalidPayload(
-                "bad_timestamp", f"timestamp {value[:64]!r} is not ISO 8601"
+                "bad_timestamp", f"timestamp {shown(value)} is not ISO 8601"
             ) from exc
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
+        return check_time_ms((parsed - _EPOCH) // _MS, sent=value)
     raise InvalidPayload(
         "bad_timestamp", f"timestamp must be a string or number, not {_type(value)}"
     )
+
+
+def _epoch_ms(value: int | float) -> int:
+    if value > 1e11:
+        div = 1_000_000 if value > 1e17 else 1_000 if value > 1e14 else 1
+        return value // div if isinstance(value, int) else math.floor(value / div)
+    return value * 1000 if isinstance(value, int) else round(value * 1000)
 
 
 def has_own_identity(message: Message) -> bool:

@@ -40,6 +40,12 @@ class WorkerMetrics:
         self.spc_violations = Counter(
             "conveyor_worker_spc_violations", "Western Electric rule violations raised", registry=r
         )
+        self.points_rejected = Counter(
+            "conveyor_worker_points_rejected",
+            "Points InfluxDB refused as bad data; the jobs that carried them are dead-lettered",
+            ["measurement"],
+            registry=r,
+        )
         self.concurrency = Gauge(
             "conveyor_worker_concurrency", "Current concurrency", ["queue"], registry=r
         )
@@ -62,6 +68,7 @@ class _WorkerCounters(Collector):
             ("retried", c.retried, "Failed attempts scheduled for a retry"),
             ("dead_lettered", c.dead_lettered, "Jobs moved to dead letters"),
             ("leases_lost", c.leases_lost, "Jobs finished after their lease expired"),
+            ("timed_out", c.timed_out, "Attempts cancelled for running past the queue's timeout"),
         ):
             family = CounterMetricFamily(f"conveyor_worker_{name}", text, labels=["queue"])
             family.add_metric([self.worker.queue], value)

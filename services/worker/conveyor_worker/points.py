@@ -11,41 +11,125 @@
 Each point carries the message's own timestamp, or the time the ingestor received it, in
 milliseconds: the same message always makes the same point, so a retried write overwrites
 instead of adding.
+
+Escaping follows what InfluxDB 1.8's parser (``models/points.go``) undoes, so a query returns
+exactly what was sent:
+
+- measurement: ``,`` and space get a backslash; tag keys and values, field keys: ``,``, ``=``
+  and space. A backslash is *not* escaped there: InfluxDB keeps ``\\\\`` as two characters.
+- string field values: ``\\`` and ``"`` get a backslash; everything else, line breaks included,
+  goes as it is inside the quotes (InfluxDB stores a written ``\\n`` as a backslash and an n).
+
+What that syntax cannot carry raises ValueError, so the worker fails just that job: a line
+break in a measurement, tag or field key (it would end the line), a name ending in a backslash
+(it would escape the delimiter after it), an odd run of backslashes before ``,``, ``=`` or
+space (InfluxDB's line splitter pairs backslashes differently from its tag parser, and would
+then read a later line break inside a string field as the end of the line: the rest becomes a
+line of the sender's choosing), lone surrogates (not UTF-8), an empty key, a float that is not
+finite, an integer beyond int64, a time outside InfluxDB's range, a string field over 64 KiB, a
+series key over InfluxDB's 65,535 bytes. The ingestor refuses all of these before they are
+queued; this is the last line of defence.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
+MIN_TIME_MS = -9_223_372_036_854
+MAX_TIME_MS = 9_223_372_036_854
+"""InfluxDB's time range (int64 ns, 1677-09-21 .. 2262-04-11) in whole milliseconds."""
+MAX_KEY_BYTES = 65_535
+"""InfluxDB's limit on a series key (measurement, tags and a field key)."""
+MAX_STRING_FIELD_BYTES = 64 * 1024
+"""InfluxDB's documented limit on a string field value."""
 
-def _escape_key(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+_INT64 = 2**63
+_CACHED = 256  # names up to this many characters are escaped once, then looked up
+# A line break, a lone surrogate, an odd run of backslashes before a delimiter, a final one.
+_UNWRITABLE_KEY = re.compile(r"[\n\ud800-\udfff]|(?<!\\)(?:\\\\)*\\[ ,=]|\\\Z")
+_UNWRITABLE_STRING = re.compile(r"[\ud800-\udfff]")
+
+
+def _tag_escaped(text: str) -> str | None:
+    """``text`` escaped as a tag key or value (or field key); None if it cannot be one."""
+    if _UNWRITABLE_KEY.search(text) is not None:
+        return None
+    return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+_tag_escaped_cached = lru_cache(maxsize=4096)(_tag_escaped)
+
+
+def _escape_key(text: str, what: str) -> str:
+    if type(text) is not str:
+        raise TypeError(f"{what} must be a string, not {type(text).__name__}")
+    escaped = _tag_escaped_cached(text) if len(text) <= _CACHED else _tag_escaped(text)
+    if not escaped:  # None, or empty
+        bad = _UNWRITABLE_KEY.search(text)
+        raise ValueError(
+            f"{what} {text[:48]!r} cannot be written to InfluxDB exactly"
+            + (f" ({bad.group()[-1:]!r} at position {bad.start()})" if bad else " (empty)")
+            + ": the ingestor refuses such names"
+        )
+    return escaped
 
 
 def _escape_measurement(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+    if text.startswith("#"):
+        raise ValueError(f"measurement {text!r} would make the line a comment")
+    escaped = _escape_key(text, "measurement")
+    return escaped.replace("\\=", "=")  # '=' is not special in a measurement
 
 
-def _field_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
+def _field_value(key: str, value: Any) -> str:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValueError(f"field {key!r}: {value!r} is not a number InfluxDB can store")
         return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{text}"'
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        if not -_INT64 <= value < _INT64:
+            raise ValueError(f"field {key!r}: integer {value} is beyond InfluxDB's int64")
+        return f"{value}i"
+    if kind is not str:
+        raise TypeError(f"field {key!r}: cannot write a {kind.__name__}")
+    if _UNWRITABLE_STRING.search(value) is not None:
+        raise ValueError(f"field {key!r}: a lone surrogate is not UTF-8 text")
+    if len(value) > MAX_STRING_FIELD_BYTES // 4 and len(value.encode()) > MAX_STRING_FIELD_BYTES:
+        raise ValueError(f"field {key!r}: over InfluxDB's {MAX_STRING_FIELD_BYTES:,} bytes")
+    text: str = value
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], ts_ms: int) -> str:
-    """One point; tags with empty values are left out (InfluxDB rejects them)."""
-    tag_part = "".join(
-        f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
+    """One point; tags with empty values are left out (InfluxDB rejects them).
+    Raises ValueError (or TypeError) for what InfluxDB cannot hold exactly."""
+    if type(ts_ms) is not int:
+        raise TypeError(f"the time must be integer milliseconds, not {type(ts_ms).__name__}")
+    if not MIN_TIME_MS <= ts_ms <= MAX_TIME_MS:
+        raise ValueError(f"time {ts_ms} ms is outside InfluxDB's range (years 1677..2262)")
+    if not fields:
+        raise ValueError("a point needs at least one field")
+    key = _escape_measurement(measurement) + "".join(
+        f",{_escape_key(k, 'tag key')}={_escape_key(v, 'tag value')}"
+        for k, v in sorted(tags.items())
+        if v != ""
     )
-    field_part = ",".join(f"{_escape_key(k)}={_field_value(v)}" for k, v in fields.items())
-    return f"{_escape_measurement(measurement)}{tag_part} {field_part} {ts_ms}"
+    field_part = ",".join(
+        f"{_escape_key(k, 'field key')}={_field_value(k, v)}" for k, v in fields.items()
+    )
+    if len(key) + len(field_part) > MAX_KEY_BYTES // 4:  # else surely within
+        longest = max(len(_escape_key(k, "field key").encode()) for k in fields)
+        if len(key.encode()) + longest > MAX_KEY_BYTES:
+            raise ValueError(f"the series key is over InfluxDB's {MAX_KEY_BYTES:,} bytes")
+    return f"{key} {field_part} {ts_ms}"
 
 
 def point_time(message: Mapping[str, Any], part: Mapping[str, Any] | None = None) -> int:

@@ -1,20 +1,37 @@
 """The processors of the default queues. Each takes a batch of jobs and returns the jobs that
-failed on their own (a malformed job); a sink that fails raises, and the whole batch is retried.
+failed on their own; a sink that fails raises, and the whole batch is retried.
+
+A job fails on its own when it is malformed, when its points cannot be built (a value line
+protocol cannot carry), or when InfluxDB refuses its points as bad data (``isolating.py``
+finds which jobs of a refused batch carry them): it goes to dead letters with the reason, once
+(the queue's worker logs it), and costs no other job anything. The Redis side effects (cache,
+live stream, SPC alerts, tech history) follow only for the jobs whose points were written.
+
+Finding the refused jobs of a batch takes extra writes, so it has a deadline: ``ISOLATE_SHARE``
+of the batch's timeout after the batch started. Jobs still unresolved then (neither written nor
+refused alone) fail with :class:`~reliable_queue.Retry` and are retried per the queue's policy,
+as are jobs InfluxDB refuses at a capacity limit (they would add series it has no room for);
+jobs written are acknowledged and jobs refused alone dead-lettered as usual.
 
 A job is acknowledged only after every sink it needs took it. Every write is idempotent under
 retries: InfluxDB points carry the message's own time, cache writes set the same values again,
 and derived jobs (SPC alerts) have ids derived from their cause.
+
+Every per-machine key the processors write expires (``machine_ttl_s``, the latest-value cache
+``cache_ttl_s``, alert suppression ``alert_suppress_s``), and every write refreshes it: the
+state of a machine that stopped sending goes, that of one still sending stays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import fmean
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,10 +39,11 @@ from redis import exceptions as redis_errors
 
 from conveyor_worker.errors import SinkUnavailable, WebhookFailed
 from conveyor_worker.influx import InfluxSink
+from conveyor_worker.isolating import PointGroup, write_isolating
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.points import point_time, realtime_lines, spc_line, tech_line
 from conveyor_worker.spc import RULES, Limits, check_rules, individual_limits, subgroup_limits
-from reliable_queue import Job, NewJob, PermanentError, QueueClient
+from reliable_queue import Job, NewJob, PermanentError, QueueClient, Retry
 from reliable_queue.keys import (
     ALERT_HISTORY,
     alert_seen,
@@ -41,10 +59,26 @@ log = logging.getLogger(__name__)
 Failures = dict[str, Exception]
 Processor = Callable[[Sequence[Job]], Awaitable[Mapping[str, Exception] | None]]
 
+UNBUILDABLE = (KeyError, TypeError, AttributeError, ValueError, OverflowError)
+"""What building a job's points raises for a message that cannot become points."""
+ISOLATE_SHARE = 0.8
+"""The share of a batch's timeout, from the batch's start, within which its InfluxDB writes
+(the batch's, then those finding the jobs InfluxDB refuses) must end; the rest is left for the
+Redis side effects, so that a few bad jobs on a slow InfluxDB never time the batch out."""
+
+
+class Timed(Protocol):
+    """What runs the processors (a :class:`~reliable_queue.Worker`): each batch's timeout."""
+
+    @property
+    def timeout_s(self) -> float | None: ...
+
 
 @dataclass(frozen=True)
 class SinkSettings:
     cache_ttl_s: int = 86_400
+    machine_ttl_s: int = 30 * 86_400
+    """Expiry of per-machine state (SPC windows, tech configuration), refreshed by each write."""
     alert_suppress_s: float = 300.0
     alert_history_max: int = 10_000
     webhooks: tuple[str, ...] = ()
@@ -71,17 +105,80 @@ class Context:
         self.influx = influx
         self.settings = settings
         self.metrics = metrics
+        self.timed_by: Timed | None = None
+        """The worker running the processors, whose timeout bounds a batch's InfluxDB writes
+        (:data:`ISOLATE_SHARE`); None: no bound."""
         self._http: aiohttp.ClientSession | None = None
 
-    async def write_points(self, lines: Sequence[str]) -> None:
-        if self.influx is None or not lines:
-            return
-        started = time.perf_counter()
-        await self.influx.write(lines)
-        self.metrics.sink_seconds.labels("influxdb").observe(time.perf_counter() - started)
+    def writes_deadline(self) -> float | None:
+        """When (event loop time) a batch starting now must be done writing to InfluxDB."""
+        timeout = self.timed_by.timeout_s if self.timed_by is not None else None
+        if timeout is None:
+            return None
+        return asyncio.get_running_loop().time() + ISOLATE_SHARE * timeout
+
+    async def write_points(
+        self, groups: Sequence[PointGroup], *, measurement: str, deadline: float | None = None
+    ) -> Failures:
+        """Write the jobs' points. Return the jobs whose points InfluxDB refused as bad data,
+        each failed permanently with the server's answer, and those it refused at a capacity
+        limit or left unresolved at ``deadline``, each failed with :class:`Retry`; an outage
+        raises SinkUnavailable."""
+        if self.influx is None:
+            return {}
+        sink = self.influx
+
+        async def write(lines: Sequence[str]) -> None:
+            started = time.perf_counter()
+            await sink.write(lines)
+            self.metrics.sink_seconds.labels("influxdb").observe(time.perf_counter() - started)
+
+        isolated = await write_isolating(write, groups, deadline=deadline)
+        failures: Failures = {}
+        for group in groups:
+            refusal = isolated.rejected.get(group.job_id)
+            if refusal is None:
+                continue
+            self.metrics.points_rejected.labels(measurement).inc(len(group.lines))
+            error = PermanentError(
+                f"{refusal}; this message cannot be written as sent: correct its sender "
+                "(a replay is refused the same way)"
+            )
+            error.__cause__ = refusal
+            failures[group.job_id] = error
+        refused = len(failures)
+        for job_id, limit in isolated.limited.items():
+            failures[job_id] = Retry(str(limit))
+        if isolated.limited:
+            log.warning(
+                "%d of %d %s jobs retried: %s",
+                len(isolated.limited),
+                len(groups),
+                measurement,
+                next(iter(isolated.limited.values())),
+            )
+        for job_id in isolated.unresolved:
+            failures[job_id] = Retry(
+                f"the batch's time for InfluxDB writes ({ISOLATE_SHARE:.0%} of its timeout) ran "
+                f"out after {isolated.writes} writes, before this job's points were written or "
+                "refused alone: retried. InfluxDB is slow (see the worker's InfluxDB latency) or "
+                "refused many jobs of the batch (see its dead letters)"
+            )
+        if refused or isolated.unresolved:
+            log.info(
+                "InfluxDB refused the %s points of %d of %d jobs; found them in %d writes%s",
+                measurement,
+                refused,
+                len(groups),
+                isolated.writes,
+                f"; out of time, {len(isolated.unresolved)} jobs retried"
+                if isolated.timed_out
+                else "",
+            )
+        return failures
 
     async def redis_pipeline(
-        self, build: Callable[[Any], None], *, transaction: bool = False
+        self, build: Callable[[Any], object], *, transaction: bool = False
     ) -> list[Any]:
         started = time.perf_counter()
         try:
@@ -108,7 +205,7 @@ class Context:
 
 def processor_for(queue: str, ctx: Context) -> Processor | None:
     """The processor of a default queue, or None."""
-    table: dict[str, Callable[[Context, Sequence[Job]], Awaitable[Failures]]] = {
+    table: dict[str, Callable[[Context, Sequence[Job], float | None], Awaitable[Failures]]] = {
         "mqtt_realtime": process_realtime,
         "mqtt_spc": process_spc,
         "mqtt_tech": process_tech,
@@ -119,7 +216,7 @@ def processor_for(queue: str, ctx: Context) -> Processor | None:
         return None
 
     async def run(jobs: Sequence[Job]) -> Failures:
-        return await fn(ctx, jobs)
+        return await fn(ctx, jobs, ctx.writes_deadline())
 
     return run
 
@@ -146,17 +243,21 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 """
 
 
-async def process_realtime(ctx: Context, jobs: Sequence[Job]) -> Failures:
+async def process_realtime(
+    ctx: Context, jobs: Sequence[Job], deadline: float | None = None
+) -> Failures:
     failed: Failures = {}
-    lines: list[str] = []
-    good: list[Job] = []
+    groups: list[PointGroup] = []
     for job in jobs:
         try:
-            lines += realtime_lines(job.data)
-            good.append(job)
-        except (KeyError, TypeError, AttributeError) as exc:
-            failed[job.id] = PermanentError(f"not a realtime message ({exc!r}): see dead letters")
-    await ctx.write_points(lines)
+            groups.append(PointGroup(job.id, tuple(realtime_lines(job.data))))
+        except UNBUILDABLE as exc:
+            failed[job.id] = PermanentError(
+                f"cannot make InfluxDB points of this realtime message ({exc!r}): "
+                "correct its sender"
+            )
+    failed |= await ctx.write_points(groups, measurement="realtime", deadline=deadline)
+    good = [job for job in jobs if job.id not in failed]
 
     def build(pipe: Any) -> None:
         for job in good:
@@ -180,73 +281,104 @@ async def process_realtime(ctx: Context, jobs: Sequence[Job]) -> Failures:
 
 # --- SPC --------------------------------------------------------------------------------------
 
+SpcPoint = tuple[int, str, list[float]]
+"""One sample of an SPC message: its time (ms), characteristic and values."""
 
-async def process_spc(ctx: Context, jobs: Sequence[Job]) -> Failures:
+
+async def process_spc(ctx: Context, jobs: Sequence[Job], deadline: float | None = None) -> Failures:
     failed: Failures = {}
-    lines: list[str] = []
-    alerts: list[NewJob] = []
+    groups: list[PointGroup] = []
+    alerts: dict[str, list[NewJob]] = {}
+    added: dict[str, list[tuple[str, str]]] = {}  # job id -> (window key, entry) it holds
     for job in jobs:
-        msg = job.data
         try:
-            samples = msg["samples"]
-            machine = msg["machine"]
-        except (KeyError, TypeError) as exc:
-            failed[job.id] = PermanentError(f"not an SPC message ({exc!r})")
-            continue
-        for index, sample in enumerate(samples):
-            ts = point_time(msg, sample)
-            point_id = f"{job.id}:{index}"
-            history = await _spc_history(
-                ctx, machine, sample["characteristic"], point_id, sample["values"]
+            machine, points = _spc_points(job.data)
+        except UNBUILDABLE as exc:
+            failed[job.id] = PermanentError(
+                f"cannot make InfluxDB points of this SPC message ({exc!r}): correct its sender"
             )
+            continue
+        lines: list[str] = []
+        for index, (ts, name, values) in enumerate(points):
+            point_id = f"{job.id}:{index}"
+            history, entry = await _spc_history(ctx, machine, name, point_id, values)
+            added.setdefault(job.id, []).append(entry)
             limits = _limits(history[:-1], ctx.settings.spc_min_points)
             lines.append(
                 spc_line(
                     machine=machine,
-                    characteristic=sample["characteristic"],
+                    characteristic=name,
                     ts_ms=ts,
-                    values=sample["values"],
+                    values=values,
                     limits=limits.as_dict() if limits else None,
                 )
             )
             if limits is None:
                 continue
-            points = [fmean(v) for v in history]
-            for violation in check_rules(points, limits):
-                alerts.append(
-                    _spc_alert(msg, sample, ts, violation.rule, violation.points, limits, point_id)
+            for violation in check_rules([fmean(v) for v in history], limits):
+                alerts.setdefault(job.id, []).append(
+                    _spc_alert(
+                        job.data, name, ts, violation.rule, violation.points, limits, point_id
+                    )
                 )
-    await ctx.write_points(lines)
-    if alerts:
+        groups.append(PointGroup(job.id, tuple(lines)))
+    failed |= await ctx.write_points(groups, measurement="spc", deadline=deadline)
+    # A refused point leaves its window, so that it judges no later point. Points of this batch
+    # judged after it keep their verdicts: InfluxDB refuses names and times, rarely values.
+    # A point to be retried stays, as in an outage: its retry finds it and judges it the same.
+    refused = {job_id for job_id, error in failed.items() if not isinstance(error, Retry)}
+    undo = [entry for job_id, entries in added.items() if job_id in refused for entry in entries]
+    if undo:
+        await ctx.redis_pipeline(lambda p: [p.lrem(key, 1, raw) for key, raw in undo])
+    raised = [a for job_id, found in alerts.items() if job_id not in failed for a in found]
+    if raised:
         await ctx.client.enqueue_many(
-            ctx.settings.alerts_queue, alerts, priority=ctx.settings.alert_priority
+            ctx.settings.alerts_queue, raised, priority=ctx.settings.alert_priority
         )
-        ctx.metrics.spc_violations.inc(len(alerts))
+        ctx.metrics.spc_violations.inc(len(raised))
     return failed
+
+
+def _spc_points(msg: Mapping[str, Any]) -> tuple[str, list[SpcPoint]]:
+    """The machine and samples of an SPC message, checked to make points before any of them
+    touches a window: a message that cannot be written must not judge others."""
+    machine = msg["machine"]
+    points: list[SpcPoint] = []
+    for sample in msg["samples"]:
+        values = [float(v) for v in sample["values"]]
+        if not values:
+            raise ValueError("a sample without values")
+        name, ts = sample["characteristic"], point_time(msg, sample)
+        spc_line(machine=machine, characteristic=name, ts_ms=ts, values=values, limits=None)
+        points.append((ts, name, values))
+    return machine, points
 
 
 async def _spc_history(
     ctx: Context, machine: str, characteristic: str, point_id: str, values: list[float]
-) -> list[list[float]]:
-    """The window, oldest first, ending with this point; a retried point is not added twice."""
+) -> tuple[list[list[float]], tuple[str, str]]:
+    """The window, oldest first, ending with this point, and the point's (key, entry) in it;
+    a retried point is not added twice. Each point added keeps the window for
+    ``machine_ttl_s`` more."""
     key = spc_window(machine, characteristic)
     [raw] = await ctx.redis_pipeline(lambda p: p.lrange(key, 0, -1))
     entries = [json.loads(x) for x in raw]
-    if not any(e["id"] == point_id for e in entries):
+    at = next((i for i, e in enumerate(entries) if e["id"] == point_id), None)
+    if at is None:
         entry = json.dumps({"id": point_id, "v": values})
         size = ctx.settings.spc_window
 
         def push(p: Any) -> None:
             p.lpush(key, entry)
             p.ltrim(key, 0, size - 1)
-            p.expire(key, 30 * 86_400)
+            p.expire(key, ctx.settings.machine_ttl_s)
 
         await ctx.redis_pipeline(push, transaction=True)
         entries = [{"id": point_id, "v": values}, *entries][:size]
     else:  # a retry: judge the point against what came before it, as the first time
-        at = next(i for i, e in enumerate(entries) if e["id"] == point_id)
+        entry = raw[at].decode() if isinstance(raw[at], bytes) else str(raw[at])
         entries = entries[at:]
-    return [e["v"] for e in reversed(entries)]
+    return [e["v"] for e in reversed(entries)], (key, entry)
 
 
 def _limits(previous: list[list[float]], min_points: int) -> Limits | None:
@@ -259,14 +391,13 @@ def _limits(previous: list[list[float]], min_points: int) -> Limits | None:
 
 def _spc_alert(
     msg: Mapping[str, Any],
-    sample: Mapping[str, Any],
+    name: str,
     ts: int,
     rule: int,
     points: tuple[float, ...],
     limits: Limits,
     point_id: str,
 ) -> NewJob:
-    name = sample["characteristic"]
     data = {
         "kind": "alert",
         "machine": msg["machine"],
@@ -290,52 +421,90 @@ def _spc_alert(
 # --- tech -------------------------------------------------------------------------------------
 
 
-async def process_tech(ctx: Context, jobs: Sequence[Job]) -> Failures:
+async def process_tech(
+    ctx: Context, jobs: Sequence[Job], deadline: float | None = None
+) -> Failures:
+    """Jobs of one machine are taken in rounds, one per machine each, in order: each change is
+    numbered and compared against the configuration stored before it. A job to be retried
+    takes its machine's later jobs with it, so that they are never stored before it."""
     failed: Failures = {}
-    lines: list[str] = []
-    changes: list[tuple[str, dict[str, Any], list[str]]] = []
+    pending: dict[str, list[Job]] = {}
     for job in jobs:
-        msg = job.data
         try:
-            machine, config = msg["machine"], msg["config"]
+            machine, config = job.data["machine"], job.data["config"]
+            if not isinstance(machine, str) or not isinstance(config, dict):
+                raise TypeError("machine must be a string and config an object")
         except (KeyError, TypeError) as exc:
             failed[job.id] = PermanentError(f"not a tech message ({exc!r})")
             continue
-        key = tech_config(machine)
+        pending.setdefault(machine, []).append(job)
+    while pending:
+        round_jobs = [queue.pop(0) for queue in pending.values()]
+        failed |= await _tech_round(ctx, round_jobs, deadline)
+        for job in round_jobs:
+            if isinstance(failed.get(job.id), Retry):
+                for later in pending.pop(job.data["machine"]):
+                    failed[later.id] = Retry(
+                        f"retried after the earlier change of its machine (job {job.id}), "
+                        "which is retried"
+                    )
+        pending = {machine: queue for machine, queue in pending.items() if queue}
+    return failed
 
-        def read(p: Any, k: str = key) -> None:
-            p.get(k)
 
-        [raw] = await ctx.redis_pipeline(read)
+async def _tech_round(ctx: Context, jobs: list[Job], deadline: float | None) -> Failures:
+    """Tech jobs of distinct machines."""
+    failed: Failures = {}
+    machines = [job.data["machine"] for job in jobs]
+    stored = await ctx.redis_pipeline(lambda p: [p.get(tech_config(m)) for m in machines])
+    groups: list[PointGroup] = []
+    unchanged: list[str] = []
+    changes: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
+    for job, machine, raw in zip(jobs, machines, stored, strict=True):
+        config: dict[str, Any] = job.data["config"]
         current: dict[str, Any] = json.loads(raw) if raw else {"version": 0, "config": None}
+        before: dict[str, Any] = current["config"] or {}
         if current["config"] == config:
-            continue  # unchanged (or this job's retry after its change was stored)
-        ts = point_time(msg)
-        version = int(current["version"]) + 1
-        lines.append(tech_line(machine=machine, ts_ms=ts, config=config, version=version))
+            unchanged.append(machine)  # unchanged (or this job's retry after its change was stored)
+            continue
+        try:
+            ts = point_time(job.data)
+            version = int(current["version"]) + 1
+            line = tech_line(machine=machine, ts_ms=ts, config=config, version=version)
+        except UNBUILDABLE as exc:
+            failed[job.id] = PermanentError(
+                f"cannot make an InfluxDB point of this tech message ({exc!r}): correct its sender"
+            )
+            continue
         changed = sorted(
-            set(config) ^ set(current["config"] or {})
-            | {k for k in config if (current["config"] or {}).get(k, object()) != config[k]}
+            set(config) ^ set(before) | {k for k in config if before.get(k, object()) != config[k]}
         )
-        record = {"version": version, "ts": ts, "config": config}
-        changes.append((machine, record, changed))
-    await ctx.write_points(lines)
+        groups.append(PointGroup(job.id, (line,)))
+        changes[job.id] = (machine, {"version": version, "ts": ts, "config": config}, changed)
+    failed |= await ctx.write_points(groups, measurement="tech", deadline=deadline)
+    ttl = ctx.settings.machine_ttl_s
 
     def build(pipe: Any) -> None:
-        for machine, record, changed in changes:
-            pipe.set(tech_config(machine), json.dumps(record))
+        for machine in unchanged:
+            pipe.expire(tech_config(machine), ttl)
+        for job_id, (machine, record, changed) in changes.items():
+            if job_id in failed:
+                continue
+            pipe.set(tech_config(machine), json.dumps(record), ex=ttl)
             event = {"kind": "tech", "machine": machine, "changed": changed, **record}
             pipe.publish(live_channel(machine), json.dumps(event))
 
-    if changes:
-        await ctx.redis_pipeline(build)
+    await ctx.redis_pipeline(build)
     return failed
 
 
 # --- alerts -----------------------------------------------------------------------------------
 
 
-async def process_alerts(ctx: Context, jobs: Sequence[Job]) -> Failures:
+async def process_alerts(
+    ctx: Context, jobs: Sequence[Job], deadline: float | None = None
+) -> Failures:
+    """``deadline`` is not used: each webhook call has its own timeout."""
     failed: Failures = {}
     for job in jobs:
         alert = job.data
