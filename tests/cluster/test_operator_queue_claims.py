@@ -97,8 +97,14 @@ async def test_a_second_claim_is_refused_and_its_delete_keeps_the_owners_jobs(
     condition = ready(kube, team_b, "hijack")
     assert condition["status"] == "False"
     assert f"queue orders is owned by MessageQueue {team_a}/orders" in condition["message"]
-    events = kube.kubectl("get", "events", "-n", team_b, "--field-selector", "reason=QueueClaimed")
-    assert "hijack" in events.stdout
+
+    async def told() -> bool:  # kopf posts Events on its own, after or before the status
+        events = kube.kubectl(
+            "get", "events", "-n", team_b, "--field-selector", "reason=QueueClaimed"
+        )
+        return "hijack" in events.stdout
+
+    await eventually(told, timeout=15, interval=0.3, what="the QueueClaimed event")
     await asyncio.sleep(3)  # several polls of the refused queue: it must change nothing
     assert not has_deployment(kube, team_b, "hijack")
     policy = await client.get_policy("orders")

@@ -460,8 +460,17 @@ async def _dead_letters(client: QueueClient) -> list[tuple[str, Any]]:
 
 
 def _topic(letter: tuple[str, Any]) -> str | None:
+    """The letter's topic; dead:ingest keeps the start of a long one and its length, which
+    name the hostile message it came from."""
     data = letter[1].data
-    return data.get("topic") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    topic, length = data.get("topic"), data.get("topic_chars")
+    if isinstance(topic, str) and length is not None:
+        for h in HOSTILE:
+            if len(h.topic) == length and h.topic.startswith(topic):
+                return h.topic
+    return topic if isinstance(topic, str) else None
 
 
 def _check_dead_letters(letters: list[tuple[str, Any]], problems: list[str]) -> None:
