@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Go tools the tests need, at pinned versions, from the Go module proxy, into
 # ${XDG_CACHE_HOME:-~/.cache}/conveyor/bin. Cached: a tool already built at its version is
-# skipped. Usage: hack/tools.sh [TOOL...]   (default: all)
+# skipped. Usage: hack/tools.sh [TOOL...]   (default: influxd k8s kind)
 #
 #   influxd   InfluxDB OSS 1.8.10: pure Go (1.11+ and 2.x need Rust for flux) and it serves
 #             the v2 write API (/api/v2/write) that the workers use.
@@ -14,6 +14,9 @@
 #             (hack/kind/), and kind-netpol (hack/kind/netpol: the node's NetworkPolicy
 #             enforcement: kube-network-policies' engine at the version its go.mod pins), into
 #             $CACHE/kind-node/bin.
+#   telegraf  only when named (never by default): Telegraf for `conveyor bench pipeline`, built
+#             with build tags that keep only the plugins the benchmark uses (mqtt_consumer, the
+#             JSON parser, the unpivot processor, outputs.influxdb). About a minute on two cores.
 set -euo pipefail
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
@@ -30,6 +33,9 @@ ETCD_VERSION=$NODE_ETCD_VERSION
 NODE_COREDNS_VERSION=v1.12.1
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.19.0
+TELEGRAF_VERSION=v1.37.2
+# Telegraf's custom-build tags: `custom` drops every plugin not named after it.
+TELEGRAF_TAGS=custom,inputs.mqtt_consumer,parsers.json,processors.unpivot,outputs.influxdb
 
 say() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
@@ -40,7 +46,7 @@ need_go() {
   export GOBIN="$CACHE/go/bin"
 }
 
-# build NAME VERSION PACKAGE@VERSION [LDFLAGS]
+# build NAME VERSION PACKAGE@VERSION [LDFLAGS] [TAGS]
 # cached NAME VERSION: true (and NAME linked to it) when NAME-VERSION is already built.
 cached() {
   local target="$BIN/$1-$2"
@@ -49,14 +55,14 @@ cached() {
 }
 
 build() {
-  local name=$1 version=$2 pkg=$3 ldflags=${4:-}
+  local name=$1 version=$2 pkg=$3 ldflags=${4:-} tags=${5:-}
   local target="$BIN/$name-$version"
   cached "$name" "$version" && return
   need_go
   mkdir -p "$BIN"
   say "building $name $version from the Go module proxy (first time only; a minute or two)"
   local log="$CACHE/build-$name.log"
-  if ! (cd "$CACHE" && go install -ldflags "$ldflags" "$pkg") >"$log" 2>&1; then
+  if ! (cd "$CACHE" && go install -tags "$tags" -ldflags "$ldflags" "$pkg") >"$log" 2>&1; then
     tail -20 "$log" >&2
     die "building $name failed (log: $log); is the Go module proxy reachable (GOPROXY=$(go env GOPROXY))?"
   fi
@@ -209,8 +215,10 @@ for tool in "${tools[@]}"; do
       go_program runc-hostcaps
       netpol_program
       ;;
+    telegraf) build telegraf "$TELEGRAF_VERSION" "github.com/influxdata/telegraf/cmd/telegraf@$TELEGRAF_VERSION" \
+                "-s -w -X github.com/influxdata/telegraf/internal.Version=${TELEGRAF_VERSION#v}" "$TELEGRAF_TAGS" ;;
     pause | runc-hostcaps) go_program "$tool" ;;
     kind-netpol) netpol_program ;;
-    *) die "unknown tool '$tool' (known: influxd, k8s, kind, pause, runc-hostcaps, kind-netpol)" ;;
+    *) die "unknown tool '$tool' (known: influxd, k8s, kind, telegraf, pause, runc-hostcaps, kind-netpol)" ;;
   esac
 done

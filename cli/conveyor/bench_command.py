@@ -31,8 +31,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     i.set_defaults(run=run_ingest)
 
-    pl = bsub.add_parser("pipeline", help="MQTT -> InfluxDB end to end at 1, 2 and 4 workers")
+    pl = bsub.add_parser(
+        "pipeline",
+        help="MQTT -> InfluxDB end to end at 1, 2 and 4 workers, CPU per message, Telegraf",
+    )
     pl.add_argument("--messages", type=int, default=50_000, help="messages per run")
+    pl.add_argument(
+        "--telegraf",
+        action="store_true",
+        help="build Telegraf first if it is not built (bash hack/tools.sh telegraf; minutes)",
+    )
 
     async def run_pipeline(args: argparse.Namespace) -> int:
         from conveyor.bench.pipeline import run
@@ -40,6 +48,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return run(args)
 
     pl.set_defaults(run=run_pipeline)
+
+    w = bsub.add_parser("worker", help="CPU per realtime job of the worker, Redis and InfluxDB")
+    w.add_argument("--messages", type=int, default=20_000, help="jobs per run")
+    w.add_argument("--batch-size", type=int, default=200, help="WORKER_BATCH_SIZE")
+    w.add_argument("--concurrency", type=int, default=3, help="batches at once")
+    w.add_argument("--profile", metavar="FILE", help="cProfile the worker run into FILE")
+
+    async def run_worker(args: argparse.Namespace) -> int:
+        from conveyor.bench.worker import run
+
+        return await asyncio.to_thread(run, args)
+
+    w.set_defaults(run=run_worker)
 
     g = bsub.add_parser("gateway", help="the live stream fanned out to many WebSocket clients")
     g.add_argument("--clients", default="100,1000", help="client counts, comma-separated")

@@ -1,5 +1,6 @@
-"""mqtt_realtime: points in InfluxDB, latest values in the Redis cache, updates on the live
-stream; acknowledged only once all of them took the batch."""
+"""mqtt_realtime: points in InfluxDB, latest values in the Redis cache (a late older value
+never replaces a newer one), updates on the live stream (one event per machine per batch);
+acknowledged only once all of them took the batch."""
 
 from __future__ import annotations
 
@@ -52,16 +53,22 @@ async def test_points_cache_and_stream(
     assert latest[b"_ts"] == str(TS + 49).encode()
     assert 0 < await client.redis.ttl(latest_values("m1")) <= 86_400
 
-    events = []
+    # One event per machine per batch, with the newest value of each signal.
+    events: list[dict[str, object]] = []
     deadline = asyncio.get_running_loop().time() + 5
-    while len(events) < 50 and asyncio.get_running_loop().time() < deadline:
+    while asyncio.get_running_loop().time() < deadline:
         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
         if msg is not None:
             events.append(json.loads(msg["data"]))
+        if any(e["machine"] == "m1" and e["ts"] == TS + 49 for e in events):
+            break
     await pubsub.aclose()
-    assert len(events) == 50
-    assert events[0]["kind"] == "realtime"
-    assert set(events[0]["values"]) == {"temp", "run", "mode"}
+    assert 2 <= len(events) <= 50
+    assert {e["kind"] for e in events} == {"realtime"}
+    assert {e["machine"] for e in events} == {"m0", "m1"}
+    last = [e for e in events if e["machine"] == "m1"][-1]
+    assert last["ts"] == TS + 49
+    assert last["values"] == {"temp": 69.0, "run": True, "mode": "AUTO"}
 
 
 async def test_influx_outage_retries_and_writes_each_point_once(

@@ -1,16 +1,23 @@
-"""``conveyor bench pipeline``: MQTT publish -> InfluxDB point visible, end to end.
+"""``conveyor bench pipeline``: MQTT -> InfluxDB end to end, and the CPU each message costs.
 
 Runs the real processes on loopback: mosquitto, Redis, InfluxDB 1.8 (hack/tools.sh), one
-``conveyor ingest`` and 1, 2 and 4 ``conveyor work --queue mqtt_realtime`` processes. For each
-worker count it publishes N realtime messages (one value each) and times until InfluxDB holds
-all N points. Beside it: InfluxDB's own ingest limit on the same server, a direct writer of
-batches of 5,000 points. Then, with one worker process, the latency from publish to the point
-being visible in a query, at a steady rate (measured by polling every 20 ms).
+``conveyor ingest`` and 1, 2 and 4 ``conveyor work --queue mqtt_realtime`` processes, all with
+default settings. For each worker count the broker first holds N realtime messages (one value
+each) for the ingestor's persistent session, published while it is away, so the publisher's
+cost stays outside the timed window; then the ingestor starts, and the run is timed from its
+start to the N-th point visible in InfluxDB. The CPU seconds of every process (ingestor,
+workers, redis-server, mosquitto, influxd; ``/proc/<pid>/stat``) over the run are printed per
+message. Telegraf (``mqtt_consumer -> outputs.influxdb``, built by ``hack/tools.sh telegraf``)
+drains the same N messages through the same broker into the same InfluxDB (another database),
+measured the same way. Beside them: InfluxDB's own ingest limit, a direct writer of batches of
+5,000 points. Then, with one worker process, the latency from publish to the point being
+visible in a query at a steady rate (measured by polling every 20 ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,9 +27,12 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+from conveyor.bench import cpu, telegraf
+from conveyor.bench.broker_sessions import drop_session, hold_session
 from conveyor.bench.mqtt_publish import publish_all
 from conveyor.local_servers import (
     InfluxServer,
@@ -35,6 +45,40 @@ from conveyor.tables import render
 
 CLI = [sys.executable, "-m", "conveyor.cli", "--log-format", "json"]
 BASE_TS = 1_700_000_000_000
+INGEST_CLIENT_ID = "bench-pipeline"
+INGEST_FILTERS = ("+/alerts", "+/realtime", "+/spc", "+/tech")  # the ingestor's default routes
+WORKER_COUNTS = (1, 2, 4)
+TELEGRAF_DATABASE = "telegraf"
+ROWS = (
+    ("ingest", "ingest (Conveyor) / telegraf"),
+    ("workers", "workers (realtime: InfluxDB + cache + stream)"),
+    ("redis-server", "redis-server"),
+    ("mosquitto", "mosquitto"),
+    ("influxd", "influxd"),
+)
+
+
+@dataclasses.dataclass
+class Run:
+    """One contender's drain of N held messages: its rate and its CPU seconds per process."""
+
+    label: str
+    messages: int
+    seconds: float
+    cpu: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    def us_per_message(self, group: str) -> float | None:
+        if group not in self.cpu:
+            return None
+        return self.cpu[group] / self.messages * 1e6
+
+    @property
+    def total_us(self) -> float:
+        return sum(self.cpu.values()) / self.messages * 1e6
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,62 +95,152 @@ def run(args: argparse.Namespace) -> int:
     assert redis_bin is not None
     assert mosquitto_bin is not None
     assert influx_bin is not None
+    telegraf_bin = telegraf.binary()
+    if telegraf_bin is None and getattr(args, "telegraf", False):
+        _note("building telegraf (bash hack/tools.sh telegraf)")
+        telegraf_bin = telegraf.build()
     rs = RedisServer(redis_bin, work / "redis").start()
     broker = MosquittoServer(mosquitto_bin, work / "mosquitto").start()
     influx = InfluxServer(influx_bin, work / "influxdb").start()
     try:
-        return _bench(args.messages, rs, broker, influx)
+        return _bench(args.messages, rs, broker, influx, telegraf_bin, work)
     finally:
         influx.stop()
         broker.stop()
         rs.stop()
 
 
-def _bench(n: int, rs: RedisServer, broker: MosquittoServer, influx: InfluxServer) -> int:
+def _bench(
+    n: int,
+    rs: RedisServer,
+    broker: MosquittoServer,
+    influx: InfluxServer,
+    telegraf_bin: Path | None,
+    work: Path,
+) -> int:
     limit = _influx_limit(influx, n)
-    rows = [("InfluxDB's own limit: direct writer, batches of 5,000", f"{limit:,.0f}", "1.00")]
     env = {
         **os.environ,
         "REDIS_URL": rs.url,
         "MQTT_BROKER_URL": broker.url,
         "INFLUX_URL": influx.url,
         "INFLUX_BUCKET": influx.bucket,
-        "WORKER_BATCH_SIZE": "1000",
         "PROBE_HOST": "127.0.0.1",
         "PROBE_PORT": "0",
     }
+    servers = {
+        "redis-server": [_pid(rs)],
+        "mosquitto": [_pid(broker)],
+        "influxd": [_pid(influx)],
+    }
+    runs: list[Run] = []
     latencies: list[float] = []
-    offset = 0
-    for workers in (1, 2, 4):
+    for workers in WORKER_COUNTS:
         _reset(rs, influx)
-        procs = _start(env, workers)
+        _note(f"pipeline with {workers} worker process(es): holding {n:,} messages at the broker")
+        drop_session(broker.port, INGEST_CLIENT_ID, v5=True)  # nothing left from a run before
+        hold_session(broker.port, INGEST_CLIENT_ID, INGEST_FILTERS, v5=True)
+        publish_all(broker.port, _messages(n, 0))
+        procs = [_spawn(env, ["work", "--queue", "mqtt_realtime"]) for _ in range(workers)]
         try:
-            _note(f"pipeline with {workers} worker process(es)")
-            rate = _throughput(broker, influx, n, offset)
-            offset += n
-            rows.append(
-                (
-                    f"pipeline, 1 ingestor + {workers} worker process(es)",
-                    f"{rate:,.0f}",
-                    f"{rate / limit:.2f}",
-                )
-            )
+            cpu.wait_idle([p.pid for p in procs])
+            groups = {**servers, "workers": [p.pid for p in procs]}
+            before = cpu.snapshot(groups)
+            start = time.monotonic()
+            ingest = _spawn(env, ["ingest"], MQTT_CLIENT_ID=INGEST_CLIENT_ID)
+            procs.append(ingest)
+            _note(f"draining {n:,} messages")
+            _wait_points(influx, n, procs)
+            seconds = time.monotonic() - start
+            after = cpu.snapshot({**groups, "ingest": [ingest.pid]})
+            runs.append(Run(f"{workers} worker(s)", n, seconds, cpu.used(before, after)))
             if workers == 1:
                 _note("latency at a steady 500 msgs/s")
-                latencies = _latency(broker, influx, rate=500, seconds=6, offset=offset)
-                offset += 3000
+                latencies = _latency(broker, influx, rate=500, seconds=6, offset=n)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=30)
+    drop_session(broker.port, INGEST_CLIENT_ID, v5=True)  # not fed what Telegraf is sent
+    peer = None
+    if telegraf_bin is not None:
+        peer = _telegraf(n, broker, influx, servers, telegraf_bin, work)
+    _report(n, limit, runs, peer, latencies)
+    return 0
+
+
+def _telegraf(
+    n: int,
+    broker: MosquittoServer,
+    influx: InfluxServer,
+    servers: Mapping[str, list[int]],
+    path: Path,
+    work: Path,
+) -> Run:
+    db = dataclasses.replace(influx, database=TELEGRAF_DATABASE)
+    db.query(f"DROP DATABASE {TELEGRAF_DATABASE}")
+    db.query(f"CREATE DATABASE {TELEGRAF_DATABASE}")
+    _note(f"telegraf: holding {n:,} messages at the broker")
+    hold_session(broker.port, telegraf.CLIENT_ID, telegraf.TOPICS, v5=False)
+    publish_all(broker.port, _messages(n, 0))
+    workdir = work / "telegraf"
+    conf = telegraf.config(
+        broker_port=broker.port, influx_url=influx.url, database=TELEGRAF_DATABASE, workdir=workdir
+    )
+    before = cpu.snapshot(servers)
+    start = time.monotonic()
+    proc = telegraf.start(path, conf, workdir)
+    try:
+        _note(f"telegraf: draining {n:,} messages")
+        _wait_points(db, n, [proc], log=workdir / "telegraf.log")
+        seconds = time.monotonic() - start
+        after = cpu.snapshot({**servers, "ingest": [proc.pid]})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return Run("Telegraf", n, seconds, cpu.used(before, after))
+
+
+def _report(
+    n: int, limit: float, runs: list[Run], peer: Run | None, latencies: list[float]
+) -> None:
     print()
     print(
-        f"Pipeline benchmark: {n:,} realtime messages (one value each), MQTT QoS 1 -> "
-        f"InfluxDB point visible, {os.cpu_count()} cores, everything on this machine"
+        f"Pipeline benchmark: {n:,} realtime messages (one value each) held by the broker for the "
+        f"subscriber's persistent session, MQTT QoS 1 -> InfluxDB point visible, timed from the "
+        f"subscriber's start; {os.cpu_count()} cores, everything on this machine, default settings"
     )
     print()
-    print(render(("MQTT -> InfluxDB", "points/s", "x InfluxDB limit"), rows, figures=True))
+    rows = [("InfluxDB's own limit: direct writer, batches of 5,000", f"{limit:,.0f}", "1.00")]
+    rows += [
+        (f"Conveyor: 1 ingestor + {r.label}", f"{r.rate:,.0f}", f"{r.rate / limit:.2f}")
+        for r in runs
+    ]
+    if peer is not None:
+        rows.append(
+            (
+                "Telegraf: mqtt_consumer -> outputs.influxdb",
+                f"{peer.rate:,.0f}",
+                f"{peer.rate / limit:.2f}",
+            )
+        )
+    print(render(("MQTT -> InfluxDB", "msgs/s", "x InfluxDB limit"), rows, figures=True))
+    print()
+    contenders = [*runs, *([peer] if peer is not None else [])]
+    headers = ("CPU µs per message", *(c.label for c in contenders))
+    table = [(title, *(_us(c.us_per_message(group)) for c in contenders)) for group, title in ROWS]
+    table.append(("total", *(f"{c.total_us:,.0f}" for c in contenders)))
+    print(render(headers, table, figures=True))
+    print()
+    if peer is not None and runs:
+        one = runs[0]
+        print(
+            f"Conveyor (1 ingestor + 1 worker) / Telegraf: {one.rate / peer.rate:.2f}x the "
+            f"throughput, {one.total_us / peer.total_us:.2f}x the CPU per message"
+        )
+    else:
+        print(telegraf.NOT_BUILT)
     if latencies:
         latencies.sort()
         p50 = latencies[len(latencies) // 2]
@@ -116,33 +250,50 @@ def _bench(n: int, rs: RedisServer, broker: MosquittoServer, influx: InfluxServe
             f"publish -> visible in InfluxDB at 500 msgs/s, 1 worker: p50 {p50 * 1000:.0f} ms, "
             f"p99 {p99 * 1000:.0f} ms (polled every 20 ms; {len(latencies):,} points)"
         )
-    return 0
 
 
-def _reset(rs: RedisServer, influx: InfluxServer) -> None:
-    import redis
-
-    redis.Redis.from_url(rs.url).flushall()
-    influx.query(f"DROP DATABASE {influx.database}")
-    influx.query(f"CREATE DATABASE {influx.database}")
+def _us(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
 
 
-def _start(env: dict[str, str], workers: int) -> list[subprocess.Popen[bytes]]:
-    def spawn(args: list[str], extra: dict[str, str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [*CLI, *args],
-            env={**env, **extra},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+def _pid(server: RedisServer | MosquittoServer | InfluxServer) -> int:
+    assert server.proc is not None
+    return server.proc.pid
 
-    procs = [spawn(["ingest"], {"MQTT_CLIENT_ID": "bench-pipeline"})]
-    procs += [
-        spawn(["work", "--queue", "mqtt_realtime", "--concurrency", "2"], {})
-        for _ in range(workers)
-    ]
-    time.sleep(3)  # connected and subscribed
-    return procs
+
+def _spawn(env: Mapping[str, str], args: list[str], **extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*CLI, *args],
+        env={**env, **extra},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_points(
+    influx: InfluxServer,
+    n: int,
+    procs: list[subprocess.Popen[bytes]],
+    *,
+    log: Path | None = None,
+) -> None:
+    """Wait until InfluxDB holds n points; fail if a contender exits or nothing moves for 60 s."""
+    seen, moved = -1, time.monotonic()
+    while (count := _count(influx)) < n:
+        now = time.monotonic()
+        if count != seen:
+            seen, moved = count, now
+        where = f" (its log: {log})" if log else ""
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(
+                    f"{p.args!r} exited with {p.returncode} after {count:,} of {n:,} points{where}"
+                )
+        if now - moved > 60:
+            raise TimeoutError(
+                f"InfluxDB has {count:,} of {n:,} points and none came for 60 s{where}"
+            )
+        time.sleep(0.05)
 
 
 def _messages(n: int, offset: int, *, ts: float | None = None) -> list[tuple[str, bytes]]:
@@ -157,21 +308,17 @@ def _messages(n: int, offset: int, *, ts: float | None = None) -> list[tuple[str
     ]
 
 
+def _reset(rs: RedisServer, influx: InfluxServer) -> None:
+    import redis
+
+    redis.Redis.from_url(rs.url).flushall()
+    influx.query(f"DROP DATABASE {influx.database}")
+    influx.query(f"CREATE DATABASE {influx.database}")
+
+
 def _count(influx: InfluxServer) -> int:
     series = influx.query("SELECT count(value) FROM realtime")
     return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
-
-
-def _throughput(broker: MosquittoServer, influx: InfluxServer, n: int, offset: int) -> float:
-    messages = _messages(n, offset)
-    start = time.time()
-    sender = threading.Thread(target=publish_all, args=(broker.port, messages))
-    sender.start()
-    while _count(influx) < n:
-        time.sleep(0.05)
-    elapsed = time.time() - start
-    sender.join()
-    return n / elapsed
 
 
 def _influx_limit(influx: InfluxServer, n: int) -> float:

@@ -1,11 +1,12 @@
 """The live stream: one Redis pub/sub subscription fanned out to every WebSocket client.
 
-The workers publish each processed realtime value, tech change and alert on
-``conveyor:live:<machine>``. The hub reads them once and hands each message, encoded once, to
-every client whose subscription matches. Each client has a buffer bounded both in messages and
-in bytes (a few large messages weigh as much as many small ones); a client that goes past
-either bound is marked as lagging and dropped by its connection, so one slow screen never slows
-the hub or the others, nor holds more than its share of the gateway's memory.
+The workers publish the realtime values of each batch (one event per machine, the newest value
+of each signal), each tech change and alert on ``conveyor:live:<machine>``. The hub reads them
+once and hands each message, encoded once, to every client whose subscription matches. Each
+client has a buffer bounded both in messages and in bytes (a few large messages weigh as much as
+many small ones); a client that goes past either bound is marked as lagging and dropped by its
+connection, so one slow screen never slows the hub or the others, nor holds more than its share
+of the gateway's memory.
 """
 
 from __future__ import annotations

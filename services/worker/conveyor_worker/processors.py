@@ -25,10 +25,11 @@ state of a machine that stopped sending goes, that of one still sending stays.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any, Protocol
@@ -109,6 +110,7 @@ class Context:
         """The worker running the processors, whose timeout bounds a batch's InfluxDB writes
         (:data:`ISOLATE_SHARE`); None: no bound."""
         self._http: aiohttp.ClientSession | None = None
+        self._keep_newest_loaded = False
 
     def writes_deadline(self) -> float | None:
         """When (event loop time) a batch starting now must be done writing to InfluxDB."""
@@ -190,6 +192,25 @@ class Context:
         self.metrics.sink_seconds.labels("redis").observe(time.perf_counter() - started)
         return result
 
+    async def keep_newest(self, build: Callable[[Any], object]) -> list[Any]:
+        """:meth:`redis_pipeline` for a pipeline calling :data:`KEEP_NEWEST` by its SHA: loaded
+        before the first call, and again when Redis lost it (a restart), then the pipeline is
+        sent again (a call that ran, and its event, then runs twice: same values, same event)."""
+        for attempt in (1, 2):
+            if not self._keep_newest_loaded:
+                try:
+                    await self.redis.script_load(KEEP_NEWEST)
+                except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                    raise SinkUnavailable(f"Redis did not take the cache script: {exc}") from exc
+                self._keep_newest_loaded = True
+            try:
+                return await self.redis_pipeline(build)
+            except redis_errors.NoScriptError:
+                self._keep_newest_loaded = False
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     async def http(self) -> aiohttp.ClientSession:
         if self._http is None:
             timeout = aiohttp.ClientTimeout(total=self.settings.webhook_timeout_s)
@@ -225,27 +246,49 @@ def processor_for(queue: str, ctx: Context) -> Processor | None:
 
 # The latest-value cache keeps, per signal, the value with the newest timestamp: jobs of one
 # machine are processed in parallel and retried, so a later write may carry an older value.
-# KEYS: latest_values, latest_times; ARGV: ts (ms), ttl (s), then signal, JSON value pairs.
+# One call per machine per batch (with at most CACHE_SIGNALS_PER_CALL signals), by EVALSHA; the
+# machine's live-stream event goes with it, so that a batch costs one command per machine.
+# KEYS: latest_values, latest_times (one machine's: one hash slot)
+# ARGV: ttl (s), the newest sample time (ms) of the call, the live channel and the event to
+#   publish on it (none if the channel is ''), then per signal: name, time (ms), JSON value.
+#   A signal's value and time are set when its time is at least the stored one; ``_ts`` of
+#   latest_values likewise; both hashes expire ttl seconds after the write.
 KEEP_NEWEST = """
-local ts = tonumber(ARGV[1])
-for i = 3, #ARGV, 2 do
-  local seen = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '-1')
-  if ts >= seen then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+local names = {}
+for i = 5, #ARGV, 3 do names[#names + 1] = ARGV[i] end
+local seen = {}
+if #names > 0 then seen = redis.call('HMGET', KEYS[2], unpack(names)) end
+local values, times = {}, {}
+for n = 1, #names do
+  local at = 3 * n + 2
+  if tonumber(ARGV[at + 1]) >= (tonumber(seen[n]) or -1) then
+    values[#values + 1] = ARGV[at]
+    values[#values + 1] = ARGV[at + 2]
+    times[#times + 1] = ARGV[at]
+    times[#times + 1] = ARGV[at + 1]
   end
 end
-if ts >= tonumber(redis.call('HGET', KEYS[1], '_ts') or '-1') then
-  redis.call('HSET', KEYS[1], '_ts', ARGV[1])
+if tonumber(ARGV[2]) >= (tonumber(redis.call('HGET', KEYS[1], '_ts')) or -1) then
+  values[#values + 1] = '_ts'
+  values[#values + 1] = ARGV[2]
 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+if #values > 0 then redis.call('HSET', KEYS[1], unpack(values)) end
+if #times > 0 then redis.call('HSET', KEYS[2], unpack(times)) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 """
+KEEP_NEWEST_SHA = hashlib.sha1(KEEP_NEWEST.encode()).hexdigest()  # noqa: S324 - Redis' script id
+CACHE_SIGNALS_PER_CALL = 500
+"""Signals per cache call, well within what Lua's unpack() takes (~8,000 values)."""
 
 
 async def process_realtime(
     ctx: Context, jobs: Sequence[Job], deadline: float | None = None
 ) -> Failures:
+    """Points to InfluxDB; then, for the jobs written, per machine of the batch: one cache call
+    with the newest value of each signal, and one live-stream event with those values and the
+    newest sample time (``{"kind": "realtime", "machine", "ts", "values"}``)."""
     failed: Failures = {}
     groups: list[PointGroup] = []
     for job in jobs:
@@ -257,26 +300,65 @@ async def process_realtime(
                 "correct its sender"
             )
     failed |= await ctx.write_points(groups, measurement="realtime", deadline=deadline)
-    good = [job for job in jobs if job.id not in failed]
-
-    def build(pipe: Any) -> None:
-        for job in good:
-            msg = job.data
-            machine = msg["machine"]
-            values: dict[str, Any] = {}
-            ts = msg["received_at"]
-            for sample in msg["samples"]:
-                ts = point_time(msg, sample)
-                fields = [x for k, v in sample["values"].items() for x in (k, json.dumps(v))]
-                keys = (latest_values(machine), latest_times(machine))
-                pipe.eval(KEEP_NEWEST, 2, *keys, ts, ctx.settings.cache_ttl_s, *fields)
-                values.update(sample["values"])
-            event = {"kind": "realtime", "machine": machine, "ts": ts, "values": values}
-            pipe.publish(live_channel(machine), json.dumps(event))
-
-    if good:
-        await ctx.redis_pipeline(build)
+    machines = _newest_per_machine(job.data for job in jobs if job.id not in failed)
+    if machines:
+        await ctx.keep_newest(lambda pipe: _cache_and_publish(pipe, machines, ctx.settings))
     return failed
+
+
+@dataclass
+class _Newest:
+    """A machine's newest values of a batch: signal -> (time, value); the newest sample time;
+    when the ingestor received its last message (the event's time if it has no samples)."""
+
+    signals: dict[str, tuple[int, Any]]
+    sample_ts: int | None
+    received_at: Any
+
+
+def _newest_per_machine(messages: Iterable[Any]) -> dict[str, _Newest]:
+    """Per machine, per signal, the value with the newest time; of equal times, the later
+    message's (as writing the messages one after another would keep)."""
+    machines: dict[str, _Newest] = {}
+    for msg in messages:
+        machine = msg["machine"]
+        if type(machine) is not str:  # only a message without values gets here so
+            machine = str(machine)
+        newest = machines.get(machine)
+        if newest is None:
+            newest = machines[machine] = _Newest({}, None, None)
+        newest.received_at = msg["received_at"]
+        signals = newest.signals
+        for sample in msg["samples"]:
+            ts = point_time(msg, sample)
+            if newest.sample_ts is None or ts > newest.sample_ts:
+                newest.sample_ts = ts
+            for signal, value in sample["values"].items():
+                seen = signals.get(signal)
+                if seen is None or ts >= seen[0]:
+                    signals[signal] = (ts, value)
+    return machines
+
+
+def _cache_and_publish(pipe: Any, machines: Mapping[str, _Newest], settings: SinkSettings) -> None:
+    ttl = settings.cache_ttl_s
+    for machine, newest in machines.items():
+        values = {signal: value for signal, (_, value) in newest.signals.items()}
+        ts = newest.sample_ts if newest.sample_ts is not None else newest.received_at
+        event = json.dumps({"kind": "realtime", "machine": machine, "ts": ts, "values": values})
+        channel = live_channel(machine)
+        if newest.sample_ts is None:  # messages without samples: nothing to cache
+            pipe.publish(channel, event)
+            continue
+        keys = (latest_values(machine), latest_times(machine))
+        calls: list[list[Any]] = [[]]
+        for signal, (at, value) in newest.signals.items():
+            if len(calls[-1]) == 3 * CACHE_SIGNALS_PER_CALL:
+                calls.append([])
+            calls[-1] += (signal, at, json.dumps(value))
+        for n, args in enumerate(calls, start=1):
+            publish = (channel, event) if n == len(calls) else ("", "")
+            pipe.evalsha(KEEP_NEWEST_SHA, 2, *keys, ttl, newest.sample_ts, *publish, *args)
 
 
 # --- SPC --------------------------------------------------------------------------------------
