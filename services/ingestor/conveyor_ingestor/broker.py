@@ -21,6 +21,15 @@
   them (at most ``receive_maximum`` packets of at most ``max_packet_size`` bytes).
 - Messages are handed from paho's network thread to asyncio through a deque; the event loop
   is woken once per burst, not once per message.
+- paho reads a packet with a system call per header byte and one for the rest, and one packet
+  per ``select()``; :class:`_BufferedClient` reads the socket in large chunks and handles every
+  complete packet of a chunk before it waits again.
+- paho 2 builds an MQTT 5 ``Properties`` object per PUBLISH (a few dozen dict entries, then a
+  walk over them all to clear it) even when the packet has none; :func:`_fast_decode_publish`
+  decodes such a packet itself, with a fresh empty ``Properties``, and leaves every other
+  packet to paho.
+- A batch's PUBACKs leave as one write (:meth:`Subscriber.ack_all`): paho's ``ack()`` wakes
+  its network thread and sends a 4-byte packet per message, a pair of system calls each.
 - A PUBACK is only sent on the connection the message arrived on: after a reconnect the broker
   redelivers unacknowledged messages, and a packet id from the old connection may already
   name another message.
@@ -33,15 +42,17 @@ import collections
 import contextlib
 import logging
 import ssl
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+import paho.mqtt._packet as mqtt_packet
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -55,6 +66,9 @@ PACKET_HEADER_ROOM = 65_536 + 4_096
 64 KiB (MQTT's limit) with its length, the packet id, the fixed header and up to about 4 KiB of
 MQTT 5 properties."""
 
+_PUBACK = struct.Struct("!BBH")  # the fixed header (type 4, remaining length 2) and packet id
+_PUBACK_TYPE = 0x40
+
 MQTT_PACKET_SIZE_LIMIT = 268_435_460
 """The largest packet MQTT can frame (a 256 MiB remaining length plus the fixed header)."""
 
@@ -62,6 +76,74 @@ MQTT_PACKET_SIZE_LIMIT = 268_435_460
 def max_packet_size(max_payload_bytes: int) -> int:
     """The MQTT 5 Maximum Packet Size the ingestor announces for a payload limit."""
     return min(max_payload_bytes + PACKET_HEADER_ROOM, MQTT_PACKET_SIZE_LIMIT)
+
+
+_paho_decode_publish = mqtt_packet.decode_publish
+_EMPTY_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+_MQTT5 = MQTTProtocolVersion.MQTTv5
+
+
+def _fast_decode_publish(
+    header: int, packet: bytes | bytearray, protocol: MQTTProtocolVersion
+) -> mqtt_packet.PublishPacket:
+    """paho's ``decode_publish`` for an MQTT 5 PUBLISH without properties (the common case):
+    the same packet, with an empty ``Properties`` made without paho's per-instance tables."""
+    qos = (header & 0x06) >> 1
+    if protocol == _MQTT5 and len(packet) >= 2:
+        topic_end = 2 + ((packet[0] << 8) | packet[1])
+        props_at = topic_end + (2 if qos else 0)
+        if len(packet) > props_at and packet[props_at] == 0:
+            properties = object.__new__(Properties)  # sharing the template's read-only tables
+            properties.__dict__.update(_EMPTY_PUBLISH_PROPERTIES.__dict__)
+            return mqtt_packet.PublishPacket(
+                dup=(header & 0x08) != 0,
+                qos=qos,
+                retain=(header & 0x01) != 0,
+                topic=bytes(packet[2:topic_end]),
+                mid=(packet[topic_end] << 8) | packet[topic_end + 1] if qos else 0,
+                properties=properties,
+                payload=bytes(packet[props_at + 1 :]),
+            )
+    return _paho_decode_publish(header, packet, protocol)
+
+
+mqtt_packet.decode_publish = _fast_decode_publish
+
+READ_CHUNK = 256 * 1024
+"""Bytes the network thread reads from the broker's socket at a time."""
+
+
+class _BufferedClient(mqtt.Client):
+    """paho's client reading the socket in chunks of :data:`READ_CHUNK` (see the docstring)."""
+
+    _chunk = b""
+    _chunk_pos = 0
+    _chunk_sock: object = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._chunk_sock is not self._sock or self._chunk_pos >= len(self._chunk):
+            # A new connection never inherits bytes of an old one.
+            self._chunk, self._chunk_pos, self._chunk_sock = b"", 0, self._sock
+            data = super()._sock_recv(max(bufsize, READ_CHUNK))
+            if len(data) <= bufsize:
+                return data  # also b"": the broker closed the connection
+            self._chunk = data
+        pos = self._chunk_pos
+        piece = self._chunk[pos : pos + bufsize]
+        self._chunk_pos = pos + len(piece)
+        return piece
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # select() cannot see bytes already read into the chunk: handle them all now.
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._sock is not None
+            and self._chunk_sock is self._sock
+            and self._chunk_pos < len(self._chunk)
+        ):
+            rc = super().loop_read(max_packets)
+        return rc
 
 
 @dataclass(frozen=True)
@@ -166,7 +248,7 @@ class Subscriber:
     def _make_client(self) -> mqtt.Client:
         c = self.config
         v5 = c.protocol == "5"
-        client = mqtt.Client(
+        client = _BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=c.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -262,6 +344,25 @@ class Subscriber:
             return False
         self._client.ack(delivery.mid, delivery.qos)
         return True
+
+    def ack_all(self, deliveries: Sequence[Delivery]) -> int:
+        """:meth:`ack` each of ``deliveries``, in order, as one write to the broker; returns how
+        many were acknowledged (those that came on the current connection)."""
+        if not self.connected:
+            return 0
+        generation = self._generation
+        current = [d for d in deliveries if d.generation == generation]
+        queue = getattr(self._client, "_packet_queue", None)  # paho 2's, present since 1.x
+        mids = [d.mid for d in current if d.qos == 1]
+        if queue is None or len(mids) < len(current):  # QoS 0 and 2 (or another paho): one by one
+            for d in current:
+                self._client.ack(d.mid, d.qos)
+        elif mids:
+            # One packet of many PUBACKs: the broker reads a stream of packets, so these are the
+            # bytes paho would send, in order, in one system call instead of two per message.
+            pack = _PUBACK.pack
+            queue(_PUBACK_TYPE, b"".join([pack(_PUBACK_TYPE, 2, mid) for mid in mids]), 0, 1)
+        return len(current)
 
     # --- paho callbacks (network thread) ------------------------------------------------------
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from conveyor_ingestor.broker import Delivery, Subscriber
 from conveyor_ingestor.errors import InvalidPayload
 from conveyor_ingestor.metrics import IngestMetrics
-from conveyor_ingestor.payloads import has_own_identity, parse_message
+from conveyor_ingestor.payloads import parse_job
 from conveyor_ingestor.routing import RoutingTable
 from reliable_queue import NewDeadLetter, NewJob, QueueClient, QueueUnavailable
 from reliable_queue.backoff import Backoff
@@ -156,8 +156,7 @@ class Ingestor:
                 )
                 await self._backoff.sleep()
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
-        for delivery in batch:
-            self.subscriber.ack(delivery)
+        self.subscriber.ack_all(batch)
 
     def _sort(self, batch: list[Delivery]) -> _Outcome:
         jobs: dict[str, list[NewJob]] = defaultdict(list)
@@ -180,7 +179,7 @@ class Ingestor:
                 )
                 continue
             try:
-                message = parse_message(
+                data, own_identity = parse_job(
                     match.route.kind,
                     machine=match.machine,
                     topic=d.topic,
@@ -197,11 +196,9 @@ class Ingestor:
                     )
                 )
                 continue
-            job_id = _stable_id(d) if has_own_identity(message) else new_job_id()
+            job_id = _stable_id(d) if own_identity else new_job_id()
             jobs[match.route.queue].append(
-                NewJob(
-                    message.model_dump(mode="json"), priority=match.route.priority, job_id=job_id
-                )
+                NewJob(data, priority=match.route.priority, job_id=job_id)
             )
         return _Outcome(dict(jobs), dead)
 

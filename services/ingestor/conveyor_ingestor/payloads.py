@@ -18,8 +18,9 @@ a person can act on, and so does anything the sinks could not hold exactly (name
 times out of bounds: :mod:`conveyor_ingestor.limits`).
 
 Every field is checked while the shapes are read, so the realtime and SPC models, the hot
-path, are built with ``model_construct`` rather than checked a second time (the tests hold
-the output to the models with ``model_validate``).
+path, are built with ``model_construct`` rather than checked a second time, and the ingestor
+(:func:`parse_job`) skips the models altogether and builds the job data as plain dicts (the
+tests hold both outputs to the models with ``model_validate``).
 """
 
 from __future__ import annotations
@@ -110,6 +111,38 @@ def parse_message(
 ) -> Message:
     """Validate ``payload`` as a message of ``kind``; raise InvalidPayload if it is not one.
     ``machine`` is the topic level the route takes the machine id from."""
+    doc, head = _decode(machine=machine, topic=topic, payload=payload, received_at=received_at)
+    if kind == "realtime":
+        return RealtimeMessage.model_construct(
+            **head, samples=[Sample.model_construct(**s) for s in _realtime_samples(doc)]
+        )
+    if kind == "spc":
+        return SpcMessage.model_construct(
+            **head, samples=[SpcSample.model_construct(**s) for s in _spc_samples(doc)]
+        )
+    return _document(kind, doc, head)
+
+
+def parse_job(
+    kind: Kind, *, machine: str, topic: str, payload: bytes, received_at: int
+) -> tuple[dict[str, Any], bool]:
+    """What :func:`parse_message` validates, as the job data the worker reads (the message's
+    ``model_dump(mode="json")``), and whether the message carries its own identity
+    (:func:`has_own_identity`). The ingestor's hot path: realtime and SPC messages are built
+    as plain dicts, with no model in between."""
+    doc, head = _decode(machine=machine, topic=topic, payload=payload, received_at=received_at)
+    if kind == "realtime" or kind == "spc":
+        samples = _realtime_samples(doc) if kind == "realtime" else _spc_samples(doc)
+        head["kind"] = kind
+        head["samples"] = samples
+        return head, all(s["ts"] is not None for s in samples)
+    message = _document(kind, doc, head)
+    return message.model_dump(mode="json"), message.ts is not None
+
+
+def _decode(
+    *, machine: str, topic: str, payload: bytes, received_at: int
+) -> tuple[Any, dict[str, Any]]:
     check_tag(machine, what="machine id (from the topic)")
     try:
         text = payload.decode("utf-8-sig")  # strict: no surrogates, no UTF-16
@@ -126,11 +159,10 @@ def parse_message(
     except RecursionError as exc:
         raise InvalidPayload("not_json", "payload nests too deeply") from exc
     check_unicode(text, doc)
-    head: dict[str, Any] = {"machine": machine, "topic": topic, "received_at": received_at}
-    if kind == "realtime":
-        return RealtimeMessage.model_construct(**head, samples=_realtime_samples(doc))
-    if kind == "spc":
-        return SpcMessage.model_construct(**head, samples=_spc_samples(doc))
+    return doc, {"machine": machine, "topic": topic, "received_at": received_at}
+
+
+def _document(kind: Kind, doc: Any, head: dict[str, Any]) -> TechMessage | AlertMessage:
     obj = _object(doc, kind)
     if kind == "tech":
         config = obj.get("config", obj)
@@ -161,8 +193,9 @@ def _items(doc: Any, kind: str) -> list[dict[str, Any]]:
     return [dict(item) for item in items]
 
 
-def _realtime_samples(doc: Any) -> list[Sample]:
-    samples: list[Sample] = []
+def _realtime_samples(doc: Any) -> list[dict[str, Any]]:
+    """Each sample as a ``Sample``'s fields: ``{"ts": ..., "values": {...}}``."""
+    samples: list[dict[str, Any]] = []
     for item in _items(doc, "realtime"):
         ts = _pop_ts(item)
         if "values" in item:
@@ -175,14 +208,15 @@ def _realtime_samples(doc: Any) -> list[Sample]:
         else:
             values = item
         checked = {check_tag(k, what="signal name"): _scalar(k, v) for k, v in values.items()}
-        samples.append(Sample.model_construct(ts=ts, values=checked))
-    if not samples or not any(s.values for s in samples):
+        samples.append({"ts": ts, "values": checked})
+    if not samples or not any(s["values"] for s in samples):
         raise InvalidPayload("no_values", "the message carries no values")
     return samples
 
 
-def _spc_samples(doc: Any) -> list[SpcSample]:
-    samples: list[SpcSample] = []
+def _spc_samples(doc: Any) -> list[dict[str, Any]]:
+    """Each sample as an ``SpcSample``'s fields."""
+    samples: list[dict[str, Any]] = []
     for item in _items(doc, "SPC"):
         ts = _pop_ts(item)
         spec = {k: _number(k, item.pop(k)) for k in ("usl", "lsl", "target") if k in item}
@@ -191,20 +225,16 @@ def _spc_samples(doc: Any) -> list[SpcSample]:
             raw = item.get("values", item.get("value"))
             values = raw if isinstance(raw, list) else [raw]
             numbers = [_number(name, v) for v in values]
-            samples.append(
-                SpcSample.model_construct(ts=ts, characteristic=name, values=numbers, spec=spec)
-            )
+            samples.append({"ts": ts, "characteristic": name, "values": numbers, "spec": spec})
         else:
             for name, value in item.items():
                 check_tag(name, what="SPC characteristic")
                 values = value if isinstance(value, list) else [value]
                 numbers = [_number(name, v) for v in values]
                 samples.append(
-                    SpcSample.model_construct(
-                        ts=ts, characteristic=str(name), values=numbers, spec={}
-                    )
+                    {"ts": ts, "characteristic": str(name), "values": numbers, "spec": {}}
                 )
-    if not samples or any(not s.values for s in samples):
+    if not samples or any(not s["values"] for s in samples):
         raise InvalidPayload("no_values", "an SPC message needs at least one measured value")
     if len(samples) > MAX_SAMPLES:
         raise InvalidPayload("too_many_samples", f"{len(samples)} samples, at most {MAX_SAMPLES}")

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from conveyor_ingestor.errors import RoutingError
-from conveyor_ingestor.payloads import parse_message
+from conveyor_ingestor.payloads import parse_job
 from conveyor_ingestor.routing import DEFAULT_ROUTES, RoutingTable
 from reliable_queue import QueueClient
 
@@ -37,13 +37,11 @@ async def _enqueue(client: QueueClient, topic: str, data: Any, routes: RoutingTa
     match = routes.match(topic)
     if match is None:
         raise RoutingError(f"no route for topic {topic!r}")
-    message = parse_message(
+    job, _ = parse_job(
         match.route.kind,
         machine=match.machine,
         topic=topic,
         payload=json.dumps(data).encode(),
         received_at=int(time.time() * 1000),
     )
-    return await client.enqueue(
-        match.route.queue, message.model_dump(mode="json"), priority=match.route.priority
-    )
+    return await client.enqueue(match.route.queue, job, priority=match.route.priority)
