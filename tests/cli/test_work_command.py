@@ -107,3 +107,13 @@ def test_without_a_wait_a_missing_redis_is_reported_at_once(own_redis: RedisServ
     out = run_cli("work", "--queue", "q", redis_url=own_redis.url, REDIS_STARTUP_WAIT_S="0")
     assert out.returncode == 3
     assert "check that Redis runs and REDIS_URL points at it" in out.stderr
+
+
+def test_help_states_the_write_budget_the_worker_uses() -> None:
+    """`conveyor work --help` writes the share out (importing the worker there would slow every
+    command); it must be the one the processors use."""
+    from conveyor_worker.processors import ISOLATE_SHARE
+
+    out = run_cli("work", "--help")
+    assert out.returncode == 0, out.stderr
+    assert f"{ISOLATE_SHARE:.0%} of the batch's timeout" in " ".join(out.stdout.split())

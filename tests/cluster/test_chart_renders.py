@@ -60,6 +60,21 @@ def test_ingestor_is_a_statefulset_whose_pod_name_is_the_client_id() -> None:
     assert env["REDIS_URL"]["value"] == "redis://conveyor-redis:6379/0"
 
 
+def test_the_ingestors_bounds_reach_its_environment() -> None:
+    sets = (
+        "ingestor.receiveMaximum=321",
+        "ingestor.deadMaxBytes=2097152",
+        "ingestor.maxPayloadBytes=4096",
+    )
+    [sts] = by_kind(render(*sets, show_only="templates/ingestor-statefulset.yaml"), "StatefulSet")
+    env = {
+        e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MQTT_RECEIVE_MAXIMUM"] == "321"
+    assert env["INGEST_DEAD_MAX_BYTES"] == "2097152"
+    assert env["INGEST_MAX_PAYLOAD_BYTES"] == "4096"
+
+
 def test_external_services_and_secrets_by_reference() -> None:
     docs = render(
         "redis.enabled=false",
@@ -124,6 +139,10 @@ def test_default_queues_are_the_original_design() -> None:
         (["mqtt.brokerUrl=http://x"], "does not match pattern"),
         (["redis.enabled=false", "redis.auth=false"], "set redis.url"),
         (["worker.drainTimeoutSeconds=60"], "terminationGracePeriodSeconds must exceed"),
+        (["ingestor.receiveMaximum=0"], "minimum"),
+        (["ingestor.receiveMaximum=70000"], "maximum"),
+        (["ingestor.deadMaxBytes=1024"], "minimum"),
+        (["ingestor.maxPayloadBytes=1000000000"], "maximum"),
     ],
 )
 def test_bad_values_fail_with_a_message(values: list[str], message: str) -> None:
