@@ -3,7 +3,7 @@
 - QoS 1 subscriptions, a stable client id and a persistent session (MQTT 5 ``clean_start``
   false with a session expiry, or MQTT 3.1.1 ``clean_session`` false), so the broker keeps
   and redelivers what was not acknowledged while the ingestor was away.
-- ``manual_ack``: the PUBACK for a message is sent only when :meth:`Subscriber.ack_all` is called,
+- ``manual_ack``: the PUBACK for a message is sent only when :meth:`Subscriber.ack` is called,
   which the ingestor does after Redis has accepted the job.
 - MQTT 5 ``Receive Maximum`` bounds how many unacknowledged messages the broker sends: it is
   both the flow-control window and the bound on the memory the ingestor holds when Redis is
@@ -338,10 +338,16 @@ class Subscriber:
             self.inbox_bytes -= sum(_weight(d.topic, d.payload) for d in batch)
         return batch
 
+    def ack(self, delivery: Delivery) -> bool:
+        """Send the PUBACK, unless the connection it came on is gone (then it is redelivered)."""
+        if delivery.generation != self._generation or not self.connected:
+            return False
+        self._client.ack(delivery.mid, delivery.qos)
+        return True
+
     def ack_all(self, deliveries: Sequence[Delivery]) -> int:
-        """Send the PUBACKs of ``deliveries``, in order, as one write to the broker, except for
-        those whose connection is gone (the broker redelivers them); returns how many were
-        acknowledged."""
+        """:meth:`ack` each of ``deliveries``, in order, as one write to the broker; returns how
+        many were acknowledged (those that came on the current connection)."""
         if not self.connected:
             return 0
         generation = self._generation
