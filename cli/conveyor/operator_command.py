@@ -39,20 +39,37 @@ class OperatorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OPERATOR_", extra="ignore")
 
-    worker_image: str = Field(default="conveyor:0.1.0", min_length=1)
+    worker_image: str = Field(
+        default="conveyor:0.1.0",
+        min_length=1,
+        description="image of worker pods, and the one a MessageQueue may always name",
+    )
     worker_resources: str = Field(default="{}", description="JSON resources of worker pods")
-    worker_drain_timeout_s: int = Field(default=20, ge=1)
-    worker_grace_period_s: int = Field(default=30, ge=1)
+    worker_drain_timeout_s: int = Field(
+        default=20, ge=1, description="worker pods' `--drain-timeout`, seconds"
+    )
+    worker_grace_period_s: int = Field(
+        default=30,
+        ge=1,
+        description="worker pods' terminationGracePeriodSeconds; keep it above the drain timeout",
+    )
     worker_service_account: str = Field(
         default="", description="ServiceAccount of worker pods; empty: the namespace's default"
     )
-    release: str = Field(default="", description="Helm release: label conveyor.io/release")
+    release: str = Field(default="", description="Helm release: label `conveyor.io/release`")
     redis_secret: str = Field(default="", description="Secret holding the Redis password")
-    redis_secret_key: str = Field(default="redis-password", min_length=1)
-    influx_secret: str = ""
-    influx_secret_key: str = Field(default="influx-token", min_length=1)
+    redis_secret_key: str = Field(
+        default="redis-password", min_length=1, description="its key holding the password"
+    )
+    influx_secret: str = Field(
+        default="", description="Secret holding the InfluxDB token for worker pods"
+    )
+    influx_secret_key: str = Field(
+        default="influx-token", min_length=1, description="its key holding the token"
+    )
     image_pull_secrets: str = Field(
-        default="", description='for worker pods: JSON [{"name": ...}] or comma-separated names'
+        default="",
+        description='for worker pods: JSON `[{"name": ...}]` or comma-separated names',
     )
     allowed_images: str = Field(
         default="", description="image prefixes MessageQueues may use: JSON list or commas"
@@ -62,9 +79,11 @@ class OperatorSettings(BaseSettings):
     )
     allowed_tolerations: str = Field(default="[]", description="JSON list of tolerations")
     allowed_node_selectors: str = Field(
-        default="{}", description="JSON object: node label -> list of allowed values"
+        default="{}", description="JSON object: node label → list of allowed values"
     )
-    max_replicas_ceiling: int = Field(default=50, ge=1, le=1000)
+    max_replicas_ceiling: int = Field(
+        default=50, ge=1, le=1000, description="the highest maxReplicas a MessageQueue may ask for"
+    )
     peering: bool = Field(default=False, description="run as one of an HA pair (kopf peering)")
     priority: int | None = Field(
         default=None, ge=0, description="peering priority; default: random, so one leads"

@@ -57,14 +57,29 @@ class RedisSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REDIS_", extra="ignore")
 
-    url: str | None = Field(default=None, description="e.g. redis://:pass@host:6379/0")
-    host: str = "localhost"
-    port: int = Field(default=6379, ge=1, le=65535)
-    password: SecretStr | None = None
-    db: int = Field(default=0, ge=0, le=15)
-    cluster: bool = Field(default=False, description="Connect to a Redis Cluster")
+    url: str | None = Field(
+        default=None,
+        description="the Redis holding the queues: `redis://`, `rediss://` (TLS) or `unix://`, "
+        "e.g. `redis://:pass@host:6379/0`; when set, `REDIS_HOST`, `REDIS_PORT` and `REDIS_DB` "
+        "are ignored",
+    )
+    host: str = Field(default="localhost", description="Redis host, when `REDIS_URL` is unset")
+    port: int = Field(
+        default=6379, ge=1, le=65535, description="Redis port, when `REDIS_URL` is unset"
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description="Redis password; joins a `REDIS_URL` that has none (so the URL can be a plain "
+        "value and the password a secret)",
+    )
+    db: int = Field(default=0, ge=0, le=15, description="Redis database, when `REDIS_URL` is unset")
+    cluster: bool = Field(default=False, description="connect to a Redis Cluster")
     startup_wait_s: float = Field(
-        default=30.0, ge=0, le=3600, description="how long a service waits for Redis at start"
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="how long `conveyor work` and `conveyor gateway` wait for Redis at start "
+        "before they exit with code 3; each try is logged with the address",
     )
 
     @field_validator("url")
@@ -116,19 +131,44 @@ class MqttSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MQTT_", extra="ignore")
 
-    broker_url: str = Field(default="mqtt://localhost:1883", description="mqtt:// or mqtts://")
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = Field(default=None, description="a mounted secret file")
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    client_id: str | None = Field(default=None, description="default: conveyor-ingestor-<host>")
-    share_group: str | None = Field(default=None, description="split load across replicas")
-    protocol: Literal["5", "3.1.1"] = "5"
-    keepalive: int = Field(default=30, ge=5, le=3600)
-    session_expiry_s: int = Field(default=7 * 86_400, ge=0)
-    receive_maximum: int = Field(default=2000, ge=1, le=65535)
+    broker_url: str = Field(
+        default="mqtt://localhost:1883", description="the broker: `mqtt://` or `mqtts://` (TLS)"
+    )
+    username: str | None = Field(default=None, description="broker user name")
+    password: SecretStr | None = Field(default=None, description="broker password")
+    password_file: Path | None = Field(
+        default=None, description="a file holding the broker password (a mounted secret)"
+    )
+    ca_file: Path | None = Field(default=None, description="CA certificate for `mqtts://`")
+    cert_file: Path | None = Field(default=None, description="client certificate for `mqtts://`")
+    key_file: Path | None = Field(default=None, description="client key for `mqtts://`")
+    client_id: str | None = Field(
+        default=None,
+        description="MQTT client id; keep it stable, so the persistent session survives a "
+        "restart; default: `conveyor-ingestor-<hostname>`",
+    )
+    share_group: str | None = Field(
+        default=None,
+        description="subscribe as `$share/<group>/<filter>`, so replicas split the load (each "
+        "with its own `MQTT_CLIENT_ID`)",
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5", description="MQTT version; 3.1.1 uses `clean_session=false`"
+    )
+    keepalive: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive, seconds")
+    session_expiry_s: int = Field(
+        default=7 * 86_400,
+        ge=0,
+        description="MQTT 5: how long the broker keeps the ingestor's session (and its messages) "
+        "while it is away",
+    )
+    receive_maximum: int = Field(
+        default=2000,
+        ge=1,
+        le=65535,
+        description="MQTT 5 receive window: QoS 1 messages the broker sends before they are "
+        "acknowledged; bounds what the ingestor holds",
+    )
 
     @field_validator("broker_url")
     @classmethod
@@ -162,19 +202,33 @@ class IngestSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
 
-    routes: str | None = Field(default=None, description="routing table as JSON")
+    routes: str | None = Field(
+        default=None,
+        description='routing table as JSON: `[{"filter": "+/realtime", "queue": "mqtt_realtime", '
+        '"priority": 5, "kind": "realtime"}, ...]`, first match wins; unset: the default routes',
+    )
     routes_file: Path | None = Field(default=None, description="routing table as a JSON file")
-    batch_size: int = Field(default=1000, ge=1, le=10_000)
-    flush_ms: float = Field(default=5.0, ge=0, le=1000)
-    max_payload_bytes: int = Field(default=256 * 1024, ge=64, le=64 * 1024 * 1024)
+    batch_size: int = Field(
+        default=1000, ge=1, le=10_000, description="most messages enqueued in one script call"
+    )
+    flush_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="longest wait, ms, for a batch to fill"
+    )
+    max_payload_bytes: int = Field(
+        default=256 * 1024,
+        ge=64,
+        le=64 * 1024 * 1024,
+        description="larger payloads go to `dead:ingest` as oversized; with MQTT 5 the broker is "
+        "told a Maximum Packet Size of this + 68 KiB",
+    )
     dead_max_count: int = Field(
-        default=100_000, ge=1, le=100_000_000, description="most letters kept in dead:ingest"
+        default=100_000, ge=1, le=100_000_000, description="most letters kept in `dead:ingest`"
     )
     dead_max_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=1024 * 1024,  # far above one letter (4 KiB of payload, 1 KiB of topic, the error)
         le=16 * 1024**3,
-        description="most bytes of dead:ingest (payloads, errors, ids, per-letter overhead)",
+        description="most bytes of `dead:ingest` (payloads, errors, ids, per-letter overhead)",
     )
     inbox_max_messages: int = Field(
         default=10_000, ge=1, le=10_000_000, description="QoS 0 dropped beyond this backlog"
@@ -192,8 +246,11 @@ class ProbeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PROBE_", extra="ignore")
 
-    host: str = "0.0.0.0"  # noqa: S104 - in a pod the kubelet and Prometheus come from outside
-    port: int = Field(default=8080, ge=0, le=65535)
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - in a pod the kubelet and Prometheus come from outside
+        description="address of `/healthz`, `/readyz` and `/metrics`",
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="their port; 0: any free port")
 
 
 class InfluxSettings(BaseSettings):
@@ -202,11 +259,22 @@ class InfluxSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INFLUX_", extra="ignore")
 
-    url: str | None = Field(default=None, description="e.g. http://influxdb:8086; unset: no writes")
-    token: SecretStr = SecretStr("")
-    org: str = "-"
-    bucket: str = "conveyor/autogen"
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    url: str | None = Field(
+        default=None,
+        description="e.g. `http://influxdb:8086`; unset or empty: no points are written (said "
+        "loudly at start), the other sinks still run",
+    )
+    token: SecretStr = Field(
+        default=SecretStr(""), description="API token; for InfluxDB 1.8 `<user>:<password>`"
+    )
+    org: str = Field(default="-", description="organisation (InfluxDB 1.8 ignores it)")
+    bucket: str = Field(
+        default="conveyor/autogen",
+        description="bucket; for InfluxDB 1.8 `<database>/<retention policy>`",
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="timeout of one write request, seconds"
+    )
 
     @field_validator("url", mode="before")
     @classmethod
@@ -223,19 +291,47 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    worker_batch_size: int = Field(default=200, ge=1, le=10_000)
-    worker_cache_ttl_s: int = Field(default=86_400, ge=1)
+    worker_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="jobs the built-in processors take per batch (one InfluxDB write per batch)",
+    )
+    worker_cache_ttl_s: int = Field(
+        default=86_400,
+        ge=1,
+        description="seconds a machine's latest values (`conveyor:latest:{machine}`) outlive its "
+        "last realtime message",
+    )
     worker_machine_ttl_s: int = Field(
         default=30 * 86_400,
         ge=60,
         description="seconds a machine's SPC windows and tech configuration outlive its last "
         "message (each message renews them)",
     )
-    worker_spc_window: int = Field(default=100, ge=10, le=10_000)
-    worker_spc_min_points: int = Field(default=20, ge=2, le=10_000)
-    alert_webhooks: str = Field(default="", description="comma-separated URLs to POST alerts to")
-    alert_suppress_s: float = Field(default=300.0, ge=1)
-    alert_history_max: int = Field(default=10_000, ge=1)
+    worker_spc_window: int = Field(
+        default=100, ge=10, le=10_000, description="SPC points kept per machine and characteristic"
+    )
+    worker_spc_min_points: int = Field(
+        default=20,
+        ge=2,
+        le=10_000,
+        description="SPC points needed before control limits are computed and rules checked",
+    )
+    alert_webhooks: str = Field(
+        default="",
+        description="comma-separated http(s) URLs to POST alerts to (JSON); an error answer "
+        "retries the job",
+    )
+    alert_suppress_s: float = Field(
+        default=300.0,
+        ge=1,
+        description="repeats of one alert type per machine within this many seconds are folded "
+        "into the first",
+    )
+    alert_history_max: int = Field(
+        default=10_000, ge=1, description="alerts kept in the stream `conveyor:alerts:history`"
+    )
 
     @field_validator("alert_webhooks")
     @classmethod
@@ -256,18 +352,22 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
-    host: str = "0.0.0.0"  # noqa: S104 - in a pod the Service comes from outside
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - in a pod the Service comes from outside
+        description="address the gateway listens on",
+    )
+    port: int = Field(default=8000, ge=0, le=65535, description="its port; 0: any free port")
     api_token: SecretStr | None = Field(
         default=None, description="bearer token for replay and delete (and reads, the stream)"
     )
     read_auth: bool = Field(
         default=False, description="require the token for reads: stats, machines, dead letters"
     )
-    stream_auth: bool = Field(default=False, description="require the token on /ws as well")
+    stream_auth: bool = Field(default=False, description="require the token on `/ws` as well")
     allowed_origins: str = Field(
         default="",
-        description="comma-separated origins besides the gateway's own that may open /ws; * any",
+        description="comma-separated origins besides the gateway's own that may open `/ws`; "
+        "`*`: any",
     )
     max_connections: int = Field(
         default=1000, ge=1, le=1_000_000, description="open WebSocket connections at most"

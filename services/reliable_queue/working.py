@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reliable_queue.backoff import Backoff
+from reliable_queue.cancelling import cancel_and_wait
 from reliable_queue.connection import RedisClient, redis_boundary
 from reliable_queue.errors import (
     JobTimeout,
@@ -204,7 +205,7 @@ class Worker:
         tasks: list[asyncio.Task[Any] | None] = [self._beat_task, self._wake_task]
         for helper in tasks:
             if helper is not None:
-                await _cancel_and_wait(helper)
+                await cancel_and_wait(helper)
         try:
             with redis_boundary("deregister worker"):
                 await self._redis.zrem(self._keys.workers, self.options.worker_id)
@@ -601,17 +602,6 @@ def _consume(task: asyncio.Future[Any]) -> None:
     """Retrieve a finished task's exception so asyncio does not warn about it."""
     if not task.cancelled() and task.exception() is not None:
         log.debug("task ended with %s", task.exception())
-
-
-async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait for it to end; cancel it again if it swallowed the cancellation.
-    redis-py sends every command through ``asyncio.wait_for``, which on Python 3.11 drops a
-    cancellation that arrives as the send completes: the heartbeat loop would run on, and
-    ``stop()`` would wait for it forever."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
-    _consume(task)
 
 
 def _check_timeout(seconds: float | None) -> float | None:

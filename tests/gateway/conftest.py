@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
 import pytest
 from conveyor_gateway import GatewayConfig, create_app
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from reliable_queue import QueueClient
@@ -44,7 +46,20 @@ def make_gateway(redis_url: str) -> Iterator[Callable[..., Gateway]]:
     def make(*, url: str | None = None, **config: Any) -> Gateway:
         client = QueueClient.from_url(url or redis_url)
         settings = {"api_token": TOKEN, "sample_interval_s": 0.1, **config}
-        http = TestClient(create_app(client, GatewayConfig(**settings)))
+        app = create_app(client, GatewayConfig(**settings))
+        app_lifespan = app.router.lifespan_context
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            # As `conveyor gateway` does: the app stops (live stream, sampler), then its
+            # client closes, on the app's loop. The other order pulls Redis away from the
+            # running live stream.
+            async with app_lifespan(app):
+                yield
+            await client.close()
+
+        app.router.lifespan_context = lifespan
+        http = TestClient(app)
         http.__enter__()  # runs the lifespan: live stream and stats sampling
         gateway = Gateway(http, client)
         opened.append(gateway)
@@ -52,8 +67,7 @@ def make_gateway(redis_url: str) -> Iterator[Callable[..., Gateway]]:
 
     yield make
     for gateway in opened:
-        gateway.run(gateway.client.close)
-        gateway.http.__exit__(None, None, None)
+        gateway.http.__exit__(None, None, None)  # the lifespan closes the client last
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Redis memory per machine, per queued job and per dead letter stays within the budget the
-README states (section "Reliability guarantees", "Memory budget").
+"""Redis memory per machine, per queued job and per dead letter stays within the budget
+docs/architecture.md states (section "Memory budget", under "Bounds").
 
 Machines go the real way: payloads through the ingest parser, jobs through real workers running
 the built-in processors (realtime, tech, SPC) into a real Redis; what stays once the queues are
@@ -37,7 +37,7 @@ JOBS = 10_000
 LETTERS = 5_000
 TS = 1_750_000_000_000
 
-# The budget, as the README states it (bytes of Redis memory).
+# The budget, as docs/architecture.md states it (bytes of Redis memory).
 BUDGET_MACHINE = 16 * 1024
 """One machine of SIGNALS realtime signals, a tech config of TECH_KEYS keys and the
 CHARACTERISTICS with full SPC windows (WORKER_SPC_WINDOW points each)."""

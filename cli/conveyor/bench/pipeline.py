@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import redis
+
 from conveyor.bench import cpu, telegraf
 from conveyor.bench.broker_sessions import drop_session, hold_session
 from conveyor.bench.mqtt_publish import publish_all
@@ -66,6 +68,8 @@ class Run:
     messages: int
     seconds: float
     cpu: dict[str, float]
+    redis_calls: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Redis commands run over the run, by name (scripts' own calls included), from INFO."""
 
     @property
     def rate(self) -> float:
@@ -135,6 +139,7 @@ def _bench(
     }
     runs: list[Run] = []
     latencies: list[float] = []
+    redis_stats = redis.Redis.from_url(rs.url)
     for workers in WORKER_COUNTS:
         _reset(rs, influx)
         _note(f"pipeline with {workers} worker process(es): holding {n:,} messages at the broker")
@@ -145,6 +150,7 @@ def _bench(
         try:
             cpu.wait_idle([p.pid for p in procs])
             groups = {**servers, "workers": [p.pid for p in procs]}
+            redis_stats.config_resetstat()
             before = cpu.snapshot(groups)
             start = time.monotonic()
             ingest = _spawn(env, ["ingest"], MQTT_CLIENT_ID=INGEST_CLIENT_ID)
@@ -153,7 +159,8 @@ def _bench(
             _wait_points(influx, n, procs)
             seconds = time.monotonic() - start
             after = cpu.snapshot({**groups, "ingest": [ingest.pid]})
-            runs.append(Run(f"{workers} worker(s)", n, seconds, cpu.used(before, after)))
+            calls = _redis_calls(redis_stats)
+            runs.append(Run(f"{workers} worker(s)", n, seconds, cpu.used(before, after), calls))
             if workers == 1:
                 _note("latency at a steady 500 msgs/s")
                 latencies = _latency(broker, influx, rate=500, seconds=6, offset=n)
@@ -233,6 +240,9 @@ def _report(
     table.append(("total", *(f"{c.total_us:,.0f}" for c in contenders)))
     print(render(headers, table, figures=True))
     print()
+    for run in runs[:1]:
+        print(_redis_line(run))
+        print()
     if peer is not None and runs:
         one = runs[0]
         print(
@@ -250,6 +260,27 @@ def _report(
             f"publish -> visible in InfluxDB at 500 msgs/s, 1 worker: p50 {p50 * 1000:.0f} ms, "
             f"p99 {p99 * 1000:.0f} ms (polled every 20 ms; {len(latencies):,} points)"
         )
+
+
+def _redis_calls(r: redis.Redis) -> dict[str, int]:
+    stats = cast(dict[str, dict[str, int]], r.info("commandstats"))
+    return {
+        name.removeprefix("cmdstat_"): int(stat["calls"])
+        for name, stat in stats.items()
+        if not name.startswith(("cmdstat_info", "cmdstat_config"))
+    }
+
+
+def _redis_line(run: Run) -> str:
+    """Redis commands per message: scripts, then the commands they and the clients ran."""
+    per = {name: calls / run.messages for name, calls in run.redis_calls.items()}
+    scripts = per.pop("evalsha", 0.0) + per.pop("eval", 0.0)
+    top = sorted(per.items(), key=lambda kv: -kv[1])[:6]
+    named = ", ".join(f"{name} {count:.3f}" for name, count in top)
+    return (
+        f"Redis per message ({run.label}): {scripts:.3f} script calls, {sum(per.values()):.2f} "
+        f"commands in all, scripts' own included (most: {named})"
+    )
 
 
 def _us(value: float | None) -> str:
@@ -309,8 +340,6 @@ def _messages(n: int, offset: int, *, ts: float | None = None) -> list[tuple[str
 
 
 def _reset(rs: RedisServer, influx: InfluxServer) -> None:
-    import redis
-
     redis.Redis.from_url(rs.url).flushall()
     influx.query(f"DROP DATABASE {influx.database}")
     influx.query(f"CREATE DATABASE {influx.database}")

@@ -28,9 +28,9 @@ RSS_BOUND_BYTES = 512 * MIB
 DEAD_INGEST_MAX_BYTES = 4 * MIB
 """``INGEST_DEAD_MAX_BYTES`` in the soak: small, so that the cap is reached and shown."""
 MACHINE_BUDGET_BYTES = 16 * 1024
-"""Redis bytes a machine may cost, per the README's memory budget (10 signals, a 20-key tech
-config, 2 full SPC windows); a flood machine sends far less, so this bound is loose and the
-report also gives what one new machine cost."""
+"""Redis bytes a machine may cost, per the memory budget in docs/architecture.md (10 signals, a
+20-key tech config, 2 full SPC windows); a flood machine sends far less, so this bound is loose
+and the report also gives what one new machine cost."""
 JOB_BUDGET_BYTES = 1024
 """Redis bytes per queued or retained job: the budget's payload x 1.25 + 256 B, for the flood's
 payloads of at most ~600 B. Each queue keeps up to ``done_max_count`` (1,000) finished jobs."""

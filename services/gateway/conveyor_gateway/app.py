@@ -38,6 +38,7 @@ from conveyor_gateway.openapi import openapi_document
 from conveyor_gateway.security import SecurityHeaders, bearer_token, token_matches
 from conveyor_gateway.stream import StreamGate, stream_endpoint
 from reliable_queue import QueueClient, QueueUnavailable, UsageError
+from reliable_queue.cancelling import cancel_and_wait
 from reliable_queue.keys import ALERT_HISTORY, latest_values, tech_config, validate_queue_name
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(*tasks)
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@
   walk over them all to clear it) even when the packet has none; :func:`_fast_decode_publish`
   decodes such a packet itself, with a fresh empty ``Properties``, and leaves every other
   packet to paho.
+- For QoS 0 and 1, :meth:`_BufferedClient._handle_publish` hands the message to
+  ``on_message`` directly, without paho's per-message debug log formatting, per-topic
+  callback matching (none is added) and callback locks.
 - A batch's PUBACKs leave as one write (:meth:`Subscriber.ack_all`): paho's ``ack()`` wakes
   its network thread and sends a 4-byte packet per message, a pair of system calls each.
 - A PUBACK is only sent on the connection the message arrived on: after a reconnect the broker
@@ -132,6 +135,26 @@ class _BufferedClient(mqtt.Client):
         piece = self._chunk[pos : pos + bufsize]
         self._chunk_pos = pos + len(piece)
         return piece
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        # For QoS 0 and 1 with manual acks paho only builds the message, logs it at debug level,
+        # looks for per-topic callbacks (this client adds none) and calls on_message: do just
+        # that, without its per-message log formatting, topic matching and locks.
+        header = self._in_packet["command"]
+        if header & 0x06 == 0x04 or not self._manual_ack:  # QoS 2: paho's handshake
+            return super()._handle_publish()
+        result = mqtt_packet.decode_publish(header, self._in_packet["packet"], self._protocol)
+        message = mqtt.MQTTMessage(mid=result.mid, topic=result.topic)
+        message.dup = result.dup
+        message.qos = result.qos
+        message.retain = result.retain
+        message.properties = result.properties
+        message.payload = result.payload
+        message.timestamp = time.monotonic()
+        on_message = self.on_message
+        if on_message is not None:
+            on_message(self, self._userdata, message)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         # select() cannot see bytes already read into the chunk: handle them all now.

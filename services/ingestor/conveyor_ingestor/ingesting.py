@@ -107,20 +107,37 @@ class Ingestor:
         return self.subscriber.subscribed and self.redis_ok
 
     async def run(self) -> None:
-        """Ingest until :meth:`stop`; the caller starts and stops the subscriber."""
+        """Ingest until :meth:`stop`; the caller starts and stops the subscriber.
+
+        One batch is validated while the one before is in Redis's hands (not while Redis is
+        away): batches still reach Redis, and are acknowledged, one after another in arrival
+        order."""
         await self._check_redis()
-        while not self._stopping:
-            await self.subscriber.wait(0.5)
-            if not self.subscriber.inbox:
-                # Idle: readiness still follows Redis (say, one that was not up yet when
-                # this pod started), checked every second while down, every 5 s while up.
-                if time.monotonic() - self._redis_checked >= (5.0 if self.redis_ok else 1.0):
-                    await self._check_redis()
-                continue
-            if len(self.subscriber.inbox) < self.options.batch_size:
-                await asyncio.sleep(self.options.flush_interval)  # let the batch fill a little
-            batch = self._take()
-            await self._ingest(batch)
+        storing: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping:
+                await self.subscriber.wait(0.5)
+                if not self.subscriber.inbox:
+                    # Idle: readiness still follows Redis (say, one that was not up yet when
+                    # this pod started), checked every second while down, every 5 s while up.
+                    if time.monotonic() - self._redis_checked >= (5.0 if self.redis_ok else 1.0):
+                        await self._check_redis()
+                    continue
+                if storing is not None and not self.redis_ok:
+                    # Redis is away: what arrives meanwhile stays in the inbox, within its bounds.
+                    task, storing = storing, None
+                    await task
+                if len(self.subscriber.inbox) < self.options.batch_size:
+                    await asyncio.sleep(self.options.flush_interval)  # let the batch fill a little
+                batch = self._take()
+                outcome = self._sort(batch)
+                if storing is not None:
+                    task, storing = storing, None
+                    await task
+                storing = asyncio.create_task(self._store(batch, outcome))
+        finally:
+            if storing is not None:
+                await storing
         log.info("ingestor stopped")
 
     def stop(self) -> None:
@@ -129,10 +146,8 @@ class Ingestor:
     def _take(self) -> list[Delivery]:
         return self.subscriber.take(self.options.batch_size)
 
-    async def _ingest(self, batch: list[Delivery]) -> None:
-        self.metrics.received.inc(len(batch))
-        self.metrics.batch_size.observe(len(batch))
-        outcome = self._sort(batch)
+    async def _store(self, batch: list[Delivery], outcome: _Outcome) -> None:
+        """Write a sorted batch to Redis (retrying while it is away), then acknowledge it."""
         started = time.perf_counter()
         while True:
             try:
@@ -159,6 +174,8 @@ class Ingestor:
         self.subscriber.ack_all(batch)
 
     def _sort(self, batch: list[Delivery]) -> _Outcome:
+        self.metrics.received.inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
         jobs: dict[str, list[NewJob]] = defaultdict(list)
         dead: list[NewDeadLetter] = []
         for d in batch:

@@ -28,10 +28,20 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Integers as exact decimal strings: Redis turns Lua numbers into strings with %.14g,
--- which would round scores and millisecond timestamps.
+-- Integers as exact decimal strings, for concatenation and replies: Lua's own conversion
+-- (%.14g) would round scores and millisecond timestamps. (Numbers passed to redis.call are
+-- exact: Redis formats them with 17 significant digits.)
 local function int(n)
   return string.format('%.0f', n)
+end
+
+-- The same, faster for the integers below 10^14 that Lua's own %.14g prints exactly (tokens,
+-- counters). Arguments of redis.call need neither: Redis formats numbers with 17 digits.
+local function int_str(n)
+  if n < 1e14 and n > -1e14 then
+    return tostring(n)
+  end
+  return int(n)
 end
 
 local function score(priority, seq)

@@ -31,9 +31,12 @@ end
 if #acked > 0 then
   call_many('ZREM', active, acked)
   call_many('HDEL', leases, acked)
-  call_many('HDEL', fails, acked)
-  call_many('HDEL', lost, acked)
-  call_many('HDEL', errors, acked)
+  -- Usually absent: a job that never failed nor lost its lease has nothing in them.
+  for _, key in ipairs({fails, lost, errors}) do
+    if redis.call('EXISTS', key) == 1 then
+      call_many('HDEL', key, acked)
+    end
+  end
   if keep > 0 then
     call_many('ZADD', done, done_args)
   else

@@ -33,20 +33,28 @@ for i = 1, #popped, 2 do
   ids[#ids + 1] = popped[i]
 end
 local envs = get_many('HMGET', jobs, ids)
-local failed = get_many('HMGET', fails, ids)
+-- Failed attempts live in a hash that is usually absent: skip the lookup then.
+local failed = {}
+if redis.call('EXISTS', fails) == 1 then
+  failed = get_many('HMGET', fails, ids)
+end
 local token = redis.call('HINCRBY', counters, 'token', #ids) - #ids
 local deadline = int(now + lease_ms)
 local active_args, lease_args = {}, {}
 for k, id in ipairs(ids) do
   token = token + 1
-  if envs[k] then
+  local env = envs[k]
+  if env then
+    local t = int_str(token)
     active_args[#active_args + 1] = deadline
     active_args[#active_args + 1] = id
     lease_args[#lease_args + 1] = id
-    lease_args[#lease_args + 1] = int(token) .. ':' .. int(tonumber(popped[2 * k]))
+    -- The score as ZPOPMIN gave it: an exact decimal of the double, parsed back by release
+    -- and reap (ZADD takes any form of it).
+    lease_args[#lease_args + 1] = t .. ':' .. popped[2 * k]
     out[#out + 1] = id
-    out[#out + 1] = int(token)
-    out[#out + 1] = envs[k]
+    out[#out + 1] = t
+    out[#out + 1] = env
     out[#out + 1] = failed[k] or '0'
   end
 end

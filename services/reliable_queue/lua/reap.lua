@@ -34,7 +34,7 @@ for _, id in ipairs(expired) do
          attempts)
     buried = buried + 1
   else
-    local sc = lease and string.match(lease, ':(%d+)$')
+    local sc = lease and string.match(lease, ':([^:]+)$')
     if sc then
       redis.call('ZADD', pending, sc, id) -- back to its place in line
     else

@@ -11,7 +11,7 @@ for i = 1, #ARGV, 2 do
   if lease and string.sub(lease, 1, #token + 1) == token .. ':' then
     redis.call('ZREM', active, id)
     redis.call('HDEL', leases, id)
-    redis.call('ZADD', pending, string.match(lease, ':(%d+)$'), id)
+    redis.call('ZADD', pending, string.match(lease, ':([^:]+)$'), id)
     released = released + 1
   end
 end
