@@ -1,34 +1,115 @@
-"""Small helpers shared by tests: polling with a deadline and running the CLI."""
+"""Small helpers shared by tests: polling with a deadline and running the CLI.
+
+``eventually`` is the one way a test waits: for a condition, with a deadline, saying what it
+waited for and the last value it saw when the condition never came. ``wait_until`` is the
+same loop for code that cannot await (sync tests, TestClient, kubectl).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar, overload
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
+class _Deadline:
+    """The part both loops share: one more try after the deadline, then a failure that says
+    what was awaited and what was seen last."""
+
+    def __init__(self, *, what: str, timeout: float, detail: Callable[[], str] | None) -> None:
+        self.what = what
+        self.timeout = timeout
+        self.detail = detail
+        self.ends = time.monotonic() + timeout
+
+    def done(self, value: object) -> bool:
+        """True when ``value`` is the awaited one; raises once the deadline has passed."""
+        if value:
+            return True
+        if time.monotonic() >= self.ends:
+            message = (
+                f"timed out after {self.timeout:g}s waiting for {self.what}; last seen: {value!r}"
+            )
+            if self.detail is not None:
+                message += "\n" + self.detail()
+            raise AssertionError(message)
+        return False
+
+
+@overload
 async def eventually(
-    check: Callable[[], Awaitable[bool]],
+    check: Callable[[], Awaitable[T]],
     *,
+    what: str,
+    timeout: float = ...,
+    interval: float = ...,
+    detail: Callable[[], str] | None = ...,
+) -> T: ...
+@overload
+async def eventually(
+    check: Callable[[], T],
+    *,
+    what: str,
+    timeout: float = ...,
+    interval: float = ...,
+    detail: Callable[[], str] | None = ...,
+) -> T: ...
+async def eventually(
+    check: Callable[[], object],
+    *,
+    what: str,
     timeout: float = 10.0,
     interval: float = 0.02,
-    what: str = "",
-) -> None:
-    """Wait until ``check()`` is true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
+    detail: Callable[[], str] | None = None,
+) -> object:
+    """Call ``check`` (sync or async) until it returns a true value, and return that value.
+
+    After ``timeout`` seconds (and one last try) fail with ``what``, which says what was
+    awaited, the last value seen, and ``detail()`` if given (say, a process's output as it is
+    at the failure, not as it was when the wait began). An exception from ``check`` is not
+    retried: a check that may meet an expected error catches it itself.
+    """
+    deadline = _Deadline(what=what, timeout=timeout, detail=detail)
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if deadline.done(value):
+            return value
         await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+
+
+def wait_until(
+    check: Callable[[], T],
+    *,
+    what: str,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    detail: Callable[[], str] | None = None,
+) -> T:
+    """``eventually`` for code that cannot await: the same deadline and failure, a blocking
+    pause between tries. Only in sync tests; inside a running event loop it would stall it."""
+    deadline = _Deadline(what=what, timeout=timeout, detail=detail)
+    while True:
+        value = check()
+        if deadline.done(value):
+            return value
+        time.sleep(interval)
 
 
 def cli_env(redis_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -55,12 +136,30 @@ def run_cli(
     )
 
 
+def probe(port: int, path: str) -> tuple[int, str] | None:
+    """GET a service's ``/healthz``, ``/readyz`` or ``/metrics`` on loopback: status and body,
+    or None while nothing answers on the port."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
 class CliProcess:
-    """A ``conveyor`` command running in the background, its output in a log file."""
+    """A ``conveyor`` command running in the background, its output in a log file.
+
+    Its probes (``/healthz``, ``/readyz``, ``/metrics``) are served on ``probe_port``: a
+    free loopback port unless the test sets ``PROBE_PORT`` itself."""
 
     def __init__(
         self, args: tuple[str, ...], *, redis_url: str | None, env: dict[str, str]
     ) -> None:
+        env = {"PROBE_PORT": str(free_port()), **env}
+        self.command = " ".join(args)
+        self.probe_port = int(env["PROBE_PORT"])
         fd, name = tempfile.mkstemp(prefix="conveyor-", suffix=".log")
         os.close(fd)
         self.log_path = Path(name)
@@ -82,6 +181,29 @@ class CliProcess:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text()
+
+    def probe(self, path: str) -> tuple[int, str] | None:
+        """Its ``path`` probe: status and body, or None while it does not answer."""
+        return probe(self.probe_port, path)
+
+    def ready(self) -> bool:
+        """``/readyz`` answers 200; an exit on the way fails at once, with the output."""
+        if self.returncode is not None:
+            raise AssertionError(
+                f"conveyor {self.command} exited with {self.returncode}:\n{self.output()[-3000:]}"
+            )
+        answer = self.probe("/readyz")
+        return answer is not None and answer[0] == 200
+
+    async def wait_ready(self, *, timeout: float = 30) -> None:
+        """Until its own ``/readyz`` says ready (for the ingestor: subscribed and Redis up)."""
+        await eventually(
+            lambda: asyncio.to_thread(self.ready),
+            timeout=timeout,
+            interval=0.05,
+            what=f"conveyor {self.command} ready on /readyz (port {self.probe_port})",
+            detail=lambda: self.output()[-3000:],
+        )
 
     def kill(self) -> None:
         """kill -9: no drain, no release."""

@@ -68,12 +68,13 @@ async def _wait_flowing(dev: CliProcess) -> tuple[CliProcess, set[int], dict[str
         completed = {q: stats["queues"].get(q, {}).get("completed", 0) for q in QUEUES}
         return all(completed.values())
 
-    try:
-        await eventually(flowing, timeout=60, interval=0.5, what="messages through every queue")
-    except AssertionError as exc:
-        raise AssertionError(
-            f"{exc}; completed so far {completed}\n{dev.output()[-3000:]}"
-        ) from None
+    await eventually(
+        flowing,
+        timeout=60,
+        interval=0.5,
+        what="messages through every queue",
+        detail=lambda: f"completed so far {completed}\n{dev.output()[-3000:]}",
+    )
     return dev, children(dev.proc.pid), completed
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
-from tests.helpers import eventually, run_cli, start_cli
+from tests.helpers import probe, run_cli, start_cli
 from tests.servers import MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -64,14 +62,7 @@ async def test_probes_and_metrics(redis_url: str, mosquitto: MosquittoServer) ->
         PROBE_PORT=str(port),
     )
     try:
-
-        async def ready() -> bool:
-            try:
-                return _get(port, "/readyz")[0] == 200
-            except (urllib.error.URLError, ConnectionError):
-                return False
-
-        await eventually(ready, timeout=20, what="/readyz 200")
+        await proc.wait_ready(timeout=20)
         _status, body = _get(port, "/readyz")
         assert json.loads(body)["checks"] == {"broker": True, "redis": True}
         assert _get(port, "/healthz")[0] == 200
@@ -88,8 +79,6 @@ async def test_probes_and_metrics(redis_url: str, mosquitto: MosquittoServer) ->
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+    answer = probe(port, path)
+    assert answer is not None, f"nothing answers {path} on port {port}"
+    return answer

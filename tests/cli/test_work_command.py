@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -85,9 +84,9 @@ async def test_a_worker_started_before_its_redis_waits_for_it(own_redis: RedisSe
         REDIS_STARTUP_WAIT_S="60",
     )
     try:
-        await asyncio.sleep(2)
+        # The subject, told only by its log: it has no probes until Redis answers.
+        await eventually(lambda: "waiting up to" in worker.output(), what="the worker waits")
         assert worker.proc.poll() is None, worker.output()
-        assert "waiting up to" in worker.output()
         own_redis.start()
         async with QueueClient.from_url(own_redis.url) as client:
             await client.enqueue("late", {"seconds": 0})

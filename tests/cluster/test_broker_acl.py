@@ -16,7 +16,6 @@ import os
 import queue
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from conveyor.local_servers import QUIET, free_port
 from tests.cluster.chart import render
+from tests.helpers import wait_until
 from tests.servers import require_binary
 
 pytestmark = pytest.mark.cluster
@@ -115,11 +115,12 @@ def wait_until_running(log: Path, proc: subprocess.Popen[bytes]) -> None:
     """Until mosquitto logs that it runs (its listener is open by then). Not by connecting to
     it: mosquitto 2.0 counts a closed connection out twice (eclipse-mosquitto/mosquitto#1460),
     which would loosen max_connections by one before a test begins."""
-    deadline = time.monotonic() + WAIT
-    while not (log.exists() and " running" in log.read_text()):
+
+    def running() -> bool:
         assert proc.poll() is None, f"mosquitto exited with {proc.returncode}"
-        assert time.monotonic() < deadline, f"mosquitto not running after {WAIT}s"
-        time.sleep(0.02)
+        return log.exists() and " running" in log.read_text()
+
+    wait_until(running, timeout=WAIT, what=f"mosquitto to log that it runs in {log}")
 
 
 @dataclass

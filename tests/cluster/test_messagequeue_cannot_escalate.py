@@ -107,7 +107,7 @@ async def invalid(guarded: tuple[KubeCluster, str, CliProcess], name: str) -> st
         return ready(kube, ns, name).get("reason") == "InvalidSpec"
 
     await eventually(
-        reported, timeout=30, interval=0.3, what="InvalidSpec\n" + proc.output()[-2000:]
+        reported, timeout=30, interval=0.3, what="InvalidSpec", detail=lambda: proc.output()[-2000:]
     )
     condition = ready(kube, ns, name)
     assert condition["status"] == "False"
@@ -123,7 +123,7 @@ async def deployed(guarded: tuple[KubeCluster, str, CliProcess], name: str) -> d
         return exists(kube, ns, f"deploy/{name}-worker")
 
     await eventually(
-        made, timeout=30, interval=0.3, what="the Deployment\n" + proc.output()[-2000:]
+        made, timeout=30, interval=0.3, what="the Deployment", detail=lambda: proc.output()[-2000:]
     )
     return dict(kube.get(f"deploy/{name}-worker", "-n", ns))
 
@@ -283,7 +283,11 @@ async def test_no_object_holds_the_redis_password(
     # The operator did use the password: the policy reached the locked Redis.
     url = locked_redis.url.replace("redis://", f"redis://:{PASSWORD}@")
     async with QueueClient.from_url(url) as client:
-        assert (await client.get_policy(queue)).concurrency == 4
+
+        async def policy_written() -> bool:  # after the Deployment
+            return (await client.get_policy(queue)).concurrency == 4
+
+        await eventually(policy_written, timeout=15, interval=0.3, what="concurrency 4 in Redis")
 
     everything = kube.kubectl("get", "deploy,rs,pods,cm,pdb,mq,events", "-A", "-o", "json").stdout
     assert len(json.loads(everything)["items"]) > 5

@@ -15,7 +15,7 @@ import pytest
 from reliable_queue import Job, QueueClient
 from tests.cluster.conftest import KubeCluster, start_operator
 from tests.helpers import ROOT, CliProcess, eventually, run_cli
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -28,9 +28,7 @@ async def operator(
 ) -> AsyncIterator[tuple[KubeCluster, str, CliProcess]]:
     ns = f"op-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", ns)
-    port = free_port()
-    proc = start_operator(kube, ns, redis_url, PROBE_PORT=str(port))
-    proc.probe_port = port  # type: ignore[attr-defined]
+    proc = start_operator(kube, ns, redis_url)
     yield kube, ns, proc
     code = proc.stop()
     kube.kubectl("delete", "namespace", ns, "--wait=false")
@@ -58,7 +56,11 @@ async def test_default_queues_become_deployments_and_policy(
         )
 
     await eventually(
-        four, timeout=60, interval=0.5, what="four worker Deployments\n" + proc.output()[-2000:]
+        four,
+        timeout=60,
+        interval=0.5,
+        what="four worker Deployments",
+        detail=lambda: proc.output()[-2000:],
     )
     assert replicas(kube, ns, "mqtt-realtime-worker") == 1  # minReplicas
     deploy = kube.get("deploy/mqtt-realtime-worker", "-n", ns)
@@ -68,7 +70,11 @@ async def test_default_queues_become_deployments_and_policy(
         "--queue",
         "mqtt_realtime",
     ]
-    assert (await client.get_policy("mqtt_realtime")).concurrency == 3
+
+    async def policy_written() -> bool:  # after its Deployment
+        return (await client.get_policy("mqtt_realtime")).concurrency == 3
+
+    await eventually(policy_written, timeout=15, interval=0.3, what="concurrency 3 in Redis")
 
     kube.kubectl(
         "patch", "-n", ns, "mq/mqtt-realtime", "--type=merge", "-p", '{"spec": {"concurrency": 6}}'
@@ -112,7 +118,7 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 125
         return replicas(kube, ns, "bursty-worker") == 1
 
     await eventually(
-        made, timeout=60, interval=0.5, what="the Deployment\n" + proc.output()[-2000:]
+        made, timeout=60, interval=0.5, what="the Deployment", detail=lambda: proc.output()[-2000:]
     )
     # One script call (at most 1,000 jobs) is atomic: no poll sees half the backlog.
     await client.enqueue_many("bursty", [{"n": i} for i in range(1_000)])
@@ -124,14 +130,17 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 125
     await eventually(scaled, timeout=30, interval=0.2, what="scaled to 8")
     took = time.monotonic() - started
     assert took < 2 * 1 + 2  # two polling intervals, plus the API round trips
-    status = kube.get("mq/bursty", "-n", ns)["status"]
-    assert status["depth"] == 1_000
+
+    async def reported() -> bool:  # the status patch follows the Deployment's
+        return bool(kube.get("mq/bursty", "-n", ns)["status"].get("depth") == 1_000)
+
+    await eventually(reported, timeout=15, interval=0.3, what="status.depth 1000")
     expected = "Scaled bursty from 1 to 8 replicas: backlog 1,000"
 
-    metrics = _http(proc.probe_port, "/metrics")  # type: ignore[attr-defined]
+    metrics = _http(proc.probe_port, "/metrics")
     assert 'conveyor_operator_decisions_total{direction="up",queue="bursty"} 1.0' in metrics
     assert 'conveyor_operator_desired_replicas{queue="bursty"} 8.0' in metrics
-    assert '"operator": true' in _http(proc.probe_port, "/readyz")  # type: ignore[attr-defined]
+    assert '"operator": true' in _http(proc.probe_port, "/readyz")
 
     async def said_why() -> bool:
         events = kube.kubectl("get", "events", "-n", ns, "--field-selector", "reason=Scaled")
@@ -141,9 +150,10 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 125
         said_why,
         timeout=15,
         interval=0.5,
-        what="the Scaled event; events:\n"
-        + kube.kubectl("get", "events", "-n", ns, "-o", "wide").stdout
-        + proc.output()[-3000:],
+        what="the Scaled event",
+        detail=lambda: (
+            kube.kubectl("get", "events", "-n", ns, "-o", "wide").stdout + proc.output()[-3000:]
+        ),
     )
 
     # Its data goes with it, so the operator holds it by a finalizer until that is done.
@@ -156,7 +166,6 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 125
         )
 
     await eventually(gone, timeout=60, interval=0.5, what="Deployment and Redis data deleted")
-    await asyncio.sleep(0)
 
 
 async def test_drain_scales_down_after_cooldown_and_redis_outage_changes_nothing(
@@ -180,7 +189,7 @@ spec: {queue: wave, minReplicas: 0, maxReplicas: 4, targetDepthPerReplica: 100,
                 return replicas(kube, ns, "wave-worker") == 4
 
             await eventually(
-                up, timeout=30, interval=0.3, what="scaled up\n" + proc.output()[-2000:]
+                up, timeout=30, interval=0.3, what="scaled up", detail=lambda: proc.output()[-2000:]
             )
 
             async def work(job: Job) -> None:
@@ -199,7 +208,7 @@ spec: {queue: wave, minReplicas: 0, maxReplicas: 4, targetDepthPerReplica: 100,
 
             await client.enqueue_many("wave", [{"n": i} for i in range(150)])
             await eventually(
-                lambda: _true(replicas(kube, ns, "wave-worker") == 2),
+                lambda: replicas(kube, ns, "wave-worker") == 2,
                 timeout=30,
                 interval=0.3,
                 what="back up for the next wave",
@@ -213,7 +222,7 @@ spec: {queue: wave, minReplicas: 0, maxReplicas: 4, targetDepthPerReplica: 100,
             return conds.get("RedisUnavailable", {}).get("status") == "True"
 
         await eventually(reported, timeout=30, interval=0.5, what="RedisUnavailable in status")
-        await asyncio.sleep(3)  # several polls without Redis
+        await asyncio.sleep(3)  # a negative check: several polls without Redis
         assert replicas(kube, ns, "wave-worker") == 2  # kept, not flapped to zero
     finally:
         code = proc.stop()
@@ -224,10 +233,6 @@ spec: {queue: wave, minReplicas: 0, maxReplicas: 4, targetDepthPerReplica: 100,
 async def _drained(client: QueueClient) -> bool:
     s = await client.queue_stats("wave")
     return s.pending == 0 and s.processing == 0
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def _http(port: int, path: str) -> str:

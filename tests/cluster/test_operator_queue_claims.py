@@ -71,7 +71,7 @@ async def test_a_second_claim_is_refused_and_its_delete_keeps_the_owners_jobs(
         )
 
     await eventually(
-        owned, timeout=60, interval=0.3, what="the owner\n" + procs[0].output()[-2000:]
+        owned, timeout=60, interval=0.3, what="the owner", detail=lambda: procs[0].output()[-2000:]
     )
     owner = await client.queue_owner("orders")
     assert owner is not None
@@ -92,7 +92,11 @@ async def test_a_second_claim_is_refused_and_its_delete_keeps_the_owners_jobs(
         return ready(kube, team_b, "hijack").get("reason") == "QueueClaimed"
 
     await eventually(
-        refused, timeout=60, interval=0.3, what="QueueClaimed\n" + procs[1].output()[-2000:]
+        refused,
+        timeout=60,
+        interval=0.3,
+        what="QueueClaimed",
+        detail=lambda: procs[1].output()[-2000:],
     )
     condition = ready(kube, team_b, "hijack")
     assert condition["status"] == "False"
@@ -105,7 +109,7 @@ async def test_a_second_claim_is_refused_and_its_delete_keeps_the_owners_jobs(
         return "hijack" in events.stdout
 
     await eventually(told, timeout=15, interval=0.3, what="the QueueClaimed event")
-    await asyncio.sleep(3)  # several polls of the refused queue: it must change nothing
+    await asyncio.sleep(3)  # a negative check: several polls of the refused queue change nothing
     assert not has_deployment(kube, team_b, "hijack")
     policy = await client.get_policy("orders")
     assert (policy.concurrency, policy.max_retries) == (2, 5)
@@ -118,7 +122,9 @@ async def test_a_second_claim_is_refused_and_its_delete_keeps_the_owners_jobs(
 
     # A MessageQueue waiting for the queue gets it once the owner is deleted.
     apply(kube, team_b, "successor", "orders", concurrency=3)
-    await eventually(refused_as(kube, team_b, "successor"), timeout=60, interval=0.3)
+    await eventually(
+        refused_as(kube, team_b, "successor"), timeout=60, interval=0.3, what="successor waits"
+    )
     kube.kubectl("delete", "-n", team_a, "mq/orders", "--timeout=120s")  # Retain: jobs stay
 
     async def taken_over() -> bool:
@@ -128,7 +134,11 @@ async def test_a_second_claim_is_refused_and_its_delete_keeps_the_owners_jobs(
         )
 
     await eventually(
-        taken_over, timeout=60, interval=0.3, what="the successor\n" + procs[1].output()[-2000:]
+        taken_over,
+        timeout=60,
+        interval=0.3,
+        what="the successor",
+        detail=lambda: procs[1].output()[-2000:],
     )
     successor = await client.queue_owner("orders")
     assert successor is not None
@@ -157,7 +167,7 @@ async def test_a_claim_left_by_a_messagequeue_that_is_gone_is_taken_over(
         return has_deployment(kube, team_a, "living")
 
     await eventually(
-        taken, timeout=60, interval=0.3, what="taken over\n" + procs[0].output()[-2000:]
+        taken, timeout=60, interval=0.3, what="taken over", detail=lambda: procs[0].output()[-2000:]
     )
     owner = await client.queue_owner("haunted")
     assert owner is not None
@@ -170,27 +180,38 @@ async def test_workers_of_a_queue_that_became_anothers_scale_to_zero(
 ) -> None:
     kube, team_a, team_b, procs = two_teams
     apply(kube, team_a, "first", "contested")
-    await eventually(lambda: _true(replicas(kube, team_a, "first") == 1), timeout=60, interval=0.3)
+    await eventually(
+        lambda: replicas(kube, team_a, "first") == 1,
+        timeout=60,
+        interval=0.3,
+        what="the first's worker at one replica",
+    )
     apply(kube, team_b, "second", "contested")
-    await eventually(refused_as(kube, team_b, "second"), timeout=60, interval=0.3)
+    await eventually(
+        refused_as(kube, team_b, "second"), timeout=60, interval=0.3, what="second refused"
+    )
 
     # The first's operator is down when Redis forgets the claim (a flush, a restore): the
     # second, waiting, claims the queue; the first, back, must stop consuming it.
     assert procs[0].stop() == 0
     await client.redis.delete("conveyor:{contested}:owner")
     await eventually(
-        lambda: _true(replicas(kube, team_b, "second") == 1),
+        lambda: replicas(kube, team_b, "second") == 1,
         timeout=60,
         interval=0.3,
-        what="the second takes the queue\n" + procs[1].output()[-2000:],
+        what="the second takes the queue",
+        detail=lambda: procs[1].output()[-2000:],
     )
     procs[0] = start_operator(kube, team_a, redis_url)
-    await eventually(refused_as(kube, team_a, "first"), timeout=60, interval=0.3)
     await eventually(
-        lambda: _true(replicas(kube, team_a, "first") == 0),
+        refused_as(kube, team_a, "first"), timeout=60, interval=0.3, what="first refused, back"
+    )
+    await eventually(
+        lambda: replicas(kube, team_a, "first") == 0,
         timeout=60,
         interval=0.3,
-        what="the first's workers at zero\n" + procs[0].output()[-2000:],
+        what="the first's workers at zero",
+        detail=lambda: procs[0].output()[-2000:],
     )
     owner = await client.queue_owner("contested")
     assert owner is not None
@@ -202,7 +223,3 @@ def replicas(kube: KubeCluster, ns: str, name: str) -> int | None:
         "get", f"deploy/{name}-worker", "-n", ns, "-o", "jsonpath={.spec.replicas}", check=False
     )
     return int(done.stdout) if done.returncode == 0 and done.stdout else None
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -67,7 +67,11 @@ async def test_the_whole_policy_comes_back_after_redis_loses_it_or_a_person_chan
     try:
         kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("kept", **spec))
         await eventually(
-            as_specified, timeout=30, interval=0.2, what="policy\n" + proc.output()[-2000:]
+            as_specified,
+            timeout=30,
+            interval=0.2,
+            what="policy",
+            detail=lambda: proc.output()[-2000:],
         )
 
         await client.redis.flushall()  # a Redis restarted without its data

@@ -5,7 +5,6 @@ standby takes over when the leader dies."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -83,7 +82,11 @@ async def test_a_spec_that_cannot_run_is_reported_in_status(
             return ready.get("reason") == "InvalidSpec"
 
         await eventually(
-            reported, timeout=30, interval=0.5, what="InvalidSpec\n" + proc.output()[-2000:]
+            reported,
+            timeout=30,
+            interval=0.5,
+            what="InvalidSpec",
+            detail=lambda: proc.output()[-2000:],
         )
         ready = conditions(kube, ns, "bad")["Ready"]
         assert ready["status"] == "False"
@@ -182,10 +185,15 @@ async def test_an_ha_pair_keeps_one_leader_and_the_standby_takes_over(
         standby = start_operator(
             kube, ns, redis_url, OPERATOR_PRIORITY="100", POD_ID="standby", **common
         )
-        await asyncio.sleep(3)  # it has read the peering record by now
+
+        async def standing_by() -> bool:  # its keep-alive is in the record it watches
+            record = kube.get("kopfpeering/conveyor-operator", "-n", ns)
+            return "standby" in (record.get("status") or {})
+
+        await eventually(standing_by, timeout=30, interval=0.3, what="the standby in the peering")
         kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("first", "first"))
         await eventually(
-            lambda: _true(replicas(kube, ns, "first-worker") == 1),
+            lambda: replicas(kube, ns, "first-worker") == 1,
             timeout=30,
             interval=0.3,
             what="the leader makes the Deployment",
@@ -199,7 +207,11 @@ async def test_an_ha_pair_keeps_one_leader_and_the_standby_takes_over(
             return replicas(kube, ns, "second-worker") == 1
 
         await eventually(
-            resumed, timeout=60, interval=0.5, what="the standby takes over\n" + standby.output()
+            resumed,
+            timeout=60,
+            interval=0.5,
+            what="the standby takes over",
+            detail=lambda: standby.output()[-3000:],
         )
         assert resuming in standby.output()
     finally:
@@ -207,10 +219,6 @@ async def test_an_ha_pair_keeps_one_leader_and_the_standby_takes_over(
             leader.stop()
         if standby is not None:
             assert standby.stop() == 0, standby.output()[-3000:]
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas(
@@ -228,7 +236,7 @@ async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas
     try:
         kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq("dense", "dense", **spec))
         await eventually(
-            lambda: _true(replicas(kube, ns, "dense-worker") == 1),
+            lambda: replicas(kube, ns, "dense-worker") == 1,
             timeout=30,
             interval=0.3,
             what="one replica",
@@ -247,7 +255,8 @@ async def test_with_max_concurrency_a_backlog_raises_concurrency_before_replicas
                 dense,
                 timeout=30,
                 interval=0.3,
-                what="3 replicas at concurrency 7\n" + proc.output(),
+                what="3 replicas at concurrency 7",
+                detail=lambda: proc.output()[-3000:],
             )
 
             # The status patch and the Event follow the policy write; on a slow machine the

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,7 +18,7 @@ from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 
 from reliable_queue.keys import QUEUE_REGISTRY, live_channel
 from tests.gateway.conftest import TOKEN, GatewayProcess
-from tests.helpers import ROOT, CliProcess, start_cli
+from tests.helpers import ROOT, CliProcess, start_cli, wait_until
 from tests.mqtt import publish
 from tests.servers import MosquittoServer
 
@@ -68,11 +67,16 @@ def pipeline(redis_url: str, mosquitto: MosquittoServer) -> Iterator[list[CliPro
         start_cli("work", "--queue", "mqtt_realtime", redis_url=redis_url),
         start_cli("work", "--queue", "alerts", redis_url=redis_url),
     ]
-    # The broker drops what is published before the ingestor's first subscription: wait for it.
-    deadline = time.monotonic() + 30
-    while processes[0].output().count("subscribed to ") < 4:  # the four default routes
-        assert time.monotonic() < deadline, "ingestor not subscribed:\n" + processes[0].output()
-        time.sleep(0.1)
+    # The broker drops what is published before the ingestor's subscriptions: its /readyz says
+    # when the broker has granted every one (and Redis answers).
+    for process in processes:
+        wait_until(
+            process.ready,
+            timeout=30,
+            interval=0.1,
+            what=f"conveyor {process.command} ready on /readyz",
+            detail=process.output,
+        )
     yield processes
     for process in processes:
         process.stop(timeout=20)

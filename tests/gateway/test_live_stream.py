@@ -5,7 +5,6 @@ test_stream_admission.py.)"""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from starlette.testclient import WebSocketTestSession
@@ -13,6 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from reliable_queue.keys import live_channel
 from tests.gateway.conftest import Gateway
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +23,8 @@ def publish(gateway: Gateway, machine: str, event: dict[str, object]) -> None:
 
 
 def subscribed(gateway: Gateway) -> None:
-    deadline = time.monotonic() + 10
-    while not gateway.http.app.state.hub.subscribed:  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the live stream never subscribed"
-        time.sleep(0.01)
+    hub = gateway.http.app.state.hub  # type: ignore[attr-defined]
+    wait_until(lambda: hub.subscribed, interval=0.01, what="the live stream subscribed to Redis")
 
 
 def realtime(machine: str, temp: float) -> dict[str, object]:

@@ -4,7 +4,6 @@ token), probes, metrics, the OpenAPI document and errors a person can act on."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 
 import pytest
@@ -12,19 +11,11 @@ import pytest
 from reliable_queue import Job, NewDeadLetter
 from reliable_queue.keys import ALERT_HISTORY, latest_values, tech_config
 from tests.gateway.conftest import TOKEN, Gateway
+from tests.helpers import wait_until
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def noop(job: Job) -> None:
@@ -33,7 +24,12 @@ async def noop(job: Job) -> None:
 
 def test_stats_have_the_documented_shape_and_a_throughput(gateway: Gateway) -> None:
     gateway.run(gateway.client.enqueue_many, "alerts", [{"n": i} for i in range(40)])
-    time.sleep(0.3)  # a sample before the work
+
+    def depths() -> list[int]:
+        history = gateway.http.get("/stats/history?minutes=1").json()
+        return [s["pending"] for s in history["queues"].get("alerts", [])]
+
+    wait_until(depths, what="a sample before the work")  # the base of the throughput
     stats = gateway.http.get("/stats").json()
     assert stats["workers"] == "stopped"
     assert stats["queues"]["alerts"]["pending"] == 40
@@ -43,7 +39,7 @@ def test_stats_have_the_documented_shape_and_a_throughput(gateway: Gateway) -> N
     try:
         wait_until(
             lambda: gateway.http.get("/stats").json()["queues"]["alerts"]["completed"] == 40,
-            "40 jobs done",
+            what="40 jobs done",
         )
         q = gateway.http.get("/stats").json()["queues"]["alerts"]
         assert q["pending"] == 0
@@ -51,12 +47,7 @@ def test_stats_have_the_documented_shape_and_a_throughput(gateway: Gateway) -> N
         assert q["enqueued_last_minute"] == 0  # enqueued before the first sample
         assert 0 < q["rate_window_s"] <= 60
         assert q["rate_per_s"] == pytest.approx(40 / q["rate_window_s"], rel=0.05)
-
-        def depths() -> list[int]:
-            history = gateway.http.get("/stats/history?minutes=1").json()
-            return [s["pending"] for s in history["queues"]["alerts"]]
-
-        wait_until(lambda: depths()[-1] == 0, "a sample of the drained queue")
+        wait_until(lambda: depths()[-1] == 0, what="a sample of the drained queue")
         assert depths()[0] == 40
     finally:
         gateway.run(stop)
@@ -175,7 +166,7 @@ def test_errors_are_json_that_say_what_to_do(
 
 def test_probes_metrics_openapi_and_the_page(gateway: Gateway) -> None:
     assert gateway.http.get("/healthz").json() == {"status": "ok"}
-    wait_until(lambda: gateway.http.get("/readyz").status_code == 200, "ready")
+    wait_until(lambda: gateway.http.get("/readyz").status_code == 200, what="/readyz 200")
     gateway.http.get("/stats")
     metrics = gateway.http.get("/metrics").text
     assert 'conveyor_gateway_request_seconds_count{route="/stats",status="200"} 1.0' in metrics

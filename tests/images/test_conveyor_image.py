@@ -5,6 +5,7 @@ move messages from the host's broker through the host's Redis into the host's In
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -16,9 +17,9 @@ import pytest
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
 from reliable_queue.keys import latest_values
-from tests.helpers import ROOT, eventually
+from tests.helpers import ROOT, eventually, probe
 from tests.mqtt import publish
-from tests.servers import MosquittoServer
+from tests.servers import MosquittoServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.timeout(900)]
 IMAGE = os.environ.get("CONVEYOR_IMAGE", "conveyor:dev")
@@ -104,9 +105,8 @@ async def test_ingestor_and_worker_containers_move_messages(
         f"REDIS_URL={redis_url}",
         "-e",
         "PROBE_HOST=127.0.0.1",
-        "-e",
-        "PROBE_PORT=0",
     ]
+    probes: dict[str, int] = {}
     for name, args in {
         f"ingest-{run_id}": [
             "-e",
@@ -127,15 +127,23 @@ async def test_ingestor_and_worker_containers_move_messages(
             "mqtt_realtime",
         ],
     }.items():
-        started = docker(*common, "--name", name, *args)
+        probes[name] = free_port()  # on the host's network, as the container is
+        started = docker(*common, "-e", f"PROBE_PORT={probes[name]}", "--name", name, *args)
         assert started.returncode == 0, started.stderr
         containers.append(name)
 
-    async def subscribed() -> bool:
-        logs = docker("logs", f"ingest-{run_id}")
-        return "subscribed" in logs.stdout + logs.stderr
+    # The ingestor is ready once the broker granted its subscriptions and Redis answers.
+    def ready(port: int) -> bool:
+        answer = probe(port, "/readyz")
+        return answer is not None and answer[0] == 200
 
-    await eventually(subscribed, timeout=60, what="the ingestor container subscribed")
+    for name, port in probes.items():
+        await eventually(
+            functools.partial(ready, port),
+            timeout=60,
+            interval=0.2,
+            what=f"container {name} ready on /readyz (its log is printed at teardown)",
+        )
     ts = 1_750_000_000_000
     messages = [
         (f"press{i % 3}/realtime", json.dumps({"timestamp": ts + i, "temp": 20.0 + i}).encode())

@@ -17,6 +17,7 @@ from conveyor_ingestor import (
 )
 
 from reliable_queue import QueueClient
+from tests.helpers import eventually
 from tests.servers import MosquittoServer
 
 RunningIngestor = Callable[..., AsyncIterator[Ingestor]]
@@ -31,11 +32,8 @@ async def ingestor(mosquitto: MosquittoServer, client: QueueClient) -> AsyncIter
     ing = Ingestor(client=client, subscriber=subscriber, routes=routes, options=IngestOptions())
     await subscriber.start()
     task = asyncio.create_task(ing.run())
-    for _ in range(200):
-        if ing.ready:
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)  # the SUBACK
+    # Ready: the broker acknowledged every subscription (SUBACK) and Redis answers.
+    await eventually(lambda: ing.ready, what="the ingestor subscribed and ready")
     yield ing
     ing.stop()
     await task

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -59,7 +59,7 @@ async def _ingestor(
     await subscriber.start()
     task = asyncio.create_task(ingestor.run())
     try:
-        await eventually(_now(lambda: ingestor.ready), what="ingestor subscribed and ready")
+        await eventually(lambda: ingestor.ready, what="ingestor subscribed and ready")
         yield ingestor
     finally:
         ingestor.stop()
@@ -88,7 +88,7 @@ async def test_too_large_is_dropped_by_the_broker_and_never_redelivered(
         assert letter.reason == "oversized"
         assert letter.data["payload_bytes"] == len(just_over[1])
         dropped = f"Dropping too large outgoing PUBLISH for {client_id}"
-        await eventually(_now(lambda: dropped in _broker_log(mosquitto)), what="broker's log")
+        await eventually(lambda: dropped in _broker_log(mosquitto), what="broker's log")
         assert ingestor.metrics.received._value.get() == 2
 
     # A new connection of the same persistent session gets nothing of it back.
@@ -106,10 +106,3 @@ async def test_too_large_is_dropped_by_the_broker_and_never_redelivered(
 
 def _broker_log(mosquitto: MosquittoServer) -> str:
     return (mosquitto.workdir / "mosquitto.log").read_text(errors="replace")
-
-
-def _now(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return predicate()
-
-    return check

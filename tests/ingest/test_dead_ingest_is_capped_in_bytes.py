@@ -53,7 +53,7 @@ async def test_a_flood_of_rejected_payloads_keeps_dead_ingest_under_its_byte_cap
     await subscriber.start()
     task = asyncio.create_task(ingestor.run())
     try:
-        await eventually(_ready(ingestor), what="ingestor ready")
+        await eventually(lambda: ingestor.ready, what="ingestor ready")
         # 4 KiB of not-JSON each: what dead:ingest keeps of a rejected payload at most.
         junk = [("m1/realtime", f"{i:06d}".encode() + b"\x01" * 4090) for i in range(flood)]
         with caplog.at_level(logging.WARNING, logger="conveyor_ingestor.ingesting"):
@@ -105,7 +105,7 @@ async def test_a_letter_keeps_only_the_start_of_a_huge_topic(
     task = asyncio.create_task(ingestor.run())
     topic = "m" * 30_000 + "/realtime"  # a machine id far over the name limit
     try:
-        await eventually(_ready(ingestor), what="ingestor ready")
+        await eventually(lambda: ingestor.ready, what="ingestor ready")
         assert await asyncio.to_thread(publish, mosquitto.port, [(topic, b'{"t": 1}')]) == 1
 
         async def rejected() -> bool:
@@ -173,10 +173,3 @@ def _alloc(n: int) -> int:
         return math.ceil(size / 16) * 16
     step = (1 << (size - 1).bit_length()) // 8
     return math.ceil(size / step) * step
-
-
-def _ready(ingestor: Ingestor):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        return ingestor.ready
-
-    return check

@@ -24,15 +24,13 @@ Then:
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +41,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from conveyor.bench.mqtt_publish import publish_all
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
-from tests.helpers import CliProcess, start_cli
-from tests.servers import MosquittoServer, free_port
+from tests.helpers import CliProcess, eventually, start_cli, wait_until
+from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
@@ -258,7 +256,6 @@ async def test_hostile_messages_cost_only_themselves_end_to_end(
     redis_url: str, client: QueueClient, mosquitto: MosquittoServer, influx: InfluxServer
 ) -> None:
     client_id = f"ingest-hostile-{uuid.uuid4().hex[:8]}"
-    ingest_port = free_port()
     ingest = start_cli(
         "ingest",
         redis_url=redis_url,
@@ -266,24 +263,22 @@ async def test_hostile_messages_cost_only_themselves_end_to_end(
         MQTT_CLIENT_ID=client_id,
         MQTT_SESSION_EXPIRY_S="0",  # the session broker keeps nothing for it afterwards
         INGEST_MAX_PAYLOAD_BYTES=str(LIMIT),
-        PROBE_PORT=str(ingest_port),
     )
-    workers: dict[str, tuple[CliProcess, int]] = {}
-    for queue in QUEUES:
-        port = free_port()
-        proc = start_cli(
+    workers = {
+        queue: start_cli(
             "work",
             "--queue",
             queue,
             redis_url=redis_url,
             INFLUX_URL=influx.url,
             INFLUX_BUCKET=influx.bucket,
-            PROBE_PORT=str(port),
         )
-        workers[queue] = (proc, port)
-    processes = {"ingest": (ingest, ingest_port), **workers}
+        for queue in QUEUES
+    }
+    processes = {"ingest": ingest, **workers}
     try:
-        _wait(lambda: all(_probe(p, "/readyz") == 200 for _, p in processes.values()), 30, "ready")
+        for proc in processes.values():
+            await proc.wait_ready()
 
         _write(influx, OTHER_WRITER)
         realtime, want_realtime = _good_realtime()
@@ -311,9 +306,9 @@ async def test_hostile_messages_cost_only_themselves_end_to_end(
                 and len(_tech_points(influx)) >= len(want_tech)
             )
 
-        deadline = time.monotonic() + 25
-        while time.monotonic() < deadline and not await settled():
-            await asyncio.sleep(0.1)
+        # Not settled in time is not the failure yet: the comparisons below say what is missing.
+        with contextlib.suppress(AssertionError):
+            await eventually(settled, timeout=25, interval=0.1, what="everything settled")
 
         problems: list[str] = []
         _compare("realtime points", _realtime_points(influx), want_realtime, problems)
@@ -326,16 +321,16 @@ async def test_hostile_messages_cost_only_themselves_end_to_end(
             if reason != "Malformed packet":
                 problems.append(f"{case}: the broker did not refuse it (publisher saw {reason!r})")
         _check_not_delivered(mosquitto, client_id, letters, problems)
-        for name, (proc, port) in processes.items():
+        for name, proc in processes.items():
             if proc.returncode is not None:
                 problems.append(f"conveyor {name} exited with {proc.returncode}")
-            elif (_probe(port, "/healthz"), _probe(port, "/readyz")) != (200, 200):
+            elif (_status(proc, "/healthz"), _status(proc, "/readyz")) != (200, 200):
                 problems.append(f"conveyor {name} does not answer /healthz and /readyz with 200")
         assert not problems, "\n".join(
             [f"{len(problems)} problem(s):", *problems, *_log_tails(processes)]
         )
     finally:
-        for proc, _ in processes.values():
+        for proc in processes.values():
             proc.stop()
 
 
@@ -370,9 +365,13 @@ def _publish_alone(mosquitto: MosquittoServer, hostile: Hostile) -> str:
     pub.loop_start()
     try:
         info = pub.publish(hostile.topic, hostile.payload, qos=1)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not gone.is_set() and not info.is_published():
-            time.sleep(0.01)
+        with contextlib.suppress(AssertionError):  # no answer in 5 s is an outcome: told below
+            wait_until(
+                lambda: gone.is_set() or info.is_published(),
+                timeout=5,
+                interval=0.01,
+                what="the broker's answer",
+            )
         return reasons[0] if reasons else ("published" if info.is_published() else "no answer")
     finally:
         pub.disconnect()
@@ -520,28 +519,14 @@ def _check_not_delivered(
             problems.append(f"{h.case}: neither a dead letter nor in the broker's log")
 
 
-def _probe(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
+def _status(proc: CliProcess, path: str) -> int:
+    answer = proc.probe(path)
+    return 0 if answer is None else answer[0]
 
 
-def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _log_tails(processes: dict[str, tuple[CliProcess, int]]) -> list[str]:
+def _log_tails(processes: dict[str, CliProcess]) -> list[str]:
     out = []
-    for name, (proc, _) in processes.items():
+    for name, proc in processes.items():
         lines = [
             line
             for line in proc.output().splitlines()

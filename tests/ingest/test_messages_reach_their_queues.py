@@ -45,7 +45,7 @@ async def test_burst_is_routed_by_topic(
         seen[job.queue].append(job)
 
     stops = [await client.start_worker(q, take, concurrency=8) for q in expected]
-    await eventually(lambda: _true(sum(map(len, seen.values())) == 1000), what="all processed")
+    await eventually(lambda: sum(map(len, seen.values())) == 1000, what="all processed")
     for stop in stops:
         await stop()
     priorities = {q: {j.priority for j in jobs} for q, jobs in seen.items()}
@@ -105,13 +105,9 @@ async def test_unrouted_topics_are_counted_not_queued(
     # The subscription is '+/realtime', so '/realtime' (an empty machine level) reaches the
     # ingestor but names no machine: counted, acknowledged, not queued.
     assert await asyncio.to_thread(publish, _port(ingestor), [("/realtime", b'{"t": 1}')]) == 1
-    await eventually(lambda: _true(ingestor.metrics.unrouted._value.get() == 1), what="unrouted")
+    await eventually(lambda: ingestor.metrics.unrouted._value.get() == 1, what="unrouted")
     assert (await client.queue_stats("mqtt_realtime")).pending == 0
 
 
 def _port(ingestor: Ingestor) -> int:
     return ingestor.subscriber.config.port
-
-
-async def _true(value: bool) -> bool:
-    return value

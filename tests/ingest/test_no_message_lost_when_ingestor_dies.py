@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import urllib.request
 
 import pytest
 
 from reliable_queue import QueueClient
 from tests.helpers import CliProcess, eventually, start_cli
 from tests.mqtt import publish
-from tests.servers import MosquittoServer, free_port
+from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
@@ -37,18 +36,8 @@ def _ingest(redis_url: str, mosquitto: MosquittoServer, client_id: str, **env: s
         redis_url=redis_url,
         MQTT_BROKER_URL=mosquitto.url,
         MQTT_CLIENT_ID=client_id,
-        PROBE_HOST="127.0.0.1",
-        PROBE_PORT=env.pop("PROBE_PORT", "0"),
         **env,
     )
-
-
-async def _connected(proc: CliProcess, times: int = 1) -> None:
-    async def check() -> bool:
-        return proc.output().count("connected to") >= times
-
-    await eventually(check, timeout=20, what="ingestor connected")
-    await asyncio.sleep(0.2)  # SUBACK
 
 
 async def test_kill_9_mid_burst_loses_nothing(
@@ -56,7 +45,7 @@ async def test_kill_9_mid_burst_loses_nothing(
 ) -> None:
     n = 20_000
     first = _ingest(redis_url, mosquitto, "ingest-kill-test")
-    await _connected(first)
+    await first.wait_ready()  # subscribed: the broker keeps the session's messages from here
     published: list[int] = []
     sender = threading.Thread(target=lambda: published.append(publish(mosquitto.port, _burst(n))))
     sender.start()
@@ -69,14 +58,14 @@ async def test_kill_9_mid_burst_loses_nothing(
     before_restart = (await client.queue_stats("mqtt_realtime")).pending
     second = _ingest(redis_url, mosquitto, "ingest-kill-test")
     try:
-        await _connected(second)
+        await second.wait_ready()
 
         async def all_in() -> bool:
             return (await client.queue_stats("mqtt_realtime")).pending >= n
 
         await eventually(all_in, timeout=90, what=f"all {n} messages enqueued")
         await asyncio.to_thread(sender.join)
-        await asyncio.sleep(0.5)  # anything redelivered late is still deduplicated
+        await asyncio.sleep(0.5)  # a negative check: anything redelivered late is deduplicated
         stats = await client.queue_stats("mqtt_realtime")
     finally:
         assert second.stop() == 0, second.output()
@@ -89,26 +78,19 @@ async def test_kill_9_mid_burst_loses_nothing(
 async def test_two_replicas_share_the_load_and_a_killed_one_loses_nothing(
     redis_url: str, mosquitto: MosquittoServer, client: QueueClient
 ) -> None:
-    ports = [free_port(), free_port()]
     replicas = [
-        _ingest(
-            redis_url,
-            mosquitto,
-            f"ingest-shared-{k}",
-            MQTT_SHARE_GROUP="conveyor",
-            PROBE_PORT=str(ports[k]),
-        )
+        _ingest(redis_url, mosquitto, f"ingest-shared-{k}", MQTT_SHARE_GROUP="conveyor")
         for k in range(2)
     ]
     for r in replicas:
-        await _connected(r)
+        await r.wait_ready()
     assert await asyncio.to_thread(publish, mosquitto.port, _burst(4000)) == 4000
 
     async def first_in() -> bool:
         return (await client.queue_stats("mqtt_realtime")).pending == 4000
 
     await eventually(first_in, timeout=30, what="first burst enqueued")
-    shares = [_received(p) for p in ports]
+    shares = [_received(r) for r in replicas]
     assert sum(shares) == 4000
     assert min(shares) > 400, shares  # both replicas took a real share
 
@@ -135,9 +117,10 @@ async def test_two_replicas_share_the_load_and_a_killed_one_loses_nothing(
             r.stop()
 
 
-def _received(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith("conveyor_ingest_received_total "):
-                return int(float(line.split()[1]))
+def _received(ingestor: CliProcess) -> int:
+    answer = ingestor.probe("/metrics")
+    assert answer is not None, f"no /metrics on port {ingestor.probe_port}"
+    for line in answer[1].splitlines():
+        if line.startswith("conveyor_ingest_received_total "):
+            return int(float(line.split()[1]))
     raise AssertionError("no conveyor_ingest_received_total in /metrics")

@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 
 import pytest
 from conveyor_ingestor import (
@@ -56,7 +55,7 @@ async def test_qos0_beyond_the_inbox_bound_is_dropped_and_counted_qos1_is_kept(
         )
         await subscriber.start()
         task = asyncio.create_task(ingestor.run())
-        await eventually(_now(lambda: subscriber.subscribed), what="subscribed")
+        await eventually(lambda: subscriber.subscribed, what="subscribed")
 
         readings = [
             ("m0/realtime", json.dumps({"temp": i, "timestamp": TS + i}).encode())
@@ -73,7 +72,7 @@ async def test_qos0_beyond_the_inbox_bound_is_dropped_and_counted_qos1_is_kept(
                 held = int(ingestor.metrics.received._value.get()) + len(subscriber.inbox)
                 return held + subscriber.qos0_dropped == qos0 + qos1
 
-            await eventually(_now(accounted), what="every delivery held or dropped")
+            await eventually(accounted, what="every delivery held or dropped")
         dropped = subscriber.qos0_dropped
         assert dropped >= qos0 - INBOX - BATCH
         assert ingestor.metrics.inbox_dropped._value.get() == dropped
@@ -118,10 +117,3 @@ def _message(topic: str, size: int, qos: int) -> MQTTMessage:
     message.payload = b"x" * size
     message.qos = qos
     return message
-
-
-def _now(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return predicate()
-
-    return check

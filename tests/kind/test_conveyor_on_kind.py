@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 from tests.kind.conftest import (
     MOSQUITTO_IMAGE,
     REDIS_IMAGE,
@@ -85,15 +85,6 @@ done.wait(10)
 client.loop_stop()
 print(json.dumps(seen))
 """
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def replicas(kind: Kind, deployment: str) -> int:
@@ -276,12 +267,13 @@ def test_the_release_refuses_intruders(kind: Kind, release: Release) -> None:
 
 def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None:
     workers = ["alerts-worker", "mqtt-realtime-worker", "mqtt-spc-worker", "mqtt-tech-worker"]
-    wait_for(
+    wait_until(
         lambda: all(
             kind.kubectl("get", "deployment", w, check=False).strip() != "" for w in workers
         ),
-        "the operator to create the four worker Deployments",
-        120,
+        what="the operator to create the four worker Deployments",
+        timeout=120,
+        interval=1,
     )
     kind.kubectl(
         "wait", "--for=condition=Available", "deployment/mqtt-realtime-worker", "--timeout=300s"
@@ -307,7 +299,12 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         }
     }
     kind.kubectl("patch", "mq", "mqtt-realtime", "--type", "merge", "-p", json.dumps(patch))
-    wait_for(lambda: replicas(kind, "mqtt-realtime-worker") == 0, "scale to zero", 180)
+    wait_until(
+        lambda: replicas(kind, "mqtt-realtime-worker") == 0,
+        what="scale to zero",
+        timeout=180,
+        interval=1,
+    )
 
     kind.kubectl(
         "run",
@@ -337,17 +334,23 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         "--duration",
         "0",
     )
-    wait_for(lambda: realtime(kind)["pending"] > 0, "the burst to reach the queue", 120)
-    backlog_seen = time.monotonic()
-    kind.timings["scale-up decision"] = wait_for(
-        lambda: replicas(kind, "mqtt-realtime-worker") > 0, "scale-up", 60
+    wait_until(
+        lambda: realtime(kind)["pending"] > 0,
+        what="the burst to reach the queue",
+        timeout=120,
+        interval=1,
     )
+    backlog_seen = time.monotonic()
+    wait_until(
+        lambda: replicas(kind, "mqtt-realtime-worker") > 0, what="scale-up", timeout=60, interval=1
+    )
+    kind.timings["scale-up decision"] = time.monotonic() - backlog_seen
 
     # Kill a worker pod mid-burst: the jobs it held come back after their lease.
     def running_pod() -> bool:
         return bool(worker_pods(kind, running=True))
 
-    wait_for(running_pod, "a running mqtt-realtime worker pod", 120)
+    wait_until(running_pod, what="a running mqtt-realtime worker pod", timeout=120, interval=1)
     victim = worker_pods(kind, running=True)[0]
     kind.kubectl("delete", "pod", victim, "--grace-period=0", "--force")
     q = realtime(kind)
@@ -371,7 +374,13 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         empty_since.setdefault("at", time.monotonic())
         return q["completed"] + q["failed"] >= BURST or time.monotonic() - empty_since["at"] > 10
 
-    wait_for(drained, f"{BURST} jobs completed or dead-lettered", 900)
+    wait_until(
+        drained,
+        what=f"{BURST} jobs completed or dead-lettered",
+        timeout=900,
+        interval=1,
+        detail=lambda: f"mqtt_realtime: {realtime(kind)}",
+    )
     kind.timings["drain"] = time.monotonic() - backlog_seen
     q = realtime(kind)
     assert q["completed"] + q["failed"] == BURST, q  # every message accounted for
@@ -381,9 +390,14 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         f"peak {peak[0]} replicas, pod {victim} killed mid-burst"
     )
 
-    kind.timings["scale-down"] = wait_for(
-        lambda: replicas(kind, "mqtt-realtime-worker") == 0, "scale-down", 300
+    drained_at = time.monotonic()
+    wait_until(
+        lambda: replicas(kind, "mqtt-realtime-worker") == 0,
+        what="scale-down",
+        timeout=300,
+        interval=1,
     )
+    kind.timings["scale-down"] = time.monotonic() - drained_at
     kind.kubectl("delete", "pod", "simulator", "--wait=false")
     started = time.monotonic()
     kind.helm("uninstall", "conveyor", "--wait")
@@ -395,8 +409,11 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         names = kind.kubectl("get", "all,mq,cm,secret,pvc,sa,job", "-o", "name").split()
         return [x for x in names if x not in kept_by_kubernetes]
 
-    try:
-        wait_for(lambda: left() == [], "nothing left after uninstall", 180)
-    except AssertionError:
-        raise AssertionError(f"left after helm uninstall: {left()}") from None
+    wait_until(
+        lambda: left() == [],
+        what="nothing left after uninstall",
+        timeout=180,
+        interval=1,
+        detail=lambda: f"left after helm uninstall: {left()}",
+    )
     kind.timings["helm uninstall"] = time.monotonic() - started

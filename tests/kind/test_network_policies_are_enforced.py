@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.kind.conftest import (
     REDIS_IMAGE,
     RESTRICTED_CONTAINER,
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.kind, pytest.mark.timeout(900)]
 PORT = 6379
 ATTEMPT_S = 3  # a connection or lookup gives up after this long
 REPEATS = 3  # each outcome is asserted this many times in a row
-POLICY_WAIT_S = 90  # the longest a policy may take to show
+POLICY_WAIT_S = 90  # the longest a policy may take to show; tried with no pause between tries
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # the label the API server gives each namespace
 
 # Run in a client pod by the Conveyor image's Python: connect, PING, say what came back.
@@ -158,15 +159,6 @@ def resolves(kind: Kind, namespace: str, pod: str, name: str) -> str:
     return out.removeprefix("resolved ") if out.startswith("resolved ") else ""
 
 
-def until(check: Callable[[], object], what: str, timeout: float = POLICY_WAIT_S) -> float:
-    """Retries ``check`` (each try bounded in itself) until truthy; returns how long it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def namespaces(kind: Kind) -> Iterator[Namespaces]:
     # On the offline node image kind-netpol enforces policies: ready means its rules are in.
@@ -224,12 +216,22 @@ def test_only_the_labelled_client_of_the_namespace_reaches_the_server(
     clients = [(home, "client"), (home, "stranger"), (other, "outsider")]
     # With no policy yet, everyone gets through: a failure below is the policies' doing.
     for namespace, name in clients:
-        until(partial(reaches, kind, namespace, name, server), f"{name} to reach the server", 60)
+        wait_until(
+            partial(reaches, kind, namespace, name, server),
+            what=f"{name} to reach the server",
+            timeout=60,
+            interval=0,
+        )
 
     applied = time.monotonic()
     deny_all = {"podSelector": {}, "policyTypes": ["Ingress"]}
     apply(kind, home, policy("default-deny", deny_all))
-    until(partial(blocked, kind, home, "client", server), "default-deny to cut the client off")
+    wait_until(
+        partial(blocked, kind, home, "client", server),
+        what="default-deny to cut the client off",
+        timeout=POLICY_WAIT_S,
+        interval=0,
+    )
     denied_after = time.monotonic() - applied
 
     applied = time.monotonic()
@@ -243,7 +245,12 @@ def test_only_the_labelled_client_of_the_namespace_reaches_the_server(
         "ingress": [{"from": [labelled_here], "ports": [{"protocol": "TCP", "port": PORT}]}],
     }
     apply(kind, home, policy("clients-to-server", allow))
-    until(partial(reaches, kind, home, "client", server), "the allow policy to admit the client")
+    wait_until(
+        partial(reaches, kind, home, "client", server),
+        what="the allow policy to admit the client",
+        timeout=POLICY_WAIT_S,
+        interval=0,
+    )
     allowed_after = time.monotonic() - applied
 
     for _ in range(REPEATS):
@@ -274,9 +281,19 @@ def test_egress_default_deny_lets_out_only_the_dns_it_allows(
 ) -> None:
     other, target, name = namespaces.other, namespaces.open_server, namespaces.open_server_name
     for pod_name in ("dns-only", "sealed", "outsider"):
-        until(partial(reaches, kind, other, pod_name, target), f"{pod_name} to reach it", 60)
+        wait_until(
+            partial(reaches, kind, other, pod_name, target),
+            what=f"{pod_name} to reach it",
+            timeout=60,
+            interval=0,
+        )
     for pod_name in ("dns-only", "sealed"):
-        until(partial(resolves, kind, other, pod_name, name), f"{pod_name} to resolve it", 60)
+        wait_until(
+            partial(resolves, kind, other, pod_name, name),
+            what=f"{pod_name} to resolve it",
+            timeout=60,
+            interval=0,
+        )
 
     dns = {
         "to": [
@@ -295,7 +312,12 @@ def test_egress_default_deny_lets_out_only_the_dns_it_allows(
     sealed = {"podSelector": {"matchLabels": {"role": "sealed"}}, "policyTypes": ["Egress"]}
     apply(kind, other, policy("dns-only", dns_only), policy("sealed", sealed))
     for pod_name in ("dns-only", "sealed"):
-        until(partial(blocked, kind, other, pod_name, target), f"{pod_name} to be cut off")
+        wait_until(
+            partial(blocked, kind, other, pod_name, target),
+            what=f"{pod_name} to be cut off",
+            timeout=POLICY_WAIT_S,
+            interval=0,
+        )
 
     for _ in range(REPEATS):
         assert not reaches(kind, other, "dns-only", target), "egress default-deny let it out"

@@ -70,7 +70,7 @@ async def test_enqueue_many_keeps_per_item_options(client: QueueClient) -> None:
         order.append(job.id)
 
     stop = await client.start_worker("many", handler)
-    await eventually(lambda: _true(len(order) == 2), what="two ready jobs processed")
+    await eventually(lambda: len(order) == 2, what="two ready jobs processed")
     await stop()
     assert order == ["b", ids[0]]
 
@@ -84,7 +84,7 @@ async def test_delayed_job_waits_its_delay(client: QueueClient) -> None:
     stop = await client.start_worker("later", handler)
     t0 = time.time()
     await client.enqueue("later", {}, delay=1.0)
-    await eventually(lambda: _true(bool(started)), timeout=5, what="delayed job ran")
+    await eventually(lambda: bool(started), timeout=5, what="delayed job ran")
     await stop()
     assert 0.9 <= started[0] - t0 <= 1.6
 
@@ -97,7 +97,7 @@ async def test_stats_have_the_documented_shape(client: QueueClient) -> None:
     for key in ("pending", "processing", "delayed", "failed", "completed", "oldest_pending_age_s"):
         assert key in q
     assert q["pending"] == 1
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the subject: the oldest job's age grows while it waits
     assert (await client.queue_stats("shape")).oldest_pending_age_s >= 0.25
 
     async def handler(job: Job) -> None:
@@ -106,10 +106,6 @@ async def test_stats_have_the_documented_shape(client: QueueClient) -> None:
     stop = await client.start_worker("shape", handler, drain_timeout=0.1)
     assert (await client.stats())["workers"] == "running"
     await stop()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_batch_handler_can_fail_single_jobs(client: QueueClient) -> None:

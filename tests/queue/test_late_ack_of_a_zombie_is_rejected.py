@@ -29,7 +29,7 @@ async def test_zombie_ack_is_rejected_and_the_job_counts_once(client: QueueClien
     # The zombie never renews (heartbeat far apart), so its lease lapses after 1 s.
     zombie = client.worker("zombie", stalled, heartbeat_interval=3600)
     await zombie.start()
-    await eventually(lambda: _true(bool(runs)), what="zombie claimed the job")
+    await eventually(lambda: bool(runs), what="zombie claimed the job")
     rescuer = client.worker("zombie", healthy, heartbeat_interval=0.2)
     await rescuer.start()
 
@@ -38,7 +38,7 @@ async def test_zombie_ack_is_rejected_and_the_job_counts_once(client: QueueClien
 
     await eventually(rescued, timeout=10, what="job recovered and processed by the rescuer")
     release_zombie.set()  # the zombie finishes late and tries to ack
-    await eventually(lambda: _true(zombie.counters.leases_lost == 1), what="zombie ack rejected")
+    await eventually(lambda: zombie.counters.leases_lost == 1, what="zombie ack rejected")
     await zombie.stop()
     await rescuer.stop()
     stats = await client.queue_stats("zombie")
@@ -47,7 +47,3 @@ async def test_zombie_ack_is_rejected_and_the_job_counts_once(client: QueueClien
     assert zombie.counters.processed == 0
     assert rescuer.counters.processed == 1
     assert runs == ["zombie:1", "healthy:1"]  # a lost lease is not a failed attempt
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from reliable_queue import Job, NewJob, QueueClient
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +21,7 @@ async def test_priority_order_then_fifo(client: QueueClient) -> None:
         order.append((job.data["p"], job.data["i"]))
 
     stop = await client.start_worker("prio", handler, concurrency=1)
-    while len(order) < len(items):
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(order) == len(items), what=f"{len(items)} jobs processed")
     await stop()
     expected = [(p, i) for p in (10, 5, 1, -3) for i in range(20)]
     assert order == expected
@@ -36,11 +36,10 @@ async def test_urgent_job_overtakes_a_backlog_of_ten_thousand(client: QueueClien
         seen.append(job.id)
         if job.id == "urgent":
             urgent_seen.set()
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # a job's work: the backlog drains at a pace
 
     stop = await client.start_worker("backlog", handler, concurrency=4)
-    while len(seen) < 100:
-        await asyncio.sleep(0.005)
+    await eventually(lambda: len(seen) >= 100, interval=0.005, what="100 backlog jobs started")
     await client.enqueue("backlog", {"alarm": True}, priority=10, job_id="urgent")
     started_before = len(seen)
     await asyncio.wait_for(urgent_seen.wait(), 5)

@@ -44,14 +44,14 @@ async def test_restart_under_load_loses_no_acknowledged_job(own_redis: RedisServ
                         break
                     except QueueUnavailable:
                         producer_errors += 1
-                        await asyncio.sleep(0.05)
-                await asyncio.sleep(0.0005)
+                        await asyncio.sleep(0.05)  # a producer's pause before its retry
+                await asyncio.sleep(0.0005)  # paces the load, so the outage meets it midway
 
         producers = [asyncio.create_task(produce(k * 1500)) for k in range(4)]
-        await eventually(lambda: _true(len(acknowledged) > 1000), what="load running")
+        await eventually(lambda: len(acknowledged) > 1000, what="load running")
         own_redis.stop(kill=True)  # kill -9; appendfsync always kept every reply on disk
         down_at = time.monotonic()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the subject: a second without Redis, under load
         own_redis.start()
         await asyncio.gather(*producers)
 
@@ -72,7 +72,3 @@ async def test_producer_gets_a_clear_error_when_redis_is_down(own_redis: RedisSe
     async with QueueClient.from_url(own_redis.url) as client:
         with pytest.raises(QueueUnavailable, match="Redis unavailable while trying to"):
             await client.enqueue("q", {"x": 1})
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -78,7 +78,7 @@ async def test_retry_with_explicit_delay(client: QueueClient) -> None:
 
     stop = await client.start_worker("explicit", handler)
     await client.enqueue("explicit", {})
-    await eventually(lambda: _true(len(times) == 2), timeout=5, what="second attempt")
+    await eventually(lambda: len(times) == 2, timeout=5, what="second attempt")
     await stop()
     assert 0.25 <= times[1] - times[0] <= 0.9
 
@@ -119,7 +119,11 @@ async def test_dead_letter_retention_caps_the_count(client: QueueClient) -> None
         return (await client.queue_stats("capped")).dead_lettered == 200
 
     await eventually(settled, timeout=20, what="200 failures")
-    await asyncio.sleep(1.5)  # one reaper pass applies the cap exactly
+
+    async def capped() -> bool:  # by the reaper's next pass
+        return await client.dead_letter_count("capped") == 10
+
+    await eventually(capped, timeout=10, what="the dead letters trimmed to 10")
     await stop()
     assert await client.dead_letter_count("capped") == 10
     letters = await client.dead_letters("capped", limit=100)
@@ -130,10 +134,6 @@ async def test_dead_letter_retention_caps_the_count(client: QueueClient) -> None
 
 async def _dead(client: QueueClient, queue: str, job_id: str) -> bool:
     return await client.job_state(queue, job_id) == "dead"
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_retention_by_age_drops_old_dead_letters_and_finished_records(

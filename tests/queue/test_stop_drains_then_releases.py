@@ -24,7 +24,7 @@ async def test_quick_jobs_finish_and_slow_ones_go_back(client: QueueClient) -> N
         await asyncio.sleep(job.data["seconds"])
 
     stop = await client.start_worker("drain", handler, concurrency=2, drain_timeout=1.0)
-    await eventually(lambda: _true(len(started) == 2), what="two jobs running")
+    await eventually(lambda: len(started) == 2, what="two jobs running")
     await stop()
     assert await client.job_state("drain", "quick") == "finished"
     assert await client.job_state("drain", "slow") == "pending"
@@ -37,10 +37,6 @@ async def test_quick_jobs_finish_and_slow_ones_go_back(client: QueueClient) -> N
         seen.append((job.id, job.attempt))
 
     stop = await client.start_worker("drain", record)
-    await eventually(lambda: _true(len(seen) == 2), what="released jobs run again")
+    await eventually(lambda: len(seen) == 2, what="released jobs run again")
     await stop()
     assert seen == [("slow", 1), ("waiting", 1)]  # kept its place ahead of lower priority
-
-
-async def _true(value: bool) -> bool:
-    return value

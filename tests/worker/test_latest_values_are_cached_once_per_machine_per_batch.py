@@ -5,7 +5,6 @@ loaded again."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -15,6 +14,7 @@ from conveyor_worker.processors import process_realtime
 
 from reliable_queue import Job, QueueClient
 from reliable_queue.keys import latest_times, latest_values
+from tests.helpers import eventually
 from tests.worker.conftest import message
 
 pytestmark = pytest.mark.integration
@@ -32,13 +32,16 @@ async def events_of(client: QueueClient, jobs: list[Job], ctx: Context) -> list[
     await pubsub.psubscribe("conveyor:live:*")
     assert await process_realtime(ctx, jobs) == {}
     events: list[dict[str, Any]] = []
-    deadline = asyncio.get_running_loop().time() + 3
-    while asyncio.get_running_loop().time() < deadline:  # until quiet: no more than expected
+
+    async def quiet() -> bool:  # 0.3 s without an event after the first: no more than expected
         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.3)
-        if msg is None and events:
-            break
         if msg is not None:
             events.append(json.loads(msg["data"]))
+        return msg is None and bool(events)
+
+    await eventually(
+        quiet, timeout=3, interval=0, what="the live stream quiet", detail=lambda: f"{events}"
+    )
     await pubsub.aclose()  # type: ignore[no-untyped-call]
     return events
 

@@ -4,7 +4,6 @@ acknowledged only once all of them took the batch."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -55,13 +54,20 @@ async def test_points_cache_and_stream(
 
     # One event per machine per batch, with the newest value of each signal.
     events: list[dict[str, object]] = []
-    deadline = asyncio.get_running_loop().time() + 5
-    while asyncio.get_running_loop().time() < deadline:
+
+    async def newest_streamed() -> bool:
         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
         if msg is not None:
             events.append(json.loads(msg["data"]))
-        if any(e["machine"] == "m1" and e["ts"] == TS + 49 for e in events):
-            break
+        return any(e["machine"] == "m1" and e["ts"] == TS + 49 for e in events)
+
+    await eventually(
+        newest_streamed,
+        timeout=5,
+        interval=0,
+        what="the event of m1's newest value",
+        detail=lambda: f"events: {events}",
+    )
     await pubsub.aclose()
     assert 2 <= len(events) <= 50
     assert {e["kind"] for e in events} == {"realtime"}
@@ -80,7 +86,11 @@ async def test_influx_outage_retries_and_writes_each_point_once(
         "mqtt_realtime",
         [message("realtime", "press", {"timestamp": TS + i, "temp": float(i)}) for i in range(100)],
     )
-    await asyncio.sleep(0.3)
+
+    async def first_written() -> bool:  # before the outage
+        return (await client.queue_stats("mqtt_realtime")).completed == 100
+
+    await eventually(first_written, timeout=20, what="the first 100 jobs written")
     influx.stop()
     await client.enqueue_many(
         "mqtt_realtime",
@@ -89,7 +99,11 @@ async def test_influx_outage_retries_and_writes_each_point_once(
             for i in range(100, 200)
         ],
     )
-    await asyncio.sleep(1.5)
+
+    async def felt() -> bool:
+        return (await client.queue_stats("mqtt_realtime")).retried > 0
+
+    await eventually(felt, timeout=10, what="a write refused by the outage, to retry")
     stats = await client.queue_stats("mqtt_realtime")
     assert stats.retried > 0  # the outage was felt
     assert stats.completed < 200

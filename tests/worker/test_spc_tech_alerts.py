@@ -4,7 +4,6 @@ delivered to webhooks, and a failing webhook retries the job, then dead-letters 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -48,7 +47,7 @@ async def test_spc_rule_violation_becomes_an_alert(
         alerts.append(job)
 
     stop = await client.start_worker("alerts", take)
-    await eventually(lambda: _true(bool(alerts)), what="alert received")
+    await eventually(lambda: bool(alerts), what="alert received")
     await stop()
     assert len(alerts) == 1  # the in-control points raised nothing
     alert = alerts[0].data
@@ -163,16 +162,17 @@ async def _done(client: QueueClient, queue: str, n: int) -> bool:
     return (await client.queue_stats(queue)).completed >= n
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def _drain(pubsub: Any, n: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    deadline = asyncio.get_running_loop().time() + 5
-    while len(events) < n and asyncio.get_running_loop().time() < deadline:
+
+    async def received() -> bool:
         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
         if msg is not None:
             events.append(json.loads(msg["data"]))
+        return len(events) >= n
+
+    await eventually(
+        received, timeout=5, interval=0, what=f"{n} live events", detail=lambda: f"got {events}"
+    )
     await pubsub.aclose()
     return events
