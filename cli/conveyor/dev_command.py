@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from conveyor.defaults import DEFAULT_QUEUES
+from conveyor_messages import DEFAULT_QUEUES
+
 from conveyor.local_servers import (
     ChildServer,
     InfluxServer,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conveyor import __version__
 from conveyor.probes import ProbeServer
 from conveyor.settings import (
     InfluxSettings,
@@ -40,7 +41,7 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPERATOR_", extra="ignore")
 
     worker_image: str = Field(
-        default="conveyor:0.1.0",
+        default=f"conveyor:{__version__}",
         min_length=1,
         description="image of worker pods, and the one a MessageQueue may always name",
     )

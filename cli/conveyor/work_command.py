@@ -7,7 +7,8 @@ import asyncio
 import logging
 import signal
 
-from conveyor.defaults import DEFAULT_QUEUES
+from conveyor_messages import DEFAULT_QUEUES, default_queue
+
 from conveyor.handlers import load_handler, log_job
 from conveyor.probes import ProbeServer
 from conveyor.settings import (
@@ -22,7 +23,7 @@ from reliable_queue import QueueClient, UsageError
 
 log = logging.getLogger(__name__)
 
-INFLUX_QUEUES = ("mqtt_realtime", "mqtt_spc", "mqtt_tech")
+INFLUX_QUEUES = tuple(q.name for q in DEFAULT_QUEUES if q.writes_influx)
 PROCESSOR_TIMEOUT_S = 60.0
 """A built-in processor's batch timeout when the queue's policy sets none (at least)."""
 INFLUX_WRITES = 6
@@ -36,10 +37,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "work",
         help="process jobs of one queue until stopped (REDIS_*, INFLUX_*, WORKER_*, ALERT_*)",
-        description="Runs the queue's processor: mqtt_realtime, mqtt_spc, mqtt_tech and alerts "
-        "have one; other queues need --handler. A batch (or a --handler's job) running longer than "
-        "the queue's timeout (conveyor policy QUEUE --timeout-s N) is cancelled and fails with "
-        "reason timeout. Without one, the processors' default applies: mqtt_* "
+        description="Runs the queue's processor: "
+        f"{', '.join(q.name for q in DEFAULT_QUEUES)} have one; other queues need --handler. "
+        "A batch (or a --handler's job) running longer than the queue's timeout (conveyor policy "
+        "QUEUE --timeout-s N) is cancelled and fails with reason timeout. Without one, the "
+        "processors' default applies: mqtt_* "
         f"{PROCESSOR_TIMEOUT_S:g}s, or {INFLUX_WRITES} x INFLUX_TIMEOUT_S if longer; alerts "
         f"{PROCESSOR_TIMEOUT_S:g}s plus "
         "the webhook timeout per webhook per alert of a batch (WORKER_BATCH_SIZE); --handler: "
@@ -51,8 +53,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--concurrency",
         type=int,
-        help="jobs (or batches) at once; default: the queue's default (alerts 1, mqtt_realtime 3, "
-        "mqtt_spc 2, mqtt_tech 1, others 1). The queue's policy in Redis overrides it live",
+        help="jobs (or batches) at once; default: the queue's default ("
+        + ", ".join(f"{q.name} {q.concurrency}" for q in DEFAULT_QUEUES)
+        + ", others 1). The queue's policy in Redis overrides it live",
     )
     p.add_argument("--handler", help="async function module:function taking one job")
     p.add_argument(
@@ -66,7 +69,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def default_concurrency(queue: str) -> int:
-    return next((q.concurrency for q in DEFAULT_QUEUES if q.name == queue), 1)
+    default = default_queue(queue)
+    return 1 if default is None else default.concurrency
 
 
 def processor_timeout(
@@ -82,7 +86,8 @@ def processor_timeout(
     batch a working sink allows, so it never cuts a slow but healthy one short."""
     if queue in INFLUX_QUEUES:
         return max(PROCESSOR_TIMEOUT_S, INFLUX_WRITES * influx_timeout_s)
-    if queue == "alerts":  # the alerts of a batch are delivered one after another
+    default = default_queue(queue)
+    if default is not None and default.kind == "alert":  # a batch's alerts go one after another
         return PROCESSOR_TIMEOUT_S + batch_size * webhooks * webhook_timeout_s
     return None
 

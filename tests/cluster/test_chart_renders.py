@@ -123,12 +123,11 @@ def test_two_operator_replicas_run_as_a_peered_pair() -> None:
 
 
 def test_default_queues_are_the_original_design() -> None:
+    from conveyor_messages import DEFAULT_QUEUES  # the table, pinned in tests/unit
+
     queues = {d["spec"]["queue"]: d["spec"] for d in by_kind(render(), "MessageQueue")}
     assert {q: (s["priority"], s["concurrency"]) for q, s in queues.items()} == {
-        "alerts": (10, 1),
-        "mqtt_realtime": (5, 3),
-        "mqtt_spc": (3, 2),
-        "mqtt_tech": (1, 1),
+        q.name: (q.priority, q.concurrency) for q in DEFAULT_QUEUES
     }
 
 

@@ -8,7 +8,14 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "package", ["reliable_queue", "conveyor_ingestor", "conveyor_worker", "conveyor_operator"]
+    "package",
+    [
+        "reliable_queue",
+        "conveyor_messages",
+        "conveyor_ingestor",
+        "conveyor_worker",
+        "conveyor_operator",
+    ],
 )
 def test_all_is_sorted_and_complete(package: str) -> None:
     module = importlib.import_module(package)

@@ -9,6 +9,7 @@ the probes and metrics.
 from __future__ import annotations
 
 from functools import cache
+from importlib.metadata import version
 from typing import Any
 
 from reliable_queue.keys import QUEUE_NAME_PATTERN
@@ -141,7 +142,7 @@ def _document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Conveyor gateway",
-            "version": "0.1.0",
+            "version": version("conveyor"),  # the distribution's: pyproject.toml's
             "description": "Queue statistics, machines' latest values, dead letters, and the "
             "live stream at /ws (WebSocket: ?machines=a,b&kinds=realtime,tech,alert).",
         },

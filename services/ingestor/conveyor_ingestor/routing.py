@@ -13,14 +13,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from conveyor_messages import DEFAULT_QUEUES
+from conveyor_messages import Kind as Kind  # Route.kind's type, as payloads.py knows it
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conveyor_ingestor.errors import RoutingError
 from reliable_queue import PRIORITY_MAX, PRIORITY_MIN, UsageError, validate_queue_name
-
-Kind = Literal["realtime", "spc", "tech", "alert"]
 
 
 class Route(BaseModel):
@@ -167,9 +166,8 @@ def _matches(pattern: list[str], levels: list[str]) -> bool:
     return len(pattern) == len(levels)
 
 
-DEFAULT_ROUTES: tuple[Route, ...] = (
-    Route(filter="+/alerts", queue="alerts", priority=10, kind="alert"),
-    Route(filter="+/realtime", queue="mqtt_realtime", priority=5, kind="realtime"),
-    Route(filter="+/spc", queue="mqtt_spc", priority=3, kind="spc"),
-    Route(filter="+/tech", queue="mqtt_tech", priority=1, kind="tech"),
+DEFAULT_ROUTES: tuple[Route, ...] = tuple(
+    Route(filter=q.topic_filter, queue=q.name, priority=q.priority, kind=q.kind)
+    for q in DEFAULT_QUEUES
 )
+"""One route into each default queue (conveyor_messages.DEFAULT_QUEUES), in its order."""

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+from conveyor_messages import Kind, default_queue, queue_for_kind
 from redis import exceptions as redis_errors
 
 from conveyor_worker.errors import SinkUnavailable, WebhookFailed
@@ -86,8 +87,8 @@ class SinkSettings:
     webhook_timeout_s: float = 5.0
     spc_window: int = 100
     spc_min_points: int = 20
-    alerts_queue: str = "alerts"
-    alert_priority: int = 10
+    alerts_queue: str = queue_for_kind("alert").name
+    alert_priority: int = queue_for_kind("alert").priority
 
 
 class Context:
@@ -225,16 +226,17 @@ class Context:
 
 
 def processor_for(queue: str, ctx: Context) -> Processor | None:
-    """The processor of a default queue, or None."""
-    table: dict[str, Callable[[Context, Sequence[Job], float | None], Awaitable[Failures]]] = {
-        "mqtt_realtime": process_realtime,
-        "mqtt_spc": process_spc,
-        "mqtt_tech": process_tech,
-        "alerts": process_alerts,
-    }
-    fn = table.get(queue)
-    if fn is None:
+    """The processor of a default queue (conveyor_messages.DEFAULT_QUEUES): its kind's; or None."""
+    default = default_queue(queue)
+    if default is None:
         return None
+    by_kind: dict[Kind, Callable[[Context, Sequence[Job], float | None], Awaitable[Failures]]] = {
+        "realtime": process_realtime,
+        "spc": process_spc,
+        "tech": process_tech,
+        "alert": process_alerts,
+    }
+    fn = by_kind[default.kind]
 
     async def run(jobs: Sequence[Job]) -> Failures:
         return await fn(ctx, jobs, ctx.writes_deadline())
