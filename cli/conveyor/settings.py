@@ -291,11 +291,13 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    worker_batch_size: int = Field(
-        default=1000,
+    worker_batch_size: int | None = Field(
+        default=None,
         ge=1,
         le=10_000,
-        description="jobs the built-in processors take per batch (one InfluxDB write per batch)",
+        description="jobs a built-in processor takes per batch (one InfluxDB write per batch); "
+        "unset: the queue's own (`mqtt_realtime` 1000, `mqtt_spc` and `mqtt_tech` 200, "
+        "`alerts` 50)",
     )
     worker_cache_ttl_s: int = Field(
         default=86_400,

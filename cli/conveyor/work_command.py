@@ -20,10 +20,13 @@ from conveyor.settings import (
 )
 from conveyor.startup import wait_for_redis
 from reliable_queue import QueueClient, UsageError
+from reliable_queue.policy import MAX_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
 INFLUX_QUEUES = tuple(q.name for q in DEFAULT_QUEUES if q.writes_influx)
+OTHER_BATCH_SIZE = 200
+"""A processor's batch size on a queue that is not a default one (WORKER_BATCH_SIZE unset)."""
 PROCESSOR_TIMEOUT_S = 60.0
 """A built-in processor's batch timeout when the queue's policy sets none (at least)."""
 INFLUX_WRITES = 6
@@ -88,8 +91,14 @@ def processor_timeout(
         return max(PROCESSOR_TIMEOUT_S, INFLUX_WRITES * influx_timeout_s)
     default = default_queue(queue)
     if default is not None and default.kind == "alert":  # a batch's alerts go one after another
-        return PROCESSOR_TIMEOUT_S + batch_size * webhooks * webhook_timeout_s
+        return min(PROCESSOR_TIMEOUT_S + batch_size * webhooks * webhook_timeout_s, MAX_TIMEOUT_S)
     return None
+
+
+def default_batch_size(queue: str) -> int:
+    """A built-in processor's batch size when ``WORKER_BATCH_SIZE`` is unset: the queue's."""
+    default = default_queue(queue)
+    return default.batch_size if default is not None else OTHER_BATCH_SIZE
 
 
 async def cmd_work(args: argparse.Namespace) -> int:
@@ -148,12 +157,13 @@ async def cmd_work(args: argparse.Namespace) -> int:
             ),
             metrics=metrics,
         )
+        batch_size = sinks.worker_batch_size or default_batch_size(args.queue)
         worker = build_worker(
             client=client,
             queue=args.queue,
             ctx=ctx,
             concurrency=args.concurrency,
-            batch_size=sinks.worker_batch_size,
+            batch_size=batch_size,
             drain_timeout=args.drain_timeout,
             custom=custom,
         )
@@ -161,7 +171,7 @@ async def cmd_work(args: argparse.Namespace) -> int:
             worker.default_timeout_s = processor_timeout(
                 args.queue,
                 influx_timeout_s=influx.timeout_s,
-                batch_size=sinks.worker_batch_size,
+                batch_size=batch_size,
                 webhooks=len(ctx.settings.webhooks),
                 webhook_timeout_s=ctx.settings.webhook_timeout_s,
             )

@@ -71,7 +71,7 @@ def check_priority(priority: int) -> int:
             f"priority {priority} is out of range: use {PRIORITY_MIN}..{PRIORITY_MAX}, "
             "higher runs first"
         )
-    return priority
+    return int(priority)  # a plain int: an IntEnum would reach Redis as its repr
 
 
 def check_job_id(job_id: str) -> str:

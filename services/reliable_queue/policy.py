@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from reliable_queue.errors import UsageError
 
+MAX_TIMEOUT_S = 86_400.0
+"""The longest job timeout a queue or a worker may set (a day)."""
+
 
 class QueuePolicy(BaseModel):
     """How one queue treats its jobs. Immutable; use :meth:`merged` to change fields."""
@@ -45,7 +48,7 @@ class QueuePolicy(BaseModel):
     timeout_s: float | None = Field(
         default=None,
         gt=0,
-        le=86_400,
+        le=MAX_TIMEOUT_S,
         description="Seconds one attempt (one batch, for batch handlers) may run before it is "
         "cancelled and fails with reason timeout; None: the worker's default (built-in "
         "processors have one, other handlers none).",

@@ -48,7 +48,7 @@ from reliable_queue.errors import (
 )
 from reliable_queue.job import Job, decode_envelope
 from reliable_queue.keys import QueueKeys
-from reliable_queue.policy import QueuePolicy, decide_on_failure
+from reliable_queue.policy import MAX_TIMEOUT_S, QueuePolicy, decide_on_failure
 from reliable_queue.scripting import Scripts
 from reliable_queue.timeouts import (
     RenewalDeadlines,
@@ -605,8 +605,10 @@ def _consume(task: asyncio.Future[Any]) -> None:
 
 
 def _check_timeout(seconds: float | None) -> float | None:
-    if seconds is not None and not 0 < seconds <= 86_400:
-        raise UsageError(f"a job timeout must be above 0 and at most 86400 s, not {seconds}")
+    if seconds is not None and not 0 < seconds <= MAX_TIMEOUT_S:
+        raise UsageError(
+            f"a job timeout must be above 0 and at most {MAX_TIMEOUT_S:.0f} s, not {seconds}"
+        )
     return seconds
 
 

@@ -27,7 +27,7 @@ def test_worst_case_ingestor_memory_fits_the_default_limit() -> None:
     window = ingestor["receiveMaximum"] * (ingestor["maxPayloadBytes"] + PACKET_HEADER_ROOM)
     inbox = IngestSettings.model_fields["inbox_max_bytes"].default
     limit = _bytes(ingestor["resources"]["limits"]["memory"])
-    headroom = 128 * 1024**2  # the interpreter, paho, redis-py and the batch being written
+    headroom = 128 * 1024**2  # the interpreter, paho, redis-py, a batch written, one validated
     assert window + inbox + headroom <= limit, (
         f"{ingestor['receiveMaximum']} x {ingestor['maxPayloadBytes'] + PACKET_HEADER_ROOM} B "
         f"+ {inbox} B + {headroom} B is over the limit of {limit} B: lower "

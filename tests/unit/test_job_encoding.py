@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
 import pytest
 
@@ -40,6 +41,16 @@ def test_a_forked_child_draws_other_ids() -> None:
 def test_out_of_range_priority_is_rejected(priority: object) -> None:
     with pytest.raises(InvalidJob):
         check_priority(priority)  # type: ignore[arg-type]
+
+
+def test_an_int_subclass_priority_becomes_a_plain_int() -> None:
+    # redis-py sends an IntEnum as its repr ("<Level.HIGH: 5>"), which the scripts cannot read.
+    class Level(enum.IntEnum):
+        HIGH = 5
+
+    priority = check_priority(Level.HIGH)
+    assert type(priority) is int
+    assert priority == 5
 
 
 @pytest.mark.parametrize("job_id", ["", "x" * 257])

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from conveyor_operator.policies import desired_policy, policy_problems
 
-from conveyor.work_command import processor_timeout
+from conveyor.work_command import default_batch_size, processor_timeout
 from reliable_queue import QueuePolicy, UsageError
-from reliable_queue.policy import decide_on_failure
+from reliable_queue.policy import MAX_TIMEOUT_S, decide_on_failure
 from reliable_queue.timeouts import RenewalDeadlines
 
 
@@ -80,6 +80,22 @@ def test_built_in_processors_default_timeouts_come_from_their_sinks(
         webhook_timeout_s=5.0,
     )
     assert got == expected
+
+
+def test_an_alerts_timeout_never_passes_the_longest_a_worker_accepts() -> None:
+    # 1,000 alerts x 100 webhooks x 5 s would be far beyond a day: the worker would refuse it.
+    got = processor_timeout(
+        "alerts", influx_timeout_s=10.0, batch_size=1000, webhooks=100, webhook_timeout_s=5.0
+    )
+    assert got == MAX_TIMEOUT_S
+
+
+@pytest.mark.parametrize(
+    ("queue", "expected"),
+    [("mqtt_realtime", 1000), ("mqtt_spc", 200), ("mqtt_tech", 200), ("alerts", 50), ("x", 200)],
+)
+def test_each_queue_has_its_own_batch_size_unless_one_is_set(queue: str, expected: int) -> None:
+    assert default_batch_size(queue) == expected
 
 
 SPEC = {

@@ -37,6 +37,7 @@ from conveyor_ingestor.payloads import parse_job
 from conveyor_ingestor.routing import RoutingTable
 from reliable_queue import NewDeadLetter, NewJob, QueueClient, QueueUnavailable
 from reliable_queue.backoff import Backoff
+from reliable_queue.cancelling import cancel_and_wait
 from reliable_queue.dead_letters import DeadLetterCap
 from reliable_queue.job import new_job_id
 
@@ -111,33 +112,44 @@ class Ingestor:
 
         One batch is validated while the one before is in Redis's hands (not while Redis is
         away): batches still reach Redis, and are acknowledged, one after another in arrival
-        order."""
+        order; once one is not stored (stopping during an outage), none after it is."""
         await self._check_redis()
-        storing: asyncio.Task[None] | None = None
+        storing: asyncio.Task[bool] | None = None
         try:
             while not self._stopping:
                 await self.subscriber.wait(0.5)
                 if not self.subscriber.inbox:
                     # Idle: readiness still follows Redis (say, one that was not up yet when
-                    # this pod started), checked every second while down, every 5 s while up.
-                    if time.monotonic() - self._redis_checked >= (5.0 if self.redis_ok else 1.0):
+                    # this pod started), checked every second while down, every 5 s while up;
+                    # while a batch is being stored, that store says.
+                    due = 5.0 if self.redis_ok else 1.0
+                    idle = storing is None or storing.done()
+                    if idle and time.monotonic() - self._redis_checked >= due:
                         await self._check_redis()
                     continue
                 if storing is not None and not self.redis_ok:
                     # Redis is away: what arrives meanwhile stays in the inbox, within its bounds.
                     task, storing = storing, None
-                    await task
+                    if not await task:
+                        break
                 if len(self.subscriber.inbox) < self.options.batch_size:
                     await asyncio.sleep(self.options.flush_interval)  # let the batch fill a little
                 batch = self._take()
                 outcome = self._sort(batch)
                 if storing is not None:
                     task, storing = storing, None
-                    await task
+                    if not await task:
+                        break  # nothing after an unstored batch may be acknowledged
                 storing = asyncio.create_task(self._store(batch, outcome))
-        finally:
+                await asyncio.sleep(0)  # let it send the batch before the next one is sorted
+        except BaseException:
+            # Cancelled (or failed): end at once; what was not acknowledged is redelivered.
+            self._stopping = True
             if storing is not None:
-                await storing
+                await cancel_and_wait(storing)
+            raise
+        if storing is not None:
+            await storing
         log.info("ingestor stopped")
 
     def stop(self) -> None:
@@ -146,8 +158,9 @@ class Ingestor:
     def _take(self) -> list[Delivery]:
         return self.subscriber.take(self.options.batch_size)
 
-    async def _store(self, batch: list[Delivery], outcome: _Outcome) -> None:
-        """Write a sorted batch to Redis (retrying while it is away), then acknowledge it."""
+    async def _store(self, batch: list[Delivery], outcome: _Outcome) -> bool:
+        """Write a sorted batch to Redis (retrying while it is away), then acknowledge it;
+        False if it was given up (stopping while Redis is away)."""
         started = time.perf_counter()
         while True:
             try:
@@ -162,7 +175,7 @@ class Ingestor:
                     log.warning(
                         "stopping with %d messages not enqueued; the broker keeps them", len(batch)
                     )
-                    return
+                    return False
                 log.warning(
                     "%s; holding %d messages, retrying in %.2fs",
                     exc,
@@ -172,6 +185,7 @@ class Ingestor:
                 await self._backoff.sleep()
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
         self.subscriber.ack_all(batch)
+        return True
 
     def _sort(self, batch: list[Delivery]) -> _Outcome:
         self.metrics.received.inc(len(batch))
@@ -221,9 +235,13 @@ class Ingestor:
 
     async def _write(self, outcome: _Outcome) -> None:
         before = self.client.duplicates_skipped
-        await asyncio.gather(
-            *(self.client.enqueue_many(q, jobs) for q, jobs in outcome.jobs.items())
-        )
+        if len(outcome.jobs) == 1:  # the common case: sent without a task of its own
+            [(queue, jobs)] = outcome.jobs.items()
+            await self.client.enqueue_many(queue, jobs)
+        else:
+            await asyncio.gather(
+                *(self.client.enqueue_many(q, jobs) for q, jobs in outcome.jobs.items())
+            )
         for queue, jobs in outcome.jobs.items():
             self.metrics.enqueued.labels(queue).inc(len(jobs))
         self.metrics.duplicates.inc(self.client.duplicates_skipped - before)

@@ -41,6 +41,9 @@ class DefaultQueue:
     """The kind of message the route expects and the processor handles."""
     writes_influx: bool
     """Whether its processor writes points to InfluxDB."""
+    batch_size: int
+    """Jobs its processor takes per batch unless ``WORKER_BATCH_SIZE`` says otherwise: realtime
+    values in InfluxDB-sized writes; alerts, delivered one after another, in small batches."""
 
 
 DEFAULT_QUEUES: tuple[DefaultQueue, ...] = (
@@ -52,6 +55,7 @@ DEFAULT_QUEUES: tuple[DefaultQueue, ...] = (
         topic_filter="+/alerts",
         kind="alert",
         writes_influx=False,
+        batch_size=50,
     ),
     DefaultQueue(
         name="mqtt_realtime",
@@ -61,6 +65,7 @@ DEFAULT_QUEUES: tuple[DefaultQueue, ...] = (
         topic_filter="+/realtime",
         kind="realtime",
         writes_influx=True,
+        batch_size=1000,
     ),
     DefaultQueue(
         name="mqtt_spc",
@@ -70,6 +75,7 @@ DEFAULT_QUEUES: tuple[DefaultQueue, ...] = (
         topic_filter="+/spc",
         kind="spc",
         writes_influx=True,
+        batch_size=200,
     ),
     DefaultQueue(
         name="mqtt_tech",
@@ -79,6 +85,7 @@ DEFAULT_QUEUES: tuple[DefaultQueue, ...] = (
         topic_filter="+/tech",
         kind="tech",
         writes_influx=True,
+        batch_size=200,
     ),
 )
 """In routing order (the first matching route wins; these filters never overlap)."""

@@ -31,7 +31,7 @@ for i = 0, n - 1 do
     seen[id] = true
     local priority, delay = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
     job_fields[#job_fields + 1] = id
-    job_fields[#job_fields + 1] = stamp .. '|' .. ARGV[base + 1] .. '|' .. ARGV[base + 3]
+    job_fields[#job_fields + 1] = stamp .. '|' .. priority .. '|' .. ARGV[base + 3]
     if delay > 0 then
       later[#later + 1] = now + delay
       later[#later + 1] = id
