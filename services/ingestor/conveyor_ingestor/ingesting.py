@@ -141,7 +141,7 @@ class Ingestor:
                     if not await task:
                         break  # nothing after an unstored batch may be acknowledged
                 storing = asyncio.create_task(self._store(batch, outcome))
-                await asyncio.sleep(0)  # let it send the batch before the next one is sorted
+                await asyncio.sleep(0)  # give it a turn to start sending before the next sort
         except BaseException:
             # Cancelled (or failed): end at once; what was not acknowledged is redelivered.
             self._stopping = True
