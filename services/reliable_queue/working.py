@@ -167,9 +167,10 @@ class Worker:
         self._loop_task = asyncio.create_task(self._claim_loop(), name=f"claim:{self.queue}")
         self._beat_task = asyncio.create_task(self._beat_loop(), name=f"beat:{self.queue}")
         log.info(
-            "worker started on queue %s with concurrency %d",
+            "worker started on queue %s with concurrency %d, batches of up to %d",
             self.queue,
             self._concurrency,
+            self.options.batch_size,
             extra={"queue": self.queue, "worker": self.options.worker_id},
         )
 

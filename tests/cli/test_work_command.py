@@ -116,3 +116,22 @@ def test_help_states_the_write_budget_the_worker_uses() -> None:
     out = run_cli("work", "--help")
     assert out.returncode == 0, out.stderr
     assert f"{ISOLATE_SHARE:.0%} of the batch's timeout" in " ".join(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [({}, 50), ({"WORKER_BATCH_SIZE": "7"}, 7)], ids=["queue's", "set"]
+)
+async def test_the_batch_size_is_the_queues_own_unless_set(
+    redis_url: str, env: dict[str, str], expected: int
+) -> None:
+    worker = start_cli("work", "--queue", "alerts", redis_url=redis_url, **env)
+    try:
+        await eventually(
+            lambda: "worker started on queue alerts" in worker.output(),
+            timeout=30,
+            what="the alerts worker started",
+            detail=worker.output,
+        )
+    finally:
+        worker.stop()
+    assert f"with concurrency 1, batches of up to {expected}" in worker.output()
