@@ -6,6 +6,13 @@ import argparse
 import asyncio
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="measure throughput, latency and memory on this machine")
     bsub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
@@ -36,6 +43,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="MQTT -> InfluxDB end to end at 1, 2 and 4 workers, CPU per message, Telegraf",
     )
     pl.add_argument("--messages", type=int, default=50_000, help="messages per run")
+    pl.add_argument(
+        "--rounds",
+        type=_positive,
+        default=2,
+        help="one-worker runs alternating with Telegraf's; the best of each is compared",
+    )
     pl.add_argument(
         "--telegraf",
         action="store_true",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar, cast
 
+import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
@@ -20,6 +21,7 @@ from redis.retry import Retry as RedisRetry
 from reliable_queue.errors import QueueUnavailable, ReliableQueueError
 
 RedisClient: TypeAlias = "aioredis.Redis | RedisCluster"
+_C = TypeVar("_C", bound=aioredis.connection.AbstractConnection)
 
 
 def connect(
@@ -41,8 +43,47 @@ def connect(
         "retry": RedisRetry(NoBackoff(), 0),
     }
     if cluster:
-        return RedisCluster.from_url(url, **options)
-    return aioredis.Redis.from_url(url, max_connections=max_connections, **options)  # type: ignore[arg-type]
+        cluster_client = RedisCluster.from_url(url, **options)
+        # Nodes found later are made from these kwargs; the startup nodes already exist.
+        nodes = cluster_client.nodes_manager
+        for kwargs in (cluster_client.connection_kwargs, nodes.connection_kwargs):
+            kwargs["connection_class"] = hiredis_packing(kwargs["connection_class"])
+        for node in nodes.startup_nodes.values():
+            node.connection_class = hiredis_packing(node.connection_class)
+        return cluster_client
+    client = aioredis.Redis.from_url(url, max_connections=max_connections, **options)  # type: ignore[arg-type]
+    pool = client.connection_pool
+    pool.connection_class = hiredis_packing(pool.connection_class)
+    return client
+
+
+def hiredis_packing(connection_class: type[_C]) -> type[_C]:
+    """``connection_class`` packing commands with hiredis (C) instead of redis-py's Python.
+
+    redis-py's asyncio connection packs each argument in Python (about 1.5 µs per argument:
+    6 µs for each job of an enqueue, the largest single cost of an ingestor); hiredis packs
+    the whole command at once, about six times faster. Anything hiredis does not take (a
+    bool, None, a bytearray) goes to redis-py's packing, which refuses it with its own error."""
+    if _HiredisPacking in connection_class.__mro__:
+        return connection_class
+    name = f"Hiredis{connection_class.__name__}"
+    return cast(type[_C], type(name, (_HiredisPacking, connection_class), {}))
+
+
+class _HiredisPacking:
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        # As redis-py: a command name with spaces ("CONFIG GET") is sent as several arguments.
+        if isinstance(first, str):
+            if " " in first:
+                args = (*first.split(), *args[1:])
+        elif isinstance(first, bytes) and b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
+            return packed
 
 
 def describe_url(url: str) -> str:

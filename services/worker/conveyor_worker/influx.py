@@ -82,7 +82,9 @@ class InfluxSink:
             ok = await self._api.write(
                 bucket=self.config.bucket,
                 org=self.config.org,
-                record=list(lines),
+                # One body, not a list: the client handles each list item on its own (two
+                # isinstance chains and an encode per line, a tenth of a realtime worker).
+                record="\n".join(lines).encode(),
                 write_precision=WritePrecision.MS,  # type: ignore[arg-type]
             )
         except ApiException as exc:
