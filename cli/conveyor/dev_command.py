@@ -131,6 +131,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
                 f"port {port} is in use: pass --port with another, or --port 0 for any free one"
             )
         env = _start_servers(data, servers)
+        await _default_priorities(env["REDIS_URL"])
         env["GATEWAY_API_TOKEN"] = _api_token(data)
         ingest_probe = free_port()
         ingest_env = {"MQTT_CLIENT_ID": "conveyor-dev-ingestor", "PROBE_PORT": str(ingest_probe)}
@@ -247,6 +248,14 @@ def _api_token(data: Path) -> str:
         path.write_text(secrets.token_hex(16))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+async def _default_priorities(redis_url: str) -> None:
+    """What the chart's MessageQueues give the operator to write: each default queue's default
+    priority, which jobs of the default routes take."""
+    async with QueueClient.from_url(redis_url) as client:
+        for q in DEFAULT_QUEUES:
+            await client.set_policy(q.name, default_priority=q.priority)
 
 
 async def _watch(redis_url: str, services: list[Service], every: float, header: str) -> None:

@@ -60,7 +60,8 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
     routes = routing_table(ingest)
     if args.print_routes:
         for r in routes.routes:
-            print(f"{r.filter:30} -> {r.queue} (priority {r.priority}, {r.kind})")
+            priority = "the queue's priority" if r.priority is None else f"priority {r.priority}"
+            print(f"{r.filter:30} -> {r.queue} ({priority}, {r.kind})")
         return 0
     mqtt = load(MqttSettings)
     redis_settings = load(RedisSettings)

@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("enqueue", help="queue one job and print its id")
     p.add_argument("queue")
     p.add_argument("data", help="the job's data as JSON, e.g. '{\"temp\": 21.5}'")
-    p.add_argument("--priority", type=int, default=0, help="-1000..1000, higher first (default 0)")
+    p.add_argument(
+        "--priority",
+        type=int,
+        help="-1000..1000, higher first (default: the queue's default_priority, 0 unless set)",
+    )
     p.add_argument("--delay", type=float, default=0, help="seconds before it may run")
     p.add_argument("--job-id", help="a stable id: a live job with the same id is not queued twice")
     p.set_defaults(run=cmd_enqueue)

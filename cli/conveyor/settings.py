@@ -205,7 +205,8 @@ class IngestSettings(BaseSettings):
     routes: str | None = Field(
         default=None,
         description='routing table as JSON: `[{"filter": "+/realtime", "queue": "mqtt_realtime", '
-        '"priority": 5, "kind": "realtime"}, ...]`, first match wins; unset: the default routes',
+        '"kind": "realtime"}, ...]`, first match wins; a route\'s optional "priority" '
+        "(-1000..1000) overrides its queue's default_priority; unset: the default routes",
     )
     routes_file: Path | None = Field(default=None, description="routing table as a JSON file")
     batch_size: int = Field(

@@ -197,6 +197,7 @@ def queue_policy(spec: Mapping[str, Any]) -> dict[str, Any]:
     done = retention.get("finished") or {}
     policy = {
         "concurrency": spec.get("concurrency"),
+        "default_priority": spec.get("priority"),
         "max_retries": retry.get("maxRetries"),
         "backoff_base_s": retry.get("backoffBaseSeconds"),
         "backoff_factor": retry.get("backoffFactor"),

@@ -72,13 +72,14 @@ class QueueClient:
         queue: str,
         data: Any,
         *,
-        priority: int = 0,
+        priority: int | None = None,
         delay: float = 0,
         job_id: str | None = None,
     ) -> str:
         """Queue one job and return its id once Redis has it.
 
-        Higher ``priority`` runs first (-1000..1000); ``delay`` in seconds. A ``job_id`` that is
+        Higher ``priority`` runs first (-1000..1000; None: the queue's ``default_priority``,
+        0 unless its policy sets one); ``delay`` in seconds. A ``job_id`` that is
         still alive (pending, delayed, running or dead-lettered) is not queued again.
         Concurrent calls are sent together, so calling this per message is fast.
         """
@@ -91,12 +92,13 @@ class QueueClient:
         queue: str,
         items: Iterable[Any],
         *,
-        priority: int = 0,
+        priority: int | None = None,
         delay: float = 0,
     ) -> list[str]:
         """Queue many jobs in as few round trips as possible; returns their ids in order.
 
-        Each item is the job's data, or a :class:`NewJob` carrying its own priority, delay or id.
+        Each item is the job's data, or a :class:`NewJob` carrying its own priority, delay or id;
+        ``priority`` is for the others (None: the queue's ``default_priority``).
         """
         made = []
         for it in items:

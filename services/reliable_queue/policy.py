@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from reliable_queue.errors import UsageError
+from reliable_queue.job import PRIORITY_MAX, PRIORITY_MIN
 
 MAX_TIMEOUT_S = 86_400.0
 """The longest job timeout a queue or a worker may set (a day)."""
@@ -34,6 +35,13 @@ class QueuePolicy(BaseModel):
         ge=1,
         le=10_000,
         description="Jobs one worker process runs at once; None: the worker's own setting.",
+    )
+    default_priority: int = Field(
+        default=0,
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="Priority of jobs enqueued without one of their own (higher runs first); "
+        "read by the enqueue script, so it applies to every producer at once.",
     )
     max_retries: int = Field(default=3, ge=0, le=1000, description="Retries after the first try.")
     backoff_base_s: float = Field(default=2.0, gt=0, le=86_400, description="First retry delay.")

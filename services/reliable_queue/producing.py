@@ -40,16 +40,17 @@ class NewJob:
 @dataclass(slots=True)
 class _Item:
     job_id: str
-    priority: int
+    priority: int | None
+    """None: the queue's default priority, applied by the enqueue script."""
     delay_ms: int
     payload: bytes
     future: asyncio.Future[bool] | None = field(default=None)
 
 
-def make_item(data: Any, *, priority: int, delay: float, job_id: str | None) -> _Item:
+def make_item(data: Any, *, priority: int | None, delay: float, job_id: str | None) -> _Item:
     return _Item(
         job_id=new_job_id() if job_id is None else check_job_id(job_id),
-        priority=check_priority(priority),
+        priority=None if priority is None else check_priority(priority),
         delay_ms=max(0, round(delay * 1000)),
         payload=encode_payload(data),
     )
@@ -85,11 +86,20 @@ class Producer:
             chunk = items[start : start + MAX_BATCH]
             args: list[Any] = [len(chunk)]
             for it in chunk:
-                args += (it.job_id, it.priority, it.delay_ms, it.payload)
+                priority = "" if it.priority is None else it.priority
+                args += (it.job_id, priority, it.delay_ms, it.payload)
             with redis_boundary(f"enqueue to queue {queue!r}"):
                 raw = await self._scripts.run(
                     "enqueue",
-                    (keys.jobs, keys.pending, keys.delayed, keys.done, keys.counters, keys.wake),
+                    (
+                        keys.jobs,
+                        keys.pending,
+                        keys.delayed,
+                        keys.done,
+                        keys.counters,
+                        keys.wake,
+                        keys.config,
+                    ),
                     args,
                 )
             flags += [bool(f) for f in raw]

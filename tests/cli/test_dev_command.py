@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conveyor_messages import DEFAULT_QUEUES
 
 from conveyor.local_servers import influxd_binary
+from reliable_queue import QueueClient
 from tests.helpers import CliProcess, eventually, run_cli, start_cli
 from tests.servers import require_binary
 
@@ -85,6 +87,13 @@ async def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         # redis, mosquitto, influxd (if built), ingestor, 4 workers, gateway, simulator
         assert len(kids) == 9 + (influxd_binary() is not None), dev.output()
+        # As the chart's MessageQueues do: each default queue's priority is its jobs' default.
+        redis_url = re.search(r"Redis (\S+)", dev.output())
+        assert redis_url, dev.output()
+        async with QueueClient.from_url(redis_url.group(1)) as client:
+            policies = {q.name: await client.get_policy(q.name) for q in DEFAULT_QUEUES}
+        priorities = {name: policy.default_priority for name, policy in policies.items()}
+        assert priorities == {q.name: q.priority for q in DEFAULT_QUEUES}
     finally:
         code = dev.stop(sig=signal.SIGINT)  # Ctrl-C
     assert code == 0, dev.output()

@@ -16,11 +16,11 @@ def test_default_routes_are_the_original_design() -> None:
     out = run_cli("ingest", "--print-routes")
     assert out.returncode == 0, out.stderr
     lines = [line.split() for line in out.stdout.splitlines()]
-    assert [(w[0], w[2], w[4].rstrip(",")) for w in lines] == [
-        ("+/alerts", "alerts", "10"),
-        ("+/realtime", "mqtt_realtime", "5"),
-        ("+/spc", "mqtt_spc", "3"),
-        ("+/tech", "mqtt_tech", "1"),
+    assert [(w[0], w[2], " ".join(w[3:])) for w in lines] == [
+        ("+/alerts", "alerts", "(the queue's priority, alert)"),
+        ("+/realtime", "mqtt_realtime", "(the queue's priority, realtime)"),
+        ("+/spc", "mqtt_spc", "(the queue's priority, spc)"),
+        ("+/tech", "mqtt_tech", "(the queue's priority, tech)"),
     ]
 
 

@@ -72,9 +72,12 @@ async def test_default_queues_become_deployments_and_policy(
     ]
 
     async def policy_written() -> bool:  # after its Deployment
-        return (await client.get_policy("mqtt_realtime")).concurrency == 3
+        policy = await client.get_policy("mqtt_realtime")
+        return (policy.concurrency, policy.default_priority) == (3, 5)  # spec.priority: 5
 
-    await eventually(policy_written, timeout=15, interval=0.3, what="concurrency 3 in Redis")
+    await eventually(
+        policy_written, timeout=15, interval=0.3, what="concurrency 3, default_priority 5 in Redis"
+    )
 
     kube.kubectl(
         "patch", "-n", ns, "mq/mqtt-realtime", "--type=merge", "-p", '{"spec": {"concurrency": 6}}'

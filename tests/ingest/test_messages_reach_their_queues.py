@@ -8,6 +8,7 @@ import json
 
 import pytest
 from conveyor_ingestor import Ingestor
+from conveyor_messages import DEFAULT_QUEUES
 
 from reliable_queue import Job, QueueClient
 from tests.helpers import eventually
@@ -20,6 +21,8 @@ pytestmark = pytest.mark.integration
 async def test_burst_is_routed_by_topic(
     ingestor: Ingestor, mosquitto: MosquittoServer, client: QueueClient
 ) -> None:
+    for q in DEFAULT_QUEUES:  # what the operator writes from the chart's MessageQueues
+        await client.set_policy(q.name, default_priority=q.priority)
     messages = []
     for i in range(250):
         m = f"press-{i % 5}"
@@ -50,6 +53,7 @@ async def test_burst_is_routed_by_topic(
         await stop()
     priorities = {q: {j.priority for j in jobs} for q, jobs in seen.items()}
     assert priorities == {"alerts": {10}, "mqtt_realtime": {5}, "mqtt_spc": {3}, "mqtt_tech": {1}}
+    assert priorities == {q.name: {q.priority} for q in DEFAULT_QUEUES}
     realtime = seen["mqtt_realtime"][0].data
     assert realtime["kind"] == "realtime"
     assert realtime["machine"].startswith("press-")

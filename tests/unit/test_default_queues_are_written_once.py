@@ -49,8 +49,9 @@ def test_each_kind_of_message_has_one_default_queue() -> None:
 
 
 def test_the_ingestors_default_routes_are_the_tables() -> None:
+    # No priority of their own: the queue's default (its MessageQueue's spec.priority) applies.
     assert [(r.filter, r.queue, r.priority, r.kind) for r in DEFAULT_ROUTES] == [
-        (q.topic_filter, q.name, q.priority, q.kind) for q in DEFAULT_QUEUES
+        (q.topic_filter, q.name, None, q.kind) for q in DEFAULT_QUEUES
     ]
 
 
@@ -62,11 +63,7 @@ async def test_every_default_queue_has_a_processor_and_no_other_queue_does() -> 
             q.name: True for q in DEFAULT_QUEUES
         }
         assert processor_for("custom", ctx) is None
-        alerts = queue_for_kind("alert")
-        assert (ctx.settings.alerts_queue, ctx.settings.alert_priority) == (
-            alerts.name,
-            alerts.priority,
-        )
+        assert ctx.settings.alerts_queue == queue_for_kind("alert").name
     finally:
         await client.close()
 

@@ -122,7 +122,7 @@ def test_routes_take_the_machine_from_the_topic() -> None:
     table = RoutingTable(DEFAULT_ROUTES)
     match = table.match("press-7/spc")
     assert match is not None
-    assert (match.machine, match.route.queue, match.route.priority) == ("press-7", "mqtt_spc", 3)
+    assert (match.machine, match.route.queue, match.route.priority) == ("press-7", "mqtt_spc", None)
     assert table.match("press-7/spc/extra") is None
     assert table.match("$SYS/realtime") is None
     custom = RoutingTable(

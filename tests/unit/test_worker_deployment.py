@@ -22,6 +22,7 @@ MQ: dict[str, Any] = {
     "metadata": {"name": "mqtt-realtime", "namespace": "plant", "uid": "u-1"},
     "spec": {
         "queue": "mqtt_realtime",
+        "priority": 4,
         "concurrency": 3,
         "retry": {"maxRetries": 5, "backoffBaseSeconds": 1, "backoffFactor": 3},
         "leaseSeconds": 20,
@@ -90,6 +91,7 @@ def test_queue_policy_is_what_the_workers_accept() -> None:
     policy = queue_policy(MQ["spec"])
     assert policy == {
         "concurrency": 3,
+        "default_priority": 4,
         "max_retries": 5,
         "backoff_base_s": 1,
         "backoff_factor": 3,

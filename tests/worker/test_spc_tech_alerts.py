@@ -27,6 +27,7 @@ async def test_spc_rule_violation_becomes_an_alert(
 ) -> None:
     in_control = [10.0 + (0.05 if i % 2 else -0.05) * (1 + i % 3) for i in range(25)]
     values = [*in_control, 10.9]  # far beyond 3 sigma of the window
+    await client.set_policy("alerts", default_priority=10)  # the alerts MessageQueue's priority
     await client.enqueue_many(
         "mqtt_spc",
         [
@@ -55,7 +56,7 @@ async def test_spc_rule_violation_becomes_an_alert(
     assert alert["severity"] == "critical"
     assert alert["details"]["values"] == [10.9]
     assert alert["details"]["limits"]["ucl"] < 10.9
-    assert alerts[0].priority == 10
+    assert alerts[0].priority == 10  # the alerts queue's own, not one the worker chose
     rows = influx.query("SELECT value, ucl, lcl FROM spc WHERE characteristic='bore'")
     points = rows[0]["values"]  # type: ignore[index]
     assert len(points) == len(values)

@@ -1,8 +1,10 @@
 """Topic routing: which queue (and priority) an MQTT message goes to, and which machine sent it.
 
-A route maps an MQTT topic filter (``+`` one level, ``#`` the rest) to a queue, a priority and
-the kind of payload to expect. The machine id is the topic level at ``machine_level`` (by
-default the level matched by the filter's first ``+``). The first matching route wins, so list
+A route maps an MQTT topic filter (``+`` one level, ``#`` the rest) to a queue, the kind of
+payload to expect and, optionally, a priority (without one, a job takes its queue's default
+priority: the MessageQueue's ``spec.priority``, which the operator keeps in the queue's
+policy). The machine id is the topic level at ``machine_level`` (by default the level matched by
+the filter's first ``+``). The first matching route wins, so list
 specific filters before general ones. The table is validated when the ingestor starts: a bad
 filter, queue name or priority stops it with a message naming the route.
 """
@@ -29,7 +31,12 @@ class Route(BaseModel):
 
     filter: str = Field(description="MQTT topic filter, e.g. '+/realtime' or 'plant/+/spc/#'")
     queue: str
-    priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    priority: int | None = Field(
+        default=None,
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="priority of its jobs; unset: the queue's default_priority (spec.priority)",
+    )
     kind: Kind
     machine_level: int | None = Field(
         default=None, ge=0, description="topic level holding the machine id; default: first '+'"
@@ -167,7 +174,7 @@ def _matches(pattern: list[str], levels: list[str]) -> bool:
 
 
 DEFAULT_ROUTES: tuple[Route, ...] = tuple(
-    Route(filter=q.topic_filter, queue=q.name, priority=q.priority, kind=q.kind)
-    for q in DEFAULT_QUEUES
+    Route(filter=q.topic_filter, queue=q.name, kind=q.kind) for q in DEFAULT_QUEUES
 )
-"""One route into each default queue (conveyor_messages.DEFAULT_QUEUES), in its order."""
+"""One route into each default queue (conveyor_messages.DEFAULT_QUEUES), in its order. They set
+no priority: each queue's own default priority (its MessageQueue's) applies."""

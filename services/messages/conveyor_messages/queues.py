@@ -30,7 +30,9 @@ class DefaultQueue:
     name: str
     """The queue's name in Redis (``conveyor work --queue NAME``)."""
     priority: int
-    """Priority of its jobs (the route's), and of its MessageQueue in the chart."""
+    """Default priority of its jobs: its MessageQueue's ``spec.priority`` in the chart, which
+    the operator keeps in the queue's policy (``default_priority``; ``conveyor dev`` writes it
+    too). The default route sets none, so this is the one that applies."""
     concurrency: int
     """Jobs (or batches) a worker runs at once unless told otherwise."""
     use: str

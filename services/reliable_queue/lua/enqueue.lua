@@ -1,11 +1,12 @@
 -- enqueue: add jobs to one queue, skipping ids that are still alive (idempotent producers).
 -- KEYS[1] jobs  KEYS[2] pending  KEYS[3] delayed  KEYS[4] done  KEYS[5] counters  KEYS[6] wake
--- ARGV[1] n, then n times: id, priority, delay_ms, payload
+-- KEYS[7] config
+-- ARGV[1] n, then n times: id, priority ('' for the queue's default_priority), delay_ms, payload
 -- Returns a list of n flags: 1 queued, 0 duplicate of a job that is still alive
 -- (pending, delayed, being processed or in dead letters), or of an earlier item of this call.
 -- A finished job's id may be reused. Commands are issued per batch, not per job.
-local jobs, pending, delayed, done, counters, wake_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local jobs, pending, delayed, done, counters, wake_key, config =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local n = tonumber(ARGV[1])
 local now = now_ms()
 local stamp = int(now)
@@ -18,6 +19,7 @@ end
 local existing = get_many('HMGET', jobs, ids)
 
 local flags, seen = {}, {}
+local default_priority = nil -- read once, and only if a job comes without a priority
 local job_fields, ready, later = {}, {}, {}
 for i = 0, n - 1 do
   local base = 2 + i * 4
@@ -30,6 +32,12 @@ for i = 0, n - 1 do
   if fresh then
     seen[id] = true
     local priority, delay = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+    if not priority then
+      if not default_priority then
+        default_priority = tonumber(redis.call('HGET', config, 'default_priority') or '0') or 0
+      end
+      priority = default_priority
+    end
     job_fields[#job_fields + 1] = id
     job_fields[#job_fields + 1] = stamp .. '|' .. priority .. '|' .. ARGV[base + 3]
     if delay > 0 then

@@ -88,7 +88,6 @@ class SinkSettings:
     spc_window: int = 100
     spc_min_points: int = 20
     alerts_queue: str = queue_for_kind("alert").name
-    alert_priority: int = queue_for_kind("alert").priority
 
 
 class Context:
@@ -416,9 +415,7 @@ async def process_spc(ctx: Context, jobs: Sequence[Job], deadline: float | None 
         await ctx.redis_pipeline(lambda p: [p.lrem(key, 1, raw) for key, raw in undo])
     raised = [a for job_id, found in alerts.items() if job_id not in failed for a in found]
     if raised:
-        await ctx.client.enqueue_many(
-            ctx.settings.alerts_queue, raised, priority=ctx.settings.alert_priority
-        )
+        await ctx.client.enqueue_many(ctx.settings.alerts_queue, raised)
         ctx.metrics.spc_violations.inc(len(raised))
     return failed
 
