@@ -82,6 +82,9 @@ class OperatorSettings(BaseSettings):
     allowed_node_selectors: str = Field(
         default="{}", description="JSON object: node label → list of allowed values"
     )
+    allowed_priority_classes: str = Field(
+        default="", description="PriorityClasses worker pods may use: JSON list or commas"
+    )
     max_replicas_ceiling: int = Field(
         default=50, ge=1, le=1000, description="the highest maxReplicas a MessageQueue may ask for"
     )
@@ -100,7 +103,7 @@ class OperatorSettings(BaseSettings):
             raise ValueError("must be a JSON object")
         return value
 
-    @field_validator("image_pull_secrets")
+    @field_validator("image_pull_secrets", "allowed_priority_classes")
     @classmethod
     def _names(cls, value: str) -> str:
         for name in _names(value):
@@ -151,6 +154,7 @@ class OperatorSettings(BaseSettings):
             handlers=tuple(_names(self.allowed_handlers)),
             tolerations=tuple(json.loads(self.allowed_tolerations)),
             node_selectors={k: tuple(v) for k, v in selectors.items()},
+            priority_classes=tuple(_names(self.allowed_priority_classes)),
             max_replicas_ceiling=self.max_replicas_ceiling,
         )
 

@@ -30,6 +30,9 @@ choose what those pods run or where, beyond what the installer (the chart's valu
   schedule onto tainted (e.g. control-plane) nodes.
 - ``spec.worker.nodeSelector``: each ``key: value`` must be listed in
   ``worker.allowedNodeSelectors`` (key -> allowed values); none by default.
+- ``spec.worker.priorityClassName``: one of ``worker.allowedPriorityClasses``; none by default,
+  so no MessageQueue can make its pods preempt others (``system-node-critical`` would evict
+  whatever the node runs).
 - ``spec.maxReplicas``: at most ``operator.maxReplicasCeiling``.
 - ``spec.worker.env``: ``{name, value}`` only, and names from an allow-list,
   :data:`ENV_NAME_PATTERN` (the CRD says both too; checked again here for a CRD that is older
@@ -49,6 +52,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from conveyor_operator.spec import MessageQueueSpec
+
+_DEFAULT_MAX_REPLICAS = MessageQueueSpec.model_fields["max_replicas"].default
 
 ENV_NAME_PATTERN = r"^(APP|WORKER|ALERT)_[A-Z0-9_]+$"
 """The names a MessageQueue's ``spec.worker.env`` may set (the CRD's rule says the same)."""
@@ -84,6 +91,8 @@ class Allowances:
     """``worker.allowedTolerations``."""
     node_selectors: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """``worker.allowedNodeSelectors``: label key -> allowed values."""
+    priority_classes: Sequence[str] = ()
+    """``worker.allowedPriorityClasses``."""
     max_replicas_ceiling: int = 50
     """``operator.maxReplicasCeiling``."""
     operator_env: frozenset[str] = frozenset()
@@ -222,8 +231,15 @@ def spec_problems(spec: Mapping[str, Any], allowances: Allowances) -> list[str]:
                 f"spec.worker.nodeSelector {key}={value} is not allowed "
                 f"(chart value worker.allowedNodeSelectors{_none(allowances.node_selectors)})"
             )
+    priority_class = worker.get("priorityClassName")
+    if priority_class and priority_class not in allowances.priority_classes:
+        classes = list(allowances.priority_classes)
+        problems.append(
+            f"spec.worker.priorityClassName {priority_class!r} is not allowed (chart value "
+            f"worker.allowedPriorityClasses{f': {classes}' if classes else ' allows none'})"
+        )
     ceiling = allowances.max_replicas_ceiling
-    if int(spec.get("maxReplicas", 10)) > ceiling:
+    if int(spec.get("maxReplicas", _DEFAULT_MAX_REPLICAS)) > ceiling:
         problems.append(
             f"spec.maxReplicas {spec['maxReplicas']} is above the ceiling of {ceiling} "
             "(chart value operator.maxReplicasCeiling)"

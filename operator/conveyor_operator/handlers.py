@@ -56,12 +56,20 @@ from conveyor_operator.rendering import (
     worker_problems,
 )
 from conveyor_operator.scaling import Memory, Observation, ScalingSpec, decide, plan_capacity
+from conveyor_operator.spec import MessageQueueSpec
 from conveyor_operator.status import conditions, ready_reason
-from reliable_queue import QueueClient, QueueStats, QueueUnavailable, ReliableQueueError
+from reliable_queue import (
+    QueueClient,
+    QueueStats,
+    QueueUnavailable,
+    ReliableQueueError,
+    UsageError,
+)
 
 log = logging.getLogger(__name__)
 
 REDIS_ERRORS = (QueueUnavailable, ReliableQueueError)
+KEEP_DATA = MessageQueueSpec.model_fields["deletion_policy"].default
 
 
 @dataclass
@@ -178,6 +186,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             state.waiting = False
             refuse(body, patch, "InvalidSpec", "no worker Deployment: " + "; ".join(problems))
             return
+        mq = MessageQueueSpec.parse(spec)  # it parses: problems_of found nothing
         try:
             claimed = await claim(queues, apis, body)
         except REDIS_ERRORS as exc:
@@ -189,26 +198,26 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         if not claimed.mine:
             state.waiting = True
             await stop_workers(apis, body)
-            refuse(body, patch, "QueueClaimed", claimed.refusal(spec["queue"]))
+            refuse(body, patch, "QueueClaimed", claimed.refusal(mq.queue))
             return
         state.waiting = False
         current = await current_replicas(apis, body)
-        replicas = current if current is not None else max(spec.get("minReplicas", 0), 0)
-        if spec.get("replicas") is not None:
-            replicas = spec["replicas"]
+        replicas = current if current is not None else mq.min_replicas
+        if mq.replicas is not None:
+            replicas = mq.replicas
         try:
             await apply_workers(apis, body, replicas)
         except InvalidSpec as exc:
             refuse(body, patch, "InvalidSpec", f"no worker Deployment: {exc}")
             return
         try:
-            await reassert_policy(queues, spec["queue"], desired_policy(spec))
+            await reassert_policy(queues, mq.queue, desired_policy(mq))
             redis_ok = True
         except REDIS_ERRORS as exc:
             redis_ok = False
             kopf.warn(body, reason="RedisUnavailable", message=f"policy not written: {exc}")
         patch.status["selector"] = _selector(body)
-        patch.status["concurrency"] = spec.get("concurrency")
+        patch.status["concurrency"] = mq.concurrency
         patch.status["conditions"] = conditions(body, ready=True, redis_ok=redis_ok)
 
     @kopf.on.resume(*resource, registry=registry)
@@ -219,15 +228,19 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     @kopf.timer(*resource, interval=1.0, registry=registry)
     async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-        spec, queues, apis = body["spec"], memo["queues"], memo["apis"]
+        queues, apis = memo["queues"], memo["apis"]
+        try:
+            mq = MessageQueueSpec.parse(body["spec"])
+        except UsageError:
+            return  # Ready=False, InvalidSpec: said by the reconcile; nothing to scale
         state = states.setdefault(body["metadata"]["uid"], _QueueState())
         now = time.monotonic()
-        if now - state.last_poll < spec.get("pollingIntervalSeconds", 5):
+        if now - state.last_poll < mq.polling_interval_seconds:
             return
         if (body["metadata"].get("generation") or 0) < state.generation:
             return  # a body older than the spec the last reconcile applied: wait for the new
         state.last_poll = now
-        metrics, queue = config.metrics, spec["queue"]
+        metrics, queue = config.metrics, mq.queue
         if state.waiting:  # for the queue's owner to let go, or for Redis to come back
             try:
                 claimed = await claim(queues, apis, body)
@@ -262,27 +275,27 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             return
         metrics.poll_seconds.observe(time.perf_counter() - started)
         obs = _observe(stats, state, now)
-        scaling_spec = _scaling_spec(spec)
+        scaling_spec = ScalingSpec.of(mq)
         decision = decide(scaling_spec, obs, current, state.memory)
         state.memory = decision.memory
-        replicas, concurrency = decision.replicas, spec.get("concurrency", 1)
-        if spec.get("maxConcurrency") and not scaling_spec.paused and spec.get("replicas") is None:
+        replicas, concurrency = decision.replicas, mq.concurrency
+        if mq.max_concurrency and not scaling_spec.paused and mq.replicas is None:
             plan = plan_capacity(
                 decision.replicas,
                 current,
                 base_concurrency=concurrency,
-                max_concurrency=spec["maxConcurrency"],
+                max_concurrency=mq.max_concurrency,
                 max_replicas=scaling_spec.max_replicas,
             )
             replicas, concurrency = plan.replicas, plan.concurrency
         if (body["metadata"].get("generation") or 0) < state.generation:
             return  # a reconcile of a newer spec ran meanwhile: this poll's view is stale
-        before = state.concurrency or spec.get("concurrency", 1)
+        before = state.concurrency or mq.concurrency
         # The whole policy, every poll (one small hash): Redis may have lost it, or someone
         # changed it by hand. Concurrency is this poll's decision, so it never fights the plan.
         try:
             differed = await reassert_policy(
-                queues, queue, desired_policy(spec, concurrency=concurrency)
+                queues, queue, desired_policy(mq, concurrency=concurrency)
             )
         except REDIS_ERRORS as exc:
             metrics.errors.labels("redis").inc()
@@ -295,7 +308,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                     body,
                     reason="Concurrency",
                     message=f"Set concurrency of {queue} from {before} to {concurrency} (at most "
-                    f"{spec.get('maxConcurrency')}) on {replicas} replicas: {decision.reason}",
+                    f"{mq.max_concurrency}) on {replicas} replicas: {decision.reason}",
                 )
             if restored := [f for f in differed if f != "concurrency" or concurrency == before]:
                 kopf.info(
@@ -336,9 +349,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             return
         if scaling:
             patch.status["lastScaleTime"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            message = (
-                f"Scaled {spec['queue']} from {current} to {replicas} replicas: {decision.reason}"
-            )
+            message = f"Scaled {queue} from {current} to {replicas} replicas: {decision.reason}"
             kopf.info(body, reason="Scaled", message=message)
         patch.status["conditions"] = conditions(
             body,
@@ -354,7 +365,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         spec, queues = body["spec"], memo["queues"]
         states.pop(body["metadata"]["uid"], None)
         queue, me = spec["queue"], owner_of(body)
-        wipe = spec.get("deletionPolicy", "Retain") == "Delete"
+        wipe = spec.get("deletionPolicy", KEEP_DATA) == "Delete"
         try:
             async with asyncio.timeout(10):
                 owner = await queues.queue_owner(queue)
@@ -382,22 +393,6 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             )
 
     return registry
-
-
-def _scaling_spec(spec: Mapping[str, Any]) -> ScalingSpec:
-    down = spec.get("scaleDown") or {}
-    return ScalingSpec(
-        min_replicas=spec.get("minReplicas", 0),
-        max_replicas=spec.get("maxReplicas", 10),
-        target_per_replica=spec.get("targetDepthPerReplica", 1000),
-        activation_depth=spec.get("activationDepth", 0),
-        polling_interval_s=spec.get("pollingIntervalSeconds", 5),
-        stabilization_s=down.get("stabilizationWindowSeconds", 60),
-        cooldown_s=down.get("cooldownSeconds", 300),
-        max_step=down.get("maxStep", 4),
-        paused=spec.get("paused", False),
-        manual_replicas=spec.get("replicas"),
-    )
 
 
 def _observe(stats: QueueStats, state: _QueueState, now: float) -> Observation:

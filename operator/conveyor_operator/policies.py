@@ -18,16 +18,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from conveyor_operator.rendering import queue_policy
+from conveyor_operator.spec import MessageQueueSpec
 from reliable_queue import QueueClient, QueuePolicy, UsageError
 
 DEFAULT_POLICY = QueuePolicy()
 
 
-def desired_policy(spec: Mapping[str, Any], *, concurrency: int | None = None) -> QueuePolicy:
+def desired_policy(spec: MessageQueueSpec, *, concurrency: int | None = None) -> QueuePolicy:
     """The queue's whole policy for ``spec``; ``concurrency``: the autoscaler's, if it set one.
     Raises UsageError naming the field when the spec cannot be a policy."""
-    fields = queue_policy(spec)
+    fields = spec.policy_fields()
     if concurrency is not None:
         fields["concurrency"] = concurrency
     # The backoff cap is not in the spec: a first delay above it must not be cut short.
@@ -37,9 +37,10 @@ def desired_policy(spec: Mapping[str, Any], *, concurrency: int | None = None) -
 
 
 def policy_problems(spec: Mapping[str, Any]) -> list[str]:
-    """What in the spec the workers' policy would refuse (the schema bounds it already)."""
+    """What in the spec the typed model or the workers' policy would refuse (the CRD's schema
+    bounds it already, unless it is older than the operator)."""
     try:
-        desired_policy(spec)
+        desired_policy(MessageQueueSpec.parse(spec))
     except UsageError as exc:
         return [str(exc)]
     return []

@@ -131,6 +131,8 @@ def render_deployment(
         pod["nodeSelector"] = dict(worker["nodeSelector"])
     if worker.get("tolerations"):
         pod["tolerations"] = list(worker["tolerations"])
+    if worker.get("priorityClassName"):
+        pod["priorityClassName"] = str(worker["priorityClassName"])
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -187,25 +189,3 @@ def _owned_metadata(mq: Mapping[str, Any], labels: Mapping[str, str]) -> dict[st
             }
         ],
     }
-
-
-def queue_policy(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The queue policy fields (reliable_queue.QueuePolicy) a MessageQueue spec sets."""
-    retry = spec.get("retry") or {}
-    retention = spec.get("retention") or {}
-    dead = retention.get("deadLetters") or {}
-    done = retention.get("finished") or {}
-    policy = {
-        "concurrency": spec.get("concurrency"),
-        "default_priority": spec.get("priority"),
-        "max_retries": retry.get("maxRetries"),
-        "backoff_base_s": retry.get("backoffBaseSeconds"),
-        "backoff_factor": retry.get("backoffFactor"),
-        "lease_s": spec.get("leaseSeconds"),
-        "timeout_s": spec.get("timeoutSeconds"),
-        "dead_max_count": dead.get("maxCount"),
-        "dead_max_age_s": dead.get("maxAgeSeconds"),
-        "done_max_count": done.get("maxCount"),
-        "done_max_age_s": done.get("maxAgeSeconds"),
-    }
-    return {k: v for k, v in policy.items() if v is not None}

@@ -34,19 +34,40 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from conveyor_operator.spec import MessageQueueSpec, ScaleDown
+
+_SPEC, _DOWN = MessageQueueSpec.model_fields, ScaleDown.model_fields
+
 
 @dataclass(frozen=True, slots=True)
 class ScalingSpec:
-    min_replicas: int = 0
-    max_replicas: int = 10
-    target_per_replica: int = 1000
-    activation_depth: int = 0
-    polling_interval_s: float = 5.0
-    stabilization_s: float = 60.0
-    cooldown_s: float = 300.0
-    max_step: int = 4
-    paused: bool = False
-    manual_replicas: int | None = None
+    """The scaling fields of a MessageQueue spec; the defaults are the spec model's."""
+
+    min_replicas: int = _SPEC["min_replicas"].default
+    max_replicas: int = _SPEC["max_replicas"].default
+    target_per_replica: int = _SPEC["target_depth_per_replica"].default
+    activation_depth: int = _SPEC["activation_depth"].default
+    polling_interval_s: float = _SPEC["polling_interval_seconds"].default
+    stabilization_s: float = _DOWN["stabilization_window_seconds"].default
+    cooldown_s: float = _DOWN["cooldown_seconds"].default
+    max_step: int = _DOWN["max_step"].default
+    paused: bool = _SPEC["paused"].default
+    manual_replicas: int | None = _SPEC["replicas"].default
+
+    @classmethod
+    def of(cls, spec: MessageQueueSpec) -> ScalingSpec:
+        return cls(
+            min_replicas=spec.min_replicas,
+            max_replicas=spec.max_replicas,
+            target_per_replica=spec.target_depth_per_replica,
+            activation_depth=spec.activation_depth,
+            polling_interval_s=spec.polling_interval_seconds,
+            stabilization_s=spec.scale_down.stabilization_window_seconds,
+            cooldown_s=spec.scale_down.cooldown_seconds,
+            max_step=spec.scale_down.max_step,
+            paused=spec.paused,
+            manual_replicas=spec.replicas,
+        )
 
 
 @dataclass(frozen=True, slots=True)

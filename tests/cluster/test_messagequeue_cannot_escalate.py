@@ -1,8 +1,8 @@
 """A MessageQueue cannot escalate, on a real kube-apiserver with an operator that holds a Redis
 password: a foreign image, a handler from a module the installer did not list (``antigravity``
-runs ``$BROWSER`` on import), a toleration or node selector the installer did not allow, or
-maxReplicas above the ceiling gets ``Ready=False``, reason ``InvalidSpec``, and no Deployment
-(and a running queue switched to one keeps its workers as they were); what the installer
+runs ``$BROWSER`` on import), a toleration, node selector or priority class the installer did
+not allow, or maxReplicas above the ceiling gets ``Ready=False``, reason ``InvalidSpec``, and no
+Deployment (and a running queue switched to one keeps its workers as they were); what the installer
 allows runs. Worker pods run as the worker ServiceAccount without a token,
 carry the release's label and get a PodDisruptionBudget; and no Deployment, ReplicaSet, Pod or
 ConfigMap holds the Redis password, only a reference to its Secret."""
@@ -72,6 +72,7 @@ def guarded(
         OPERATOR_ALLOWED_HANDLERS='["plant."]',
         OPERATOR_ALLOWED_TOLERATIONS=json.dumps([TOLERATION]),
         OPERATOR_ALLOWED_NODE_SELECTORS='{"topology.kubernetes.io/zone": ["a"]}',
+        OPERATOR_ALLOWED_PRIORITY_CLASSES='["conveyor-alerts"]',
         OPERATOR_MAX_REPLICAS_CEILING="20",
     )
     yield kube, ns, proc
@@ -215,6 +216,20 @@ async def test_tolerations_and_node_selectors_only_as_the_installer_allows(
     pod = (await deployed(guarded, "placed"))["spec"]["template"]["spec"]
     assert pod["tolerations"] == [TOLERATION]
     assert pod["nodeSelector"] == {"topology.kubernetes.io/zone": "a"}
+
+
+async def test_a_priority_class_only_as_the_installer_allows(
+    guarded: tuple[KubeCluster, str, CliProcess],
+) -> None:
+    kube, ns, _ = guarded
+    apply(kube, ns, "preempting", worker={"priorityClassName": "system-node-critical"})
+    message = await invalid(guarded, "preempting")
+    assert "spec.worker.priorityClassName 'system-node-critical' is not allowed" in message
+    assert "chart value worker.allowedPriorityClasses: ['conveyor-alerts']" in message
+
+    apply(kube, ns, "urgent", worker={"priorityClassName": "conveyor-alerts"})
+    pod = (await deployed(guarded, "urgent"))["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "conveyor-alerts"
 
 
 async def test_max_replicas_above_the_ceiling_gets_no_deployment(

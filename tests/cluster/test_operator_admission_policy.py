@@ -2,13 +2,14 @@
 operator's ServiceAccount (`kubectl --as`, as a stolen token would) is refused unless it is a
 worker Deployment as the operator renders it: a foreign image, a hostPath volume, another
 ServiceAccount, a command override, a privileged or otherwise unconfined container (root, no
-drop of ALL capabilities, Unconfined seccomp), an init container, a hostPort, a chosen node,
-priority class or runtime, pod labels of another component or release, an environment
-variable outside the operator's own and a MessageQueue's APP_/WORKER_/ALERT_ names, or a
-foreign Secret are each refused with the policy's message; the operator's own rendering (with
-the environment its worker_env gives, and a MessageQueue's variables) is accepted; an image
-under operator.allowedImages is accepted, one that only looks like it is not; and nobody but
-the operator is bound by it."""
+drop of ALL capabilities, Unconfined seccomp), an init container, a hostPort, a chosen node or
+runtime, a priority class the installer did not allow, pod labels of another component or
+release, an environment variable outside the operator's own and a MessageQueue's
+APP_/WORKER_/ALERT_ names, or a foreign Secret are each refused with the policy's message; the
+operator's own rendering (with the environment its worker_env gives, and a MessageQueue's
+variables) is accepted; an image under operator.allowedImages is accepted, one that only looks
+like it is not, and so is a priority class of worker.allowedPriorityClasses; and nobody but the
+operator is bound by it."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def release(kube: KubeCluster, crd: KubeCluster) -> Iterator[tuple[KubeCluster, 
         ns,
         "--set",
         "operator.allowedImages={registry.example/team/,registry.example/tools/app}",
+        "--set",
+        "worker.allowedPriorityClasses={conveyor-alerts}",
         "--set",
         f"influx.existingSecret={INFLUX_SECRET}",
     )
@@ -218,11 +221,11 @@ ATTACKS: dict[str, tuple[Change, str]] = {
     "a chosen node": (lambda d: pod(d).update(nodeName="node-0"), "set no nodeName"),
     "a priority class": (
         lambda d: pod(d).update(priorityClassName="system-cluster-critical"),
-        "set no nodeName, priorityClassName",
+        "no priorityClassName but one of worker.allowedPriorityClasses",
     ),
     "another runtime": (
         lambda d: pod(d).update(runtimeClassName="unconfined"),
-        "set no nodeName, priorityClassName or runtimeClassName",
+        "set no nodeName or runtimeClassName",
     ),
     "a hostPort": (
         lambda d: container(d)["ports"][0].update(hostPort=8080),
@@ -314,6 +317,10 @@ def test_the_operators_own_rendering_is_accepted(release: tuple[KubeCluster, str
         container(allowed)["image"] = image
         ok, err = apply_as_operator(kube, ns, allowed)
         assert ok, (image, err)
+    allowed = worker(kube, ns)
+    pod(allowed)["priorityClassName"] = "conveyor-alerts"  # worker.allowedPriorityClasses
+    ok, err = apply_as_operator(kube, ns, allowed)
+    assert ok, err
 
 
 def test_changing_a_worker_into_an_arbitrary_pod_is_refused(

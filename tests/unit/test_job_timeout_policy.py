@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from conveyor_operator.policies import desired_policy, policy_problems
+from conveyor_operator.spec import MessageQueueSpec
 
 from conveyor.work_command import default_batch_size, processor_timeout
 from reliable_queue import QueuePolicy, UsageError
@@ -109,7 +110,7 @@ SPEC = {
 
 
 def test_a_spec_stands_for_a_whole_policy_with_defaults_for_what_it_leaves_out() -> None:
-    assert desired_policy(SPEC) == QueuePolicy(
+    assert desired_policy(MessageQueueSpec.parse(SPEC)) == QueuePolicy(
         concurrency=2,
         max_retries=7,
         backoff_base_s=1,
@@ -118,17 +119,20 @@ def test_a_spec_stands_for_a_whole_policy_with_defaults_for_what_it_leaves_out()
         timeout_s=45,
         dead_max_count=50,
     )
-    assert desired_policy({"queue": "q"}) == QueuePolicy()  # no timeout: the worker's default
-    assert desired_policy(SPEC, concurrency=7).concurrency == 7  # the autoscaler's, not 2
+    # No timeout: the worker's default; concurrency 1, the CRD's default as the model's.
+    assert desired_policy(MessageQueueSpec.parse({"queue": "q"})) == QueuePolicy(concurrency=1)
+    # The autoscaler's, not 2:
+    assert desired_policy(MessageQueueSpec.parse(SPEC), concurrency=7).concurrency == 7
 
 
 def test_a_first_retry_delay_above_the_backoff_cap_is_kept_exact() -> None:
-    policy = desired_policy({"queue": "q", "retry": {"backoffBaseSeconds": 7200}})
+    spec = MessageQueueSpec.parse({"queue": "q", "retry": {"backoffBaseSeconds": 7200}})
+    policy = desired_policy(spec)
     assert policy.retry_delay(1) == 7200
 
 
 def test_a_spec_the_policy_cannot_hold_is_a_problem_naming_the_field() -> None:
     spec = {"queue": "q", "retention": {"finished": {"maxCount": 10**9}}}
     [problem] = policy_problems(spec)
-    assert "done_max_count" in problem
+    assert "spec.retention.finished.maxCount: Input should be less than or equal to" in problem
     assert policy_problems(SPEC) == []

@@ -104,11 +104,13 @@ def test_installer_lists_are_parsed_as_helm_writes_them(monkeypatch: pytest.Monk
     monkeypatch.setenv("OPERATOR_ALLOWED_TOLERATIONS", '[{"key": "gpu", "operator": "Exists"}]')
     monkeypatch.setenv("OPERATOR_ALLOWED_NODE_SELECTORS", '{"zone": ["a", "b"]}')
     monkeypatch.setenv("OPERATOR_MAX_REPLICAS_CEILING", "20")
+    monkeypatch.setenv("OPERATOR_ALLOWED_PRIORITY_CLASSES", '["conveyor-alerts"]')
     allowances = load(OperatorSettings).allowances()
     assert allowances.images == ("registry.example.com/team/",)
     assert allowances.tolerations == ({"key": "gpu", "operator": "Exists"},)
     assert allowances.node_selectors == {"zone": ("a", "b")}
     assert allowances.max_replicas_ceiling == 20
+    assert allowances.priority_classes == ("conveyor-alerts",)
     assert _names('[{"name": "regcred"}, {"name": "other"}]') == ["regcred", "other"]
     assert _names("regcred, other") == ["regcred", "other"]
     monkeypatch.setenv("OPERATOR_ALLOWED_IMAGES", "*")

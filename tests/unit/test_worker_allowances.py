@@ -284,6 +284,7 @@ ALLOWANCES = Allowances(
     handlers=("plant.",),
     tolerations=(GPU_ANY,),
     node_selectors={"topology.kubernetes.io/zone": ("a", "b")},
+    priority_classes=("conveyor-alerts",),
     max_replicas_ceiling=20,
     operator_env=frozenset({"REDIS_URL", "PROBE_PORT", "CONVEYOR_LOG_FORMAT"}),
 )
@@ -299,6 +300,7 @@ def test_a_spec_within_the_allowances_has_no_problems() -> None:
             "nodeSelector": {"topology.kubernetes.io/zone": "b"},
             "handler": "plant.energy:handle",
             "env": [{"name": "APP_PLANT", "value": "north"}],
+            "priorityClassName": "conveyor-alerts",
         },
     }
     assert spec_problems(spec, ALLOWANCES) == []
@@ -314,6 +316,7 @@ def test_each_problem_names_the_field_and_the_chart_value() -> None:
             "handler": "antigravity:geohash",
             "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}],
             "nodeSelector": {"topology.kubernetes.io/zone": "c", "kubernetes.io/hostname": "n1"},
+            "priorityClassName": "system-node-critical",
             "env": [
                 {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
                 {"name": "REDIS_URL", "value": "redis://attacker:6379"},
@@ -332,6 +335,10 @@ def test_each_problem_names_the_field_and_the_chart_value() -> None:
     assert "spec.worker.nodeSelector kubernetes.io/hostname=n1 is not allowed" in text
     assert "spec.worker.nodeSelector topology.kubernetes.io/zone=c is not allowed" in text
     assert "chart value worker.allowedNodeSelectors" in text
+    assert (
+        "spec.worker.priorityClassName 'system-node-critical' is not allowed (chart value "
+        "worker.allowedPriorityClasses: ['conveyor-alerts'])"
+    ) in text
     assert "spec.maxReplicas 21 is above the ceiling of 20" in text
     assert "chart value operator.maxReplicasCeiling" in text
     assert "spec.worker.handler 'antigravity:geohash' is not allowed" in text
@@ -341,16 +348,21 @@ def test_each_problem_names_the_field_and_the_chart_value() -> None:
         assert f"spec.worker.env[{i}].name {name} is set by the operator" in text
     for i, name in enumerate(("REDIS_HOST", "INFLUX_URL"), start=3):
         assert f"spec.worker.env[{i}].name {name!r} is not allowed" in text
-    assert len(problems) == 12
+    assert len(problems) == 13
 
 
 def test_by_default_no_toleration_or_node_selector_is_allowed() -> None:
     bare = Allowances(worker_image=OWN)
     spec = {
         "queue": "q",
-        "worker": {"tolerations": [GPU_ANY], "nodeSelector": {"zone": "a"}},
+        "worker": {
+            "tolerations": [GPU_ANY],
+            "nodeSelector": {"zone": "a"},
+            "priorityClassName": "conveyor-alerts",
+        },
     }
     text = "\n".join(spec_problems(spec, bare))
+    assert "(chart value worker.allowedPriorityClasses allows none)" in text
     assert "(chart value worker.allowedTolerations allows none)" in text
     assert "(chart value worker.allowedNodeSelectors allows none)" in text
     custom = {"queue": "q", "worker": {"handler": "plant.energy:handle"}}

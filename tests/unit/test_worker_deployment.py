@@ -7,16 +7,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from conveyor_operator.policies import desired_policy
 from conveyor_operator.rendering import (
     RELEASE_LABEL,
     WorkerDefaults,
     deployment_name,
-    queue_policy,
     render_deployment,
     render_disruption_budget,
 )
-
-from reliable_queue import QueuePolicy
+from conveyor_operator.spec import MessageQueueSpec
 
 MQ: dict[str, Any] = {
     "metadata": {"name": "mqtt-realtime", "namespace": "plant", "uid": "u-1"},
@@ -30,6 +29,7 @@ MQ: dict[str, Any] = {
         "worker": {
             "handler": "plant.jobs:handle",
             "nodeSelector": {"zone": "a"},
+            "priorityClassName": "conveyor-alerts",
             "env": [{"name": "X", "value": "1"}],
         },
     },
@@ -67,6 +67,12 @@ def test_rendering_is_deterministic_and_owned() -> None:
     ]
     assert [e["name"] for e in c["env"]] == ["REDIS_URL", "REDIS_PASSWORD", "X"]
     assert pod["nodeSelector"] == {"zone": "a"}
+    assert pod["priorityClassName"] == "conveyor-alerts"
+    bare = {**MQ, "spec": {"queue": "q"}}
+    assert (
+        "priorityClassName"
+        not in render_deployment(bare, replicas=1, defaults=DEFAULTS)["spec"]["template"]["spec"]
+    )
     assert pod["terminationGracePeriodSeconds"] > DEFAULTS.drain_timeout_s
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert (
@@ -88,8 +94,8 @@ def test_long_names_stay_within_63_characters() -> None:
 
 
 def test_queue_policy_is_what_the_workers_accept() -> None:
-    policy = queue_policy(MQ["spec"])
-    assert policy == {
+    policy = desired_policy(MessageQueueSpec.parse(MQ["spec"]))
+    set_by_spec = {
         "concurrency": 3,
         "default_priority": 4,
         "max_retries": 5,
@@ -99,7 +105,9 @@ def test_queue_policy_is_what_the_workers_accept() -> None:
         "dead_max_count": 10,
         "dead_max_age_s": 60,
     }
-    assert QueuePolicy().merged(**policy).retry_delay(2) == 3.0
+    assert {k: getattr(policy, k) for k in set_by_spec} == set_by_spec
+    assert (policy.timeout_s, policy.done_max_count) == (None, 1000)  # left out: the defaults
+    assert policy.retry_delay(2) == 3.0
 
 
 def test_worker_pods_run_as_the_worker_account_without_a_token() -> None:
