@@ -27,6 +27,7 @@ from typing import IO
 
 from conveyor_messages import DEFAULT_QUEUES
 
+from conveyor.default_policies import write_default_policies
 from conveyor.local_servers import (
     ChildServer,
     InfluxServer,
@@ -131,7 +132,8 @@ async def cmd_dev(args: argparse.Namespace) -> int:
                 f"port {port} is in use: pass --port with another, or --port 0 for any free one"
             )
         env = _start_servers(data, servers)
-        await _default_priorities(env["REDIS_URL"])
+        async with QueueClient.from_url(env["REDIS_URL"]) as client:
+            await write_default_policies(client)
         env["GATEWAY_API_TOKEN"] = _api_token(data)
         ingest_probe = free_port()
         ingest_env = {"MQTT_CLIENT_ID": "conveyor-dev-ingestor", "PROBE_PORT": str(ingest_probe)}
@@ -248,14 +250,6 @@ def _api_token(data: Path) -> str:
         path.write_text(secrets.token_hex(16))
         path.chmod(0o600)
     return path.read_text().strip()
-
-
-async def _default_priorities(redis_url: str) -> None:
-    """What the chart's MessageQueues give the operator to write: each default queue's default
-    priority, which jobs of the default routes take."""
-    async with QueueClient.from_url(redis_url) as client:
-        for q in DEFAULT_QUEUES:
-            await client.set_policy(q.name, default_priority=q.priority)
 
 
 async def _watch(redis_url: str, services: list[Service], every: float, header: str) -> None:

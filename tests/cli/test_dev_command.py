@@ -87,13 +87,14 @@ async def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         # redis, mosquitto, influxd (if built), ingestor, 4 workers, gateway, simulator
         assert len(kids) == 9 + (influxd_binary() is not None), dev.output()
-        # As the chart's MessageQueues do: each default queue's priority is its jobs' default.
+        # As the chart's MessageQueues do: each default queue's priority is its jobs' default,
+        # and it keeps the records of finished jobs the chart gives it.
         redis_url = re.search(r"Redis (\S+)", dev.output())
         assert redis_url, dev.output()
         async with QueueClient.from_url(redis_url.group(1)) as client:
             policies = {q.name: await client.get_policy(q.name) for q in DEFAULT_QUEUES}
-        priorities = {name: policy.default_priority for name, policy in policies.items()}
-        assert priorities == {q.name: q.priority for q in DEFAULT_QUEUES}
+        written = {n: (p.default_priority, p.done_max_count) for n, p in policies.items()}
+        assert written == {q.name: (q.priority, q.finished_records) for q in DEFAULT_QUEUES}
     finally:
         code = dev.stop(sig=signal.SIGINT)  # Ctrl-C
     assert code == 0, dev.output()

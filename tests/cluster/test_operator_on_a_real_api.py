@@ -73,10 +73,14 @@ async def test_default_queues_become_deployments_and_policy(
 
     async def policy_written() -> bool:  # after its Deployment
         policy = await client.get_policy("mqtt_realtime")
-        return (policy.concurrency, policy.default_priority) == (3, 5)  # spec.priority: 5
+        # spec.priority 5; spec.retention.finished.maxCount 0
+        return (policy.concurrency, policy.default_priority, policy.done_max_count) == (3, 5, 0)
 
     await eventually(
-        policy_written, timeout=15, interval=0.3, what="concurrency 3, default_priority 5 in Redis"
+        policy_written,
+        timeout=15,
+        interval=0.3,
+        what="concurrency 3, default_priority 5, done_max_count 0 in Redis",
     )
 
     kube.kubectl(

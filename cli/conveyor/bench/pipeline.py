@@ -2,23 +2,27 @@
 
 Runs the real processes on loopback: mosquitto, Redis, InfluxDB 1.8 (hack/tools.sh), one
 ``conveyor ingest`` and 1, 2 and 4 ``conveyor work --queue mqtt_realtime`` processes, all with
-default settings. For each worker count the broker first holds N realtime messages (one value
-each) for the ingestor's persistent session, published while it is away, so the publisher's
-cost stays outside the timed window; then the ingestor starts, and the run is timed from its
-start to the N-th point visible in InfluxDB. The CPU seconds of every process (ingestor,
-workers, redis-server, mosquitto, influxd; ``/proc/<pid>/stat``) over the run are printed per
-message. Telegraf (``mqtt_consumer -> outputs.influxdb``, built by ``hack/tools.sh telegraf``)
-drains the same N messages through the same broker into the same InfluxDB (another database),
-measured the same way, right after the one-worker run it is compared with (the speed of a
-shared machine drifts within minutes); the two alternate ``--rounds`` times (default 2) and the
-best round of each is compared, every round printed. Beside them: InfluxDB's own ingest limit,
-a direct writer of batches of 5,000 points. Then, with one worker process, the latency from publish
-to the point being visible in a query at a steady rate (measured by polling every 20 ms).
+default settings, and the queues' policies as the chart's MessageQueues set them
+(``conveyor.default_policies``). For each worker count the broker first holds N realtime
+messages (one value each) for the ingestor's persistent session, published while it is away, so
+the publisher's cost stays outside the timed window; then the ingestor starts, and the run is
+timed from its start to the N-th point visible in InfluxDB. The CPU seconds of every process
+(ingestor, workers, redis-server, mosquitto, influxd; ``/proc/<pid>/stat``) over the run are
+printed per message. Telegraf (``mqtt_consumer -> outputs.influxdb``, built by ``hack/tools.sh
+telegraf``) drains the same N messages through the same broker into the same InfluxDB (another
+database), measured the same way, right after the one-worker run it is compared with (the speed
+of a shared machine drifts within minutes); the two alternate ``--rounds`` times (default 2) and
+the best round of each is compared, every round printed. Beside them: InfluxDB's own ingest
+limit, a direct writer of batches of 5,000 points. Then, with one worker process, the latency
+from publish to the point being visible in a query at a steady rate (measured by polling every
+20 ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -38,6 +42,7 @@ import redis
 from conveyor.bench import cpu, telegraf
 from conveyor.bench.broker_sessions import drop_session, hold_session
 from conveyor.bench.mqtt_publish import publish_all
+from conveyor.default_policies import write_default_policies
 from conveyor.local_servers import (
     InfluxServer,
     MosquittoServer,
@@ -46,6 +51,7 @@ from conveyor.local_servers import (
     influxd_binary,
 )
 from conveyor.tables import render
+from reliable_queue import QueueClient
 
 CLI = [sys.executable, "-m", "conveyor.cli", "--log-format", "json"]
 BASE_TS = 1_700_000_000_000
@@ -382,7 +388,15 @@ def _messages(n: int, offset: int, *, ts: float | None = None) -> list[tuple[str
 
 
 def _reset(rs: RedisServer, influx: InfluxServer) -> None:
+    """Empty servers, and the default queues' policies as the chart's MessageQueues set them."""
     redis.Redis.from_url(rs.url).flushall()
+
+    async def policies() -> None:
+        async with QueueClient.from_url(rs.url) as client:
+            await write_default_policies(client)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from the CLI's event loop
+        pool.submit(asyncio.run, policies()).result()
     influx.query(f"DROP DATABASE {influx.database}")
     influx.query(f"CREATE DATABASE {influx.database}")
 
