@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from conveyor_messages import queue_for_kind
 
 from conveyor_operator.allowances import Allowances, spec_problems
 from conveyor_operator.applying import (
@@ -48,6 +49,15 @@ from conveyor_operator.applying import (
 from conveyor_operator.claiming import claim, owner_of
 from conveyor_operator.metrics import OperatorMetrics
 from conveyor_operator.policies import desired_policy, policy_problems, reassert_policy
+from conveyor_operator.queue_alerts import (
+    RULES,
+    AlertMemory,
+    Reading,
+    Transition,
+    firing_rules,
+    judge,
+    resumed,
+)
 from conveyor_operator.rendering import (
     WorkerDefaults,
     render_deployment,
@@ -84,6 +94,8 @@ class OperatorConfig:
     clusterwide: bool = False
     peering_lifetime_s: int = 15
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    alerts_queue: str = queue_for_kind("alert").name
+    """Where queue alerts go, beside machine alerts (the alerts worker delivers them)."""
 
     def __post_init__(self) -> None:
         env = frozenset(str(e["name"]) for e in self.worker.env)
@@ -100,6 +112,7 @@ class _QueueState:
     last_counts: tuple[float, int, int] | None = None  # (time, enqueued, completed)
     concurrency: int | None = None  # raised above spec.concurrency by plan_capacity, if so
     waiting: bool = False  # no workers: the queue is another's, or the claim was not checked
+    alerts: AlertMemory | None = None  # None: not yet read back from status (resumed)
     generation: int = 0  # the newest spec a reconcile has seen: a timer with an older is stale
 
 
@@ -167,6 +180,41 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                 mq = {**body, "spec": {**body["spec"], "worker": {}}}
             manifest = render_deployment(mq, replicas=0, defaults=config.worker)
             await apply_deployment(apis, manifest)
+
+    async def raise_alert(
+        body: kopf.Body, queues: QueueClient, queue: str, change: Transition
+    ) -> None:
+        """An Event on the MessageQueue and an alert job beside the machines' alerts."""
+        rule, firing = change.rule, change.state == "firing"
+        if firing:
+            kopf.warn(body, reason=rule.reason, message=f"{queue}: {change.message}")
+        else:
+            kopf.info(body, reason="AlertResolved", message=f"{queue}: {change.message}")
+        now_ms = int(time.time() * 1000)
+        meta = body["metadata"]
+        alert = {
+            "machine": f"queue/{queue}",
+            "topic": "",
+            "received_at": now_ms,
+            "kind": "alert",
+            "ts": now_ms,
+            "type": rule.alert_type,
+            "severity": "warning" if firing else "info",
+            "message": f"queue {queue}: {change.message}",
+            "details": {
+                "state": change.state,
+                "queue": queue,
+                "messagequeue": f"{meta.get('namespace', '')}/{meta['name']}",
+                "value": change.value,
+                "threshold": change.threshold,
+                "for_s": change.for_s,
+            },
+        }
+        try:
+            await queues.enqueue(config.alerts_queue, alert)
+        except REDIS_ERRORS as exc:  # the Event and the condition say it all the same
+            config.metrics.errors.labels("redis").inc()
+            log.warning("queue alert on %s not enqueued on %s: %s", queue, config.alerts_queue, exc)
 
     def refuse(body: kopf.Body, patch: kopf.Patch, reason: str, message: str) -> None:
         """Ready=False for ``reason``; an Event only when that is news."""
@@ -275,6 +323,21 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             return
         metrics.poll_seconds.observe(time.perf_counter() - started)
         obs = _observe(stats, state, now)
+        reading = Reading(
+            now=now,
+            pending=stats.pending,
+            oldest_age_s=stats.oldest_pending_age_s,
+            dead_letters=stats.failed,
+            drain_rate=obs.drain_rate,
+        )
+        if state.alerts is None:
+            state.alerts = resumed((body.get("status") or {}).get("conditions") or [])
+        state.alerts, changes = judge(mq.alerts, reading, state.alerts)
+        for change in changes:
+            await raise_alert(body, queues, queue, change)
+        firing = firing_rules(state.alerts)
+        for rule in RULES:
+            metrics.alerting.labels(queue, rule.alert_type).set(rule in firing)
         scaling_spec = ScalingSpec.of(mq)
         decision = decide(scaling_spec, obs, current, state.memory)
         state.memory = decision.memory
@@ -358,6 +421,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             scaling=scaling,
             backlogged=backlogged,
             note=decision.reason,
+            alerting=[(rule.reason, rule.describe(reading)) for rule in firing],
         )
 
     @kopf.on.delete(*resource, registry=registry)

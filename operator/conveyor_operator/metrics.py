@@ -33,6 +33,12 @@ class OperatorMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
             registry=r,
         )
+        self.alerting = Gauge(
+            "conveyor_operator_queue_alerting",
+            "1 while a queue alert of spec.alerts fires, by queue and alert type",
+            ["queue", "type"],
+            registry=r,
+        )
         self.errors = Counter(
             "conveyor_operator_errors", "Failed polls and applies, by kind", ["kind"], registry=r
         )

@@ -81,6 +81,31 @@ class Worker(_Part):
     )
 
 
+_DURATION = r"^[0-9]+(s|m|h)$"
+_UNIT_S = {"s": 1, "m": 60, "h": 3600}
+
+
+class Threshold(_Part):
+    threshold: float = Field(ge=0)
+    for_: str = Field(
+        default="1m", pattern=_DURATION, validation_alias="for", serialization_alias="for"
+    )
+    """How long the threshold must stay crossed before the alert fires (``30s``, ``5m``)."""
+
+    @property
+    def for_seconds(self) -> float:
+        return int(self.for_[:-1]) * _UNIT_S[self.for_[-1]]
+
+
+class Alerts(_Part):
+    """Queue alerts (``conveyor_operator.queue_alerts``); a threshold left out is not judged."""
+
+    max_depth: Threshold | None = None
+    max_oldest_age_seconds: Threshold | None = None
+    max_dead_letters: Threshold | None = None
+    min_drain_rate: Threshold | None = None
+
+
 class MessageQueueSpec(_Part):
     queue: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
     priority: int = Field(
@@ -100,6 +125,7 @@ class MessageQueueSpec(_Part):
     timeout_seconds: int | None = Field(default=None, ge=1, le=86_400)
     retention: Retention = Retention()
     worker: Worker = Worker()
+    alerts: Alerts = Alerts()
     paused: bool = False
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
 

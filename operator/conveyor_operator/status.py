@@ -1,14 +1,17 @@
-"""A MessageQueue's status conditions: Ready, Scaling, Backlogged, RedisUnavailable.
+"""A MessageQueue's status conditions: Ready, Scaling, Backlogged, RedisUnavailable, Alerting.
 
 ``Ready`` is False with the reason that stops the queue: ``InvalidSpec`` (the installer or the
 API does not allow the spec), ``QueueClaimed`` (another MessageQueue owns the queue) or
-``RedisUnavailable``. A condition's ``lastTransitionTime`` changes only when its status does.
+``RedisUnavailable``. ``Alerting`` is True while one of ``spec.alerts`` fires, with the reason
+of the first (``QueueDepthHigh``, ``QueueBacklogOld``, ``DeadLettersGrowing``,
+``QueueDrainSlow``) and all of them in its message. A condition's ``lastTransitionTime``
+changes only when its status does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -25,8 +28,11 @@ def conditions(
     backlogged: bool = False,
     note: str = "",
     blocked: tuple[str, str] | None = None,
+    alerting: Sequence[tuple[str, str]] | None = None,
 ) -> list[dict[str, str]]:
-    """``blocked``: (reason, message) of what keeps the queue from running, if anything."""
+    """``blocked``: (reason, message) of what keeps the queue from running, if anything;
+    ``alerting``: (reason, message) of each alert firing, None to keep the condition as it is
+    (a poll that did not judge the alerts)."""
     now = now_text()
     old = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
 
@@ -52,6 +58,13 @@ def conditions(
     else:
         ready_reason = "RedisUnavailable"
         ready_message = f"Redis unreachable; replicas kept: {note}"
+    if alerting is None:
+        kept = [old["Alerting"]] if "Alerting" in old else []
+    elif alerting:
+        reason = alerting[0][0]
+        kept = [cond("Alerting", True, reason, "; ".join(message for _, message in alerting))]
+    else:
+        kept = [cond("Alerting", False, "NoAlerts", "")]
     return [
         cond("Ready", ready and redis_ok and blocked is None, ready_reason, ready_message),
         cond("Scaling", scaling, "Scaled" if scaling else "Steady", note),
@@ -62,6 +75,7 @@ def conditions(
             "RedisDown" if not redis_ok else "RedisUp",
             note if not redis_ok else "",
         ),
+        *kept,
     ]
 
 

@@ -177,3 +177,29 @@ async def _drain(pubsub: Any, n: int) -> list[dict[str, Any]]:
     )
     await pubsub.aclose()
     return events
+
+
+async def test_a_resolve_is_delivered_and_ends_the_fold(
+    client: QueueClient, start_worker: StartWorker, webhook: dict[str, Any]
+) -> None:
+    """Firing, a repeat (folded), the resolve (delivered though of the same type), and a new
+    firing after it (news again). The operator's queue alerts carry details.state; a machine's
+    MQTT alert gets it from a top-level "state", as here."""
+
+    def queue_alert(state: str) -> dict[str, Any]:
+        severity = "warning" if state == "firing" else "info"
+        doc = {"type": "queue_depth", "severity": severity, "state": state}
+        return message("alert", "orders", doc)
+
+    await client.enqueue_many(
+        "alerts",
+        [queue_alert("firing"), queue_alert("firing"), queue_alert("resolved")],
+    )
+    await start_worker(
+        "alerts", settings=SinkSettings(webhooks=(webhook["url"],)), with_influx=False
+    )
+    await eventually(lambda: _done(client, "alerts", 3), what="three alerts done")
+    await client.enqueue("alerts", queue_alert("firing"))
+    await eventually(lambda: _done(client, "alerts", 4), what="the fourth alert done")
+    states = [p["alert"]["details"]["state"] for p in webhook["received"]]
+    assert states == ["firing", "resolved", "firing"]

@@ -17,6 +17,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 SESSION_EXPIRY_S = 86_400
+SETUP_TIMEOUT_S = 60.0
+"""For a session's set-up, not a measurement: a broker just handed 200,000 messages may save
+them to disk first (a run once timed out at 10 s)."""
 
 
 def _open(port: int, client_id: str, *, v5: bool, clean: bool, timeout: float) -> mqtt.Client:
@@ -55,7 +58,7 @@ def _close(client: mqtt.Client) -> None:
 
 
 def hold_session(
-    port: int, client_id: str, filters: Sequence[str], *, v5: bool, timeout: float = 10.0
+    port: int, client_id: str, filters: Sequence[str], *, v5: bool, timeout: float = SETUP_TIMEOUT_S
 ) -> None:
     """Create (or keep) ``client_id``'s persistent session subscribed to ``filters`` at QoS 1,
     then disconnect: from now on the broker queues matching messages for it."""
@@ -77,6 +80,6 @@ def hold_session(
         _close(client)
 
 
-def drop_session(port: int, client_id: str, *, v5: bool, timeout: float = 10.0) -> None:
+def drop_session(port: int, client_id: str, *, v5: bool, timeout: float = SETUP_TIMEOUT_S) -> None:
     """End ``client_id``'s session at the broker, and whatever is queued for it."""
     _close(_open(port, client_id, v5=v5, clean=True, timeout=timeout))

@@ -594,7 +594,11 @@ async def process_alerts(
         except (KeyError, TypeError) as exc:
             failed[job.id] = PermanentError(f"not an alert ({exc!r})")
             continue
-        key = alert_seen(machine, kind)
+        # A resolve (details.state "resolved", as the operator's queue alerts send) is folded
+        # only into resolves, and ends the fold of its alert: a new firing is news again.
+        details = alert.get("details")
+        resolved = isinstance(details, dict) and details.get("state") == "resolved"
+        key = alert_seen(machine, f"{kind}:resolved" if resolved else kind)
 
         def claim(p: Any, k: str = key, j: str = job.id) -> None:
             p.set(k, j, nx=True, ex=max(1, int(ctx.settings.alert_suppress_s)), get=True)
@@ -617,6 +621,13 @@ async def process_alerts(
             pipe.publish(live_channel(m), r)
 
         await ctx.redis_pipeline(build, transaction=True)
+        if resolved:  # apart: another hash slot than the history (Redis Cluster)
+            fold = alert_seen(machine, kind)
+
+            def unfold(pipe: Any, k: str = fold) -> None:
+                pipe.delete(k)
+
+            await ctx.redis_pipeline(unfold)
         ctx.metrics.alerts_delivered.inc()
     return failed
 

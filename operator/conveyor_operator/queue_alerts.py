@@ -1,0 +1,163 @@
+"""Queue alerts: a MessageQueue's ``spec.alerts`` thresholds, judged at every poll.
+
+A threshold fires once it has been crossed for its whole ``for`` duration (as a Prometheus
+rule's ``for``), so a blip pages nobody; it resolves at the first poll it is no longer crossed.
+Each firing and each resolve is a transition the handlers turn into a Warning (or Normal)
+Event on the MessageQueue, an alert job on the alerts queue (the same stream, webhooks and
+de-duplication as machine alerts) and the ``Alerting`` condition.
+
+=================== ================ ================== ======================================
+spec.alerts         alert type       Event reason       crossed while
+=================== ================ ================== ======================================
+maxDepth            queue_depth      QueueDepthHigh     pending > threshold
+maxOldestAgeSeconds queue_age        QueueBacklogOld    oldest pending job's age > threshold
+maxDeadLetters      dead_letters     DeadLettersGrowing dead letters > threshold
+minDrainRate        queue_drain_rate QueueDrainSlow     jobs pending, finished/s < threshold
+=================== ================ ================== ======================================
+
+A pure function of the thresholds, one observation and what earlier polls left, so it is tested
+without a cluster or a clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from conveyor_operator.spec import Alerts, Threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    field: str
+    """Its name in ``spec.alerts``."""
+    attr: str
+    """Its name in ``spec.Alerts``."""
+    alert_type: str
+    reason: str
+    what: str
+    below: bool = False
+    """Crossed when the value is below the threshold (else above)."""
+
+    def describe(self, reading: Reading) -> str:
+        """What the queue shows now, for the Alerting condition."""
+        return f"{self.what}: {reading.value(self):,.6g} (spec.alerts.{self.field})"
+
+
+RULES = (
+    Rule("maxDepth", "max_depth", "queue_depth", "QueueDepthHigh", "pending jobs"),
+    Rule(
+        "maxOldestAgeSeconds",
+        "max_oldest_age_seconds",
+        "queue_age",
+        "QueueBacklogOld",
+        "age of the oldest pending job (s)",
+    ),
+    Rule(
+        "maxDeadLetters", "max_dead_letters", "dead_letters", "DeadLettersGrowing", "dead letters"
+    ),
+    Rule(
+        "minDrainRate",
+        "min_drain_rate",
+        "queue_drain_rate",
+        "QueueDrainSlow",
+        "jobs finished per second",
+        below=True,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one poll saw of the queue."""
+
+    now: float
+    pending: int
+    oldest_age_s: float
+    dead_letters: int
+    drain_rate: float
+
+    def value(self, rule: Rule) -> float:
+        return {
+            "max_depth": self.pending,
+            "max_oldest_age_seconds": self.oldest_age_s,
+            "max_dead_letters": self.dead_letters,
+            "min_drain_rate": self.drain_rate,
+        }[rule.attr]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMemory:
+    crossed_since: Mapping[str, float] = field(default_factory=dict)
+    """Rule field -> when the threshold was first seen crossed, while it stays crossed."""
+    firing: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    rule: Rule
+    state: Literal["firing", "resolved"]
+    value: float
+    threshold: float
+    for_s: float
+
+    @property
+    def message(self) -> str:
+        relation = "below" if self.rule.below else "above"
+        if self.state == "firing":
+            held = f" for {self.for_s:g}s" if self.for_s else ""
+            return (
+                f"{self.rule.what} {self.value:,.6g} {relation} the threshold "
+                f"{self.threshold:,.6g}{held} (spec.alerts.{self.rule.field})"
+            )
+        return (
+            f"resolved: {self.rule.what} {self.value:,.6g}, no longer {relation} "
+            f"{self.threshold:,.6g} (spec.alerts.{self.rule.field})"
+        )
+
+
+def judge(
+    alerts: Alerts, reading: Reading, memory: AlertMemory
+) -> tuple[AlertMemory, list[Transition]]:
+    """The alerts' state after ``reading``, and what changed."""
+    since = dict(memory.crossed_since)
+    firing = set(memory.firing)
+    changes: list[Transition] = []
+    for rule in RULES:
+        threshold: Threshold | None = getattr(alerts, rule.attr)
+        value = reading.value(rule)
+        if threshold is None:
+            since.pop(rule.field, None)
+            firing.discard(rule.field)  # removed from the spec: no resolve to send
+            continue
+        limit, for_s = threshold.threshold, threshold.for_seconds
+        # An idle queue drains nothing: a floor on the drain rate holds only while jobs wait.
+        crossed = (reading.pending > 0 and value < limit) if rule.below else value > limit
+        if not crossed:
+            since.pop(rule.field, None)
+            if rule.field in firing:
+                firing.discard(rule.field)
+                changes.append(Transition(rule, "resolved", value, limit, for_s))
+            continue
+        start = since.setdefault(rule.field, reading.now)
+        if rule.field not in firing and reading.now - start >= for_s:
+            firing.add(rule.field)
+            changes.append(Transition(rule, "firing", value, limit, for_s))
+    return replace(memory, crossed_since=since, firing=frozenset(firing)), changes
+
+
+def resumed(conditions: Sequence[Mapping[str, Any]]) -> AlertMemory:
+    """What was firing by the ``Alerting`` condition in status (each message names its
+    ``spec.alerts`` field): an operator that restarts, or a standby that takes over, sends the
+    resolve of an alert that cleared meanwhile, and does not fire again one that still holds."""
+    for condition in conditions:
+        if condition.get("type") == "Alerting" and condition.get("status") == "True":
+            named = set(re.findall(r"\(spec\.alerts\.(\w+)\)", str(condition.get("message", ""))))
+            return AlertMemory(firing=frozenset(r.field for r in RULES if r.field in named))
+    return AlertMemory()
+
+
+def firing_rules(memory: AlertMemory) -> list[Rule]:
+    return [rule for rule in RULES if rule.field in memory.firing]
