@@ -57,6 +57,7 @@ from conveyor_operator.queue_alerts import (
     firing_rules,
     judge,
     resumed,
+    withdrawn,
 )
 from conveyor_operator.rendering import (
     WorkerDefaults,
@@ -287,6 +288,9 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             return
         if (body["metadata"].get("generation") or 0) < state.generation:
             return  # a body older than the spec the last reconcile applied: wait for the new
+        if state.last_poll and now - state.last_poll > 3 * mq.polling_interval_seconds:
+            # Back from a pause (a standby taking over again): what it remembers is old.
+            state.alerts, state.last_counts = None, None
         state.last_poll = now
         metrics, queue = config.metrics, mq.queue
         if state.waiting:  # for the queue's owner to let go, or for Redis to come back
@@ -322,22 +326,22 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             refuse(body, patch, "QueueClaimed", claimed.refusal(queue))
             return
         metrics.poll_seconds.observe(time.perf_counter() - started)
+        rates_known = state.last_counts is not None
         obs = _observe(stats, state, now)
+        metrics.depth.labels(queue).set(stats.pending)
+        metrics.processing.labels(queue).set(stats.processing)
+        metrics.oldest_age.labels(queue).set(stats.oldest_pending_age_s)
+        metrics.dead_letters.labels(queue).set(stats.failed)
+        metrics.drain_rate.labels(queue).set(obs.drain_rate)
+        metrics.arrival_rate.labels(queue).set(obs.arrival_rate)
         reading = Reading(
             now=now,
             pending=stats.pending,
             oldest_age_s=stats.oldest_pending_age_s,
             dead_letters=stats.failed,
             drain_rate=obs.drain_rate,
+            rates_known=rates_known,
         )
-        if state.alerts is None:
-            state.alerts = resumed((body.get("status") or {}).get("conditions") or [])
-        state.alerts, changes = judge(mq.alerts, reading, state.alerts)
-        for change in changes:
-            await raise_alert(body, queues, queue, change)
-        firing = firing_rules(state.alerts)
-        for rule in RULES:
-            metrics.alerting.labels(queue, rule.alert_type).set(rule in firing)
         scaling_spec = ScalingSpec.of(mq)
         decision = decide(scaling_spec, obs, current, state.memory)
         state.memory = decision.memory
@@ -353,6 +357,19 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             replicas, concurrency = plan.replicas, plan.concurrency
         if (body["metadata"].get("generation") or 0) < state.generation:
             return  # a reconcile of a newer spec ran meanwhile: this poll's view is stale
+        # Judged once no early return can keep the Alerting condition from being written.
+        if state.alerts is None:
+            state.alerts = resumed((body.get("status") or {}).get("conditions") or [])
+        state.alerts, changes = judge(mq.alerts, reading, state.alerts)
+        for change in changes:
+            await raise_alert(body, queues, queue, change)
+        firing = firing_rules(state.alerts)
+        metrics.alerting.judged(
+            queue,
+            {rule.alert_type: rule in firing for rule in RULES},
+            fresh_for_s=3 * mq.polling_interval_seconds,
+        )
+        alerting = [(rule.reason, rule.describe(reading)) for rule in firing]
         before = state.concurrency or mq.concurrency
         # The whole policy, every poll (one small hash): Redis may have lost it, or someone
         # changed it by hand. Concurrency is this poll's decision, so it never fights the plan.
@@ -407,7 +424,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         except InvalidSpec as exc:
             message = f"no worker Deployment: {exc}"
             patch.status["conditions"] = conditions(
-                body, ready=False, blocked=("InvalidSpec", message)
+                body, ready=False, blocked=("InvalidSpec", message), alerting=alerting
             )
             return
         if scaling:
@@ -421,14 +438,18 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             scaling=scaling,
             backlogged=backlogged,
             note=decision.reason,
-            alerting=[(rule.reason, rule.describe(reading)) for rule in firing],
+            alerting=alerting,
         )
 
     @kopf.on.delete(*resource, registry=registry)
     async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         spec, queues = body["spec"], memo["queues"]
-        states.pop(body["metadata"]["uid"], None)
+        state = states.pop(body["metadata"]["uid"], None)
         queue, me = spec["queue"], owner_of(body)
+        config.metrics.forget(queue)
+        if state is not None and state.alerts is not None:
+            for change in withdrawn(state.alerts, "the MessageQueue was deleted"):
+                await raise_alert(body, queues, queue, change)
         wipe = spec.get("deletionPolicy", KEEP_DATA) == "Delete"
         try:
             async with asyncio.timeout(10):

@@ -78,6 +78,8 @@ class Reading:
     oldest_age_s: float
     dead_letters: int
     drain_rate: float
+    rates_known: bool = True
+    """False on a first poll (after a start or a take-over): no rate yet, so none is judged."""
 
     def value(self, rule: Rule) -> float:
         return {
@@ -102,9 +104,14 @@ class Transition:
     value: float
     threshold: float
     for_s: float
+    ended_by: str = ""
+    """Why a resolve came without the value going back: the threshold was removed, or the
+    MessageQueue deleted."""
 
     @property
     def message(self) -> str:
+        if self.ended_by:
+            return f"resolved: {self.ended_by} (spec.alerts.{self.rule.field})"
         relation = "below" if self.rule.below else "above"
         if self.state == "firing":
             held = f" for {self.for_s:g}s" if self.for_s else ""
@@ -130,8 +137,12 @@ def judge(
         value = reading.value(rule)
         if threshold is None:
             since.pop(rule.field, None)
-            firing.discard(rule.field)  # removed from the spec: no resolve to send
+            if rule.field in firing:  # removed from the spec: whoever was paged hears of it
+                firing.discard(rule.field)
+                changes.append(Transition(rule, "resolved", value, 0, 0, "the threshold removed"))
             continue
+        if rule.below and not reading.rates_known:
+            continue  # no rate to judge: as it was
         limit, for_s = threshold.threshold, threshold.for_seconds
         # An idle queue drains nothing: a floor on the drain rate holds only while jobs wait.
         crossed = (reading.pending > 0 and value < limit) if rule.below else value > limit
@@ -146,6 +157,11 @@ def judge(
             firing.add(rule.field)
             changes.append(Transition(rule, "firing", value, limit, for_s))
     return replace(memory, crossed_since=since, firing=frozenset(firing)), changes
+
+
+def withdrawn(memory: AlertMemory, why: str) -> list[Transition]:
+    """Resolves of what fires, for a MessageQueue that goes away (``why``)."""
+    return [Transition(rule, "resolved", 0, 0, 0, why) for rule in firing_rules(memory)]
 
 
 def resumed(conditions: Sequence[Mapping[str, Any]]) -> AlertMemory:

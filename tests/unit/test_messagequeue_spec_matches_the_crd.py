@@ -82,8 +82,8 @@ def compare(crd: dict[str, Any], model: dict[str, Any], where: str) -> list[str]
         elif c.get("default") != m.get("default"):
             problems.append(f"{at}: default {c.get('default')!r} in the CRD, {m.get('default')!r}")
         for bound in BOUNDS:
-            if bound in c and c[bound] != _bound(m, bound):
-                problems.append(f"{at}: {bound} {c[bound]!r} in the CRD, {_bound(m, bound)!r}")
+            if (bound in c or _bound(m, bound) is not None) and c.get(bound) != _bound(m, bound):
+                problems.append(f"{at}: {bound} {c.get(bound)!r} in the CRD, {_bound(m, bound)!r}")
         if c.get("exclusiveMinimum") is True and "exclusiveMinimum" not in m:
             problems.append(f"{at}: the CRD's minimum is exclusive, the model's is not")
     return problems
@@ -98,11 +98,13 @@ def test_the_comparison_sees_a_difference() -> None:
     crd = crd_spec(CRDS[0])
     crd["properties"]["maxReplicas"]["default"] = 11
     crd["properties"]["retry"]["properties"]["maxRetries"]["maximum"] = 9
+    del crd["properties"]["leaseSeconds"]["minimum"]  # the model alone bounds it: also a drift
     del crd["properties"]["paused"]
     problems = compare(crd, model_schema(), "spec")
     assert any("spec.maxReplicas: default 11" in p for p in problems)
     assert any("spec.retry.maxRetries: maximum 9" in p for p in problems)
     assert any("only in the model ['paused']" in p for p in problems)
+    assert any("spec.leaseSeconds: minimum None in the CRD, 1" in p for p in problems)
 
 
 def test_an_empty_spec_gives_the_librarys_default_policy() -> None:

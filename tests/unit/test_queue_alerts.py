@@ -1,11 +1,12 @@
 """Queue alerts (conveyor_operator.queue_alerts) as a table: a threshold fires only once it has
 been crossed for its whole `for`, once; resolves at the first poll it is not; a drain-rate
-floor never fires on an idle queue; a threshold removed from the spec stops without a resolve."""
+floor never fires on an idle queue nor without a rate; a threshold removed from the spec, or
+its MessageQueue deleted, sends the resolve; a restarted operator picks up what fired."""
 
 from __future__ import annotations
 
 import pytest
-from conveyor_operator.queue_alerts import RULES, AlertMemory, Reading, judge, resumed
+from conveyor_operator.queue_alerts import RULES, AlertMemory, Reading, judge, resumed, withdrawn
 from conveyor_operator.spec import Alerts, MessageQueueSpec, Threshold
 
 from reliable_queue import UsageError
@@ -69,11 +70,26 @@ def test_a_slow_drain_only_counts_while_jobs_wait() -> None:
     assert run(spec, [reading(0, pending=3, rate=0)]) == [(0, "queue_drain_rate", "firing")]
 
 
-def test_a_threshold_removed_from_the_spec_stops_without_a_resolve() -> None:
+def test_a_threshold_removed_or_a_queue_deleted_sends_the_resolve() -> None:
     memory, changes = judge(alerts(max_depth=(1, "0s")), reading(0, pending=5), AlertMemory())
     assert [c.state for c in changes] == ["firing"]
-    memory, changes = judge(Alerts(), reading(5, pending=5), memory)
-    assert (changes, memory.firing) == ([], frozenset())
+    after, changes = judge(Alerts(), reading(5, pending=5), memory)
+    assert [(c.state, c.message) for c in changes] == [
+        ("resolved", "resolved: the threshold removed (spec.alerts.maxDepth)")
+    ]
+    assert after.firing == frozenset()
+    [gone] = withdrawn(memory, "the MessageQueue was deleted")
+    assert (gone.rule.alert_type, gone.state) == ("queue_depth", "resolved")
+    assert gone.message == "resolved: the MessageQueue was deleted (spec.alerts.maxDepth)"
+
+
+def test_no_rate_on_a_first_poll_judges_no_drain_rate() -> None:
+    spec = alerts(min_drain_rate=(100, "0s"))
+    first = Reading(
+        now=0, pending=9, oldest_age_s=0, dead_letters=0, drain_rate=0, rates_known=False
+    )
+    assert run(spec, [first]) == []
+    assert run(spec, [first, reading(5, pending=9, rate=0)]) == [(5, "queue_drain_rate", "firing")]
 
 
 def test_for_is_a_duration_and_the_spec_names_a_bad_one() -> None:
@@ -114,3 +130,18 @@ def test_a_restarted_operator_resolves_what_cleared_and_keeps_what_holds() -> No
     _, changes = judge(spec, reading(5, pending=0, dead=3), memory)
     assert [(c.rule.alert_type, c.state) for c in changes] == [("queue_depth", "resolved")]
     assert resumed([{"type": "Alerting", "status": "False", "message": ""}]) == AlertMemory()
+
+
+def test_the_alerting_gauge_shows_only_fresh_judgements() -> None:
+    from conveyor_operator.metrics import OperatorMetrics
+    from prometheus_client import generate_latest
+
+    metrics = OperatorMetrics()
+    metrics.alerting.judged("fresh", {"queue_depth": True, "queue_age": False}, fresh_for_s=60)
+    metrics.alerting.judged("stale", {"queue_depth": True}, fresh_for_s=-1)  # as if long ago
+    text = generate_latest(metrics.registry).decode()
+    assert 'conveyor_operator_queue_alerting{queue="fresh",type="queue_depth"} 1.0' in text
+    assert 'conveyor_operator_queue_alerting{queue="fresh",type="queue_age"} 0.0' in text
+    assert 'queue="stale"' not in text
+    metrics.forget("fresh")
+    assert 'queue="fresh"' not in generate_latest(metrics.registry).decode()

@@ -182,9 +182,9 @@ async def _drain(pubsub: Any, n: int) -> list[dict[str, Any]]:
 async def test_a_resolve_is_delivered_and_ends_the_fold(
     client: QueueClient, start_worker: StartWorker, webhook: dict[str, Any]
 ) -> None:
-    """Firing, a repeat (folded), the resolve (delivered though of the same type), and a new
-    firing after it (news again). The operator's queue alerts carry details.state; a machine's
-    MQTT alert gets it from a top-level "state", as here."""
+    """Firing, a repeat (folded), the resolve (delivered though of the same type), a new
+    firing after it and its resolve (each news again). The operator's queue alerts carry
+    details.state; a machine's MQTT alert gets it from a top-level "state", as here."""
 
     def queue_alert(state: str) -> dict[str, Any]:
         severity = "warning" if state == "firing" else "info"
@@ -201,5 +201,7 @@ async def test_a_resolve_is_delivered_and_ends_the_fold(
     await eventually(lambda: _done(client, "alerts", 3), what="three alerts done")
     await client.enqueue("alerts", queue_alert("firing"))
     await eventually(lambda: _done(client, "alerts", 4), what="the fourth alert done")
+    await client.enqueue("alerts", queue_alert("resolved"))
+    await eventually(lambda: _done(client, "alerts", 5), what="the fifth alert done")
     states = [p["alert"]["details"]["state"] for p in webhook["received"]]
-    assert states == ["firing", "resolved", "firing"]
+    assert states == ["firing", "resolved", "firing", "resolved"]

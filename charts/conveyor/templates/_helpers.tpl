@@ -131,3 +131,49 @@ readinessProbe:
   periodSeconds: 5
   failureThreshold: 2
 {{- end -}}
+
+{{/*
+A pod template's metadata: the component's podLabels and podAnnotations merged under the
+chart's own labels (and "annotations" given by the template), which win: NetworkPolicies,
+Services and PodDisruptionBudgets select by them.
+Call with (dict "root" $ "component" "ingestor" "values" .Values.ingestor ["annotations" dict]).
+*/}}
+{{- define "conveyor.podMetadata" -}}
+{{- $own := include "conveyor.labels" (dict "root" .root "component" .component) | fromYaml }}
+labels: {{- merge $own (deepCopy (.values.podLabels | default dict)) | toYaml | nindent 2 }}
+{{- $annotations := merge (deepCopy (.annotations | default dict)) (deepCopy (.values.podAnnotations | default dict)) }}
+{{- with $annotations }}
+annotations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where a component's pods may run: its nodeSelector, tolerations, affinity,
+topologySpreadConstraints and priorityClassName. With "spread" true (the ingestor's
+spreadAcrossNodes), replicas also spread over nodes (ScheduleAnyway: never left pending for it).
+*/}}
+{{- define "conveyor.scheduling" -}}
+{{- with .values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if or .values.topologySpreadConstraints .spread }}
+topologySpreadConstraints:
+  {{- if .spread }}
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "conveyor.selectorLabels" (dict "root" .root "component" .component) | nindent 8 }}
+  {{- end }}
+  {{- with .values.topologySpreadConstraints }}{{ toYaml . | nindent 2 }}{{ end }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end }}

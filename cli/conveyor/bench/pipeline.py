@@ -150,10 +150,7 @@ def _bench(
     heads: list[Run] = []  # the one-worker runs, each followed by Telegraf's
     peers: list[Run] = []
     for i in range(rounds):
-        heads.append(pipeline.drain(1))
-        if i == 0:
-            _note("latency at a steady 500 msgs/s")
-            pipeline.latencies = _latency(broker, influx, rate=500, seconds=6, offset=n)
+        heads.append(pipeline.drain(1, latency=i == 0))
         if telegraf_bin is not None:
             # Right after the run it is compared with: this machine's speed drifts by the minute.
             drop_session(broker.port, INGEST_CLIENT_ID, v5=True)  # not fed what Telegraf is sent
@@ -194,7 +191,9 @@ class _Pipeline:
     servers: dict[str, list[int]]
     latencies: list[float] = dataclasses.field(default_factory=list)
 
-    def drain(self, workers: int) -> Run:
+    def drain(self, workers: int, *, latency: bool = False) -> Run:
+        """One drain; with ``latency``, then the latency at a steady rate, while the processes
+        still run."""
         n, broker = self.n, self.broker
         redis_stats = redis.Redis.from_url(self.rs.url)
         _reset(self.rs, self.influx)
@@ -216,6 +215,9 @@ class _Pipeline:
             seconds = time.monotonic() - start
             after = cpu.snapshot({**groups, "ingest": [ingest.pid]})
             calls = _redis_calls(redis_stats)
+            if latency:
+                _note("latency at a steady 500 msgs/s")
+                self.latencies = _latency(broker, self.influx, rate=500, seconds=6, offset=n)
         finally:
             for p in procs:
                 p.terminate()
@@ -299,7 +301,10 @@ def _report(
         )
     else:
         print(telegraf.NOT_BUILT)
-    if latencies:
+    if not latencies:
+        print()
+        print("publish -> visible in InfluxDB: no point became visible; the latency is unknown")
+    else:
         latencies.sort()
         p50 = latencies[len(latencies) // 2]
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]

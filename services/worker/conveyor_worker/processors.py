@@ -595,7 +595,8 @@ async def process_alerts(
             failed[job.id] = PermanentError(f"not an alert ({exc!r})")
             continue
         # A resolve (details.state "resolved", as the operator's queue alerts send) is folded
-        # only into resolves, and ends the fold of its alert: a new firing is news again.
+        # only into resolves; each delivery ends the other's fold: a firing after a resolve, or
+        # a resolve after a firing, is news again.
         details = alert.get("details")
         resolved = isinstance(details, dict) and details.get("state") == "resolved"
         key = alert_seen(machine, f"{kind}:resolved" if resolved else kind)
@@ -620,14 +621,14 @@ async def process_alerts(
             )
             pipe.publish(live_channel(m), r)
 
-        await ctx.redis_pipeline(build, transaction=True)
-        if resolved:  # apart: another hash slot than the history (Redis Cluster)
-            fold = alert_seen(machine, kind)
+        # No MULTI: the history and the machine's channel lie in other hash slots (Cluster).
+        await ctx.redis_pipeline(build)
+        other = alert_seen(machine, kind if resolved else f"{kind}:resolved")
 
-            def unfold(pipe: Any, k: str = fold) -> None:
-                pipe.delete(k)
+        def unfold(pipe: Any, k: str = other) -> None:
+            pipe.delete(k)
 
-            await ctx.redis_pipeline(unfold)
+        await ctx.redis_pipeline(unfold)
         ctx.metrics.alerts_delivered.inc()
     return failed
 
