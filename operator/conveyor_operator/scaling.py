@@ -9,6 +9,18 @@ The formula, per poll:
     predicted = backlog + growth * lookahead_s             (lookahead = 2 polling intervals)
     wanted    = ceil(predicted / targetDepthPerReplica), within [minReplicas, maxReplicas]
 
+With spec.targetLatencySeconds (T) the operator also keeps the oldest job's wait under T:
+
+    per_replica = jobs one replica finishes per second, learned from the polls where jobs were
+                  waiting (so every replica was busy): drain_rate / replicas, smoothed
+                  (0.7 x the old + 0.3 x the new)
+    needed      = arrival_rate + backlog / T             (drain what comes, and the backlog in T)
+    for_latency = ceil(needed / per_replica)
+
+and wants the larger of the two answers: a queue of 50 ms jobs and one of 5 s jobs both meet T
+without a hand-tuned targetDepthPerReplica. Until a rate has been learned (a first burst), the
+depth answer alone decides.
+
 - 0 <-> 1: from zero, a replica starts only once backlog > activationDepth; a queue goes back
   to zero (when minReplicas is 0) only after it has been idle (no backlog, nothing arriving)
   for cooldownSeconds.
@@ -53,6 +65,7 @@ class ScalingSpec:
     max_step: int = _DOWN["max_step"].default
     paused: bool = _SPEC["paused"].default
     manual_replicas: int | None = _SPEC["replicas"].default
+    target_latency_s: float | None = _SPEC["target_latency_seconds"].default
 
     @classmethod
     def of(cls, spec: MessageQueueSpec) -> ScalingSpec:
@@ -67,6 +80,7 @@ class ScalingSpec:
             max_step=spec.scale_down.max_step,
             paused=spec.paused,
             manual_replicas=spec.replicas,
+            target_latency_s=spec.target_latency_seconds,
         )
 
 
@@ -91,6 +105,8 @@ class Memory:
 
     recommendations: tuple[tuple[float, int], ...] = ()
     last_busy: float | None = None
+    per_replica_rate: float | None = None
+    """Jobs one replica finishes per second, learned while jobs waited (smoothed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +116,19 @@ class Decision:
     memory: Memory = field(default_factory=Memory)
 
 
+SMOOTHING = 0.7
+"""Weight of the learned per-replica rate against a new sample."""
+
+
 def decide(spec: ScalingSpec, obs: Observation, current: int, memory: Memory) -> Decision:
     """The replicas the queue should have now, why, and what to remember for the next poll."""
     busy = obs.backlog > 0 or obs.arrival_rate > 0
     memory = replace(memory, last_busy=obs.now if busy else memory.last_busy)
+    if current > 0 and obs.pending > 0 and obs.drain_rate > 0:  # every replica had work
+        sample = obs.drain_rate / current
+        old = memory.per_replica_rate
+        learned = sample if old is None else SMOOTHING * old + (1 - SMOOTHING) * sample
+        memory = replace(memory, per_replica_rate=learned)
     if spec.manual_replicas is not None:
         held = _clamp(spec.manual_replicas, spec)
         return Decision(held, f"replicas set by hand to {spec.manual_replicas}", memory)
@@ -119,6 +144,16 @@ def decide(spec: ScalingSpec, obs: Observation, current: int, memory: Memory) ->
         + (f" growing {growth:,.0f}/s" if growth else "")
         + f", {spec.target_per_replica:,} per replica"
     )
+    rate = memory.per_replica_rate
+    if spec.target_latency_s and rate and predicted > 0:
+        needed = obs.arrival_rate + obs.backlog / spec.target_latency_s
+        for_latency = math.ceil(needed / rate)
+        if for_latency > wanted:
+            wanted = for_latency
+            why = (
+                f"backlog {obs.backlog:,}, arriving {obs.arrival_rate:,.1f}/s: {needed:,.1f} "
+                f"jobs/s to wait under {spec.target_latency_s:g}s, at {rate:,.2f}/s per replica"
+            )
 
     if current == 0 and obs.backlog <= spec.activation_depth:
         wanted = 0

@@ -119,6 +119,7 @@ class MessageQueueSpec(_Part):
     target_depth_per_replica: int = Field(default=1000, ge=1)
     activation_depth: int = Field(default=0, ge=0)
     polling_interval_seconds: int = Field(default=5, ge=1, le=3600)
+    target_latency_seconds: float | None = Field(default=None, gt=0, le=86_400)
     scale_down: ScaleDown = ScaleDown()
     retry: Retry = Retry()
     lease_seconds: int = Field(default=int(_policy_default("lease_s")), ge=1, le=86_400)

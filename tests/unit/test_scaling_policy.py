@@ -1,10 +1,12 @@
 """The scaling decision, table-driven: up at once, down after the stabilization window and in
 steps, 0 <-> 1 with activation and cooldown, the predictive term, flapping and oscillating
-load, paused and hand-set replicas."""
+load, paused and hand-set replicas; a latency target sized by the per-replica rate learned from
+the queue, the larger of it and the depth answer winning."""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from conveyor_operator.scaling import (
@@ -159,3 +161,64 @@ def test_concurrency_is_raised_before_replicas_are_added(
 def test_the_replica_cap_bounds_the_plan() -> None:
     plan = plan_capacity(50, 2, base_concurrency=4, max_concurrency=8, max_replicas=10)
     assert plan == Capacity(10, 8)
+
+
+def latency_run(
+    spec: ScalingSpec, polls: list[tuple[float, int, float, float]], start: int
+) -> tuple[list[int], Memory]:
+    """Replicas after each (time, pending, arrival/s, drain/s) poll, and the memory left."""
+    current, memory, out = start, Memory(), []
+    for now, pending, arrival, drain in polls:
+        obs = Observation(
+            now=now, pending=pending, processing=0, arrival_rate=arrival, drain_rate=drain
+        )
+        d = decide(spec, obs, current, memory)
+        current, memory = d.replicas, d.memory
+        out.append(current)
+    return out, memory
+
+
+@pytest.mark.parametrize(
+    ("job_s", "pending", "arrival", "expected", "by_depth"),
+    [
+        # 50 ms jobs: 20/s a replica. Keep up with 50/s and drain 1,000 in 10 s: 150/s, 8.
+        # By depth (1,000 a replica): 1,000 + 30/s growing x 10 s lookahead: 2.
+        (0.05, 1000, 50.0, 8, 2),
+        # 5 s jobs: 0.2/s a replica. 0.5/s arriving and 20 waiting within 10 s: 2.5/s, 13 -> 10.
+        (5.0, 20, 0.5, 10, 1),
+        # 5 s jobs, a calmer queue: 0.1/s arriving, 2 waiting: 0.3/s, 2 replicas.
+        (5.0, 2, 0.1, 2, 1),
+    ],
+)
+def test_a_latency_target_sizes_by_the_learned_rate(
+    job_s: float, pending: int, arrival: float, expected: int, by_depth: int
+) -> None:
+    spec = replace(SPEC, target_latency_s=10.0, target_per_replica=1000, activation_depth=0)
+    per_replica = 1 / job_s
+    # One replica, busy (jobs waiting), draining at its rate: the operator learns it.
+    replicas, memory = latency_run(spec, [(0, pending, arrival, per_replica)], start=1)
+    assert memory.per_replica_rate == pytest.approx(per_replica)
+    assert replicas == [expected]
+    depth_only = replace(spec, target_latency_s=None)
+    assert latency_run(depth_only, [(0, pending, arrival, per_replica)], start=1)[0] == [by_depth]
+
+
+def test_the_rate_is_learned_only_while_jobs_wait_and_smoothed() -> None:
+    spec = replace(SPEC, target_latency_s=10.0)
+    _, memory = latency_run(spec, [(0, 0, 5.0, 5.0)], start=2)  # nothing waits: idle capacity
+    assert memory.per_replica_rate is None
+    # Two replicas ran through both polls: 20/s (10 each), then 40/s (20 each).
+    first = decide(spec, Observation(now=0, pending=100, processing=0, drain_rate=20), 2, Memory())
+    assert first.memory.per_replica_rate == pytest.approx(10.0)
+    second = decide(
+        spec, Observation(now=5, pending=100, processing=0, drain_rate=40), 2, first.memory
+    )
+    assert second.memory.per_replica_rate == pytest.approx(0.7 * 10 + 0.3 * 20)
+
+
+def test_with_no_rate_learned_the_depth_decides_and_the_larger_answer_wins() -> None:
+    spec = replace(SPEC, target_latency_s=10.0, target_per_replica=100, activation_depth=0)
+    # From zero replicas nothing was ever drained: the depth answer, 500 / 100.
+    assert latency_run(spec, [(0, 500, 0.0, 0.0)], start=0)[0] == [5]
+    # A fast queue: latency wants 1 (10/s needed at 100/s), depth wants 5: 5.
+    assert latency_run(spec, [(0, 500, 0.0, 100.0)], start=1)[0] == [5]
