@@ -26,41 +26,49 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from pydantic.alias_generators import to_camel
+
 from conveyor_operator.spec import Alerts, Threshold
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    field: str
-    """Its name in ``spec.alerts``."""
     attr: str
-    """Its name in ``spec.Alerts``."""
+    """Its threshold's name in ``spec.Alerts``."""
+    reads: str
+    """The ``Reading`` it judges."""
     alert_type: str
     reason: str
     what: str
     below: bool = False
     """Crossed when the value is below the threshold (else above)."""
 
+    @property
+    def field(self) -> str:
+        """Its name in ``spec.alerts``."""
+        return to_camel(self.attr)
+
+    def value(self, reading: Reading) -> float:
+        return float(getattr(reading, self.reads))
+
     def describe(self, reading: Reading) -> str:
         """What the queue shows now, for the Alerting condition."""
-        return f"{self.what}: {reading.value(self):,.6g} (spec.alerts.{self.field})"
+        return f"{self.what}: {self.value(reading):,.6g} (spec.alerts.{self.field})"
 
 
 RULES = (
-    Rule("maxDepth", "max_depth", "queue_depth", "QueueDepthHigh", "pending jobs"),
+    Rule("max_depth", "pending", "queue_depth", "QueueDepthHigh", "pending jobs"),
     Rule(
-        "maxOldestAgeSeconds",
         "max_oldest_age_seconds",
+        "oldest_age_s",
         "queue_age",
         "QueueBacklogOld",
         "age of the oldest pending job (s)",
     ),
+    Rule("max_dead_letters", "dead_letters", "dead_letters", "DeadLettersGrowing", "dead letters"),
     Rule(
-        "maxDeadLetters", "max_dead_letters", "dead_letters", "DeadLettersGrowing", "dead letters"
-    ),
-    Rule(
-        "minDrainRate",
         "min_drain_rate",
+        "drain_rate",
         "queue_drain_rate",
         "QueueDrainSlow",
         "jobs finished per second",
@@ -80,14 +88,6 @@ class Reading:
     drain_rate: float
     rates_known: bool = True
     """False on a first poll (after a start or a take-over): no rate yet, so none is judged."""
-
-    def value(self, rule: Rule) -> float:
-        return {
-            "max_depth": self.pending,
-            "max_oldest_age_seconds": self.oldest_age_s,
-            "max_dead_letters": self.dead_letters,
-            "min_drain_rate": self.drain_rate,
-        }[rule.attr]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ def judge(
     changes: list[Transition] = []
     for rule in RULES:
         threshold: Threshold | None = getattr(alerts, rule.attr)
-        value = reading.value(rule)
+        value = rule.value(reading)
         if threshold is None:
             since.pop(rule.field, None)
             if rule.field in firing:  # removed from the spec: whoever was paged hears of it

@@ -5,6 +5,7 @@ hack/tools.sh, nodes and pods simulated by kwok."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +56,17 @@ def start_operator(kube: KubeCluster, ns: str, redis_url: str, **env: str) -> Cl
         OPERATOR_WORKER_IMAGE="conveyor:test",
         **env,
     )
+
+
+@pytest.fixture
+def operator(
+    kube: KubeCluster, crd: KubeCluster, redis_url: str
+) -> Iterator[tuple[KubeCluster, str, CliProcess]]:
+    """A fresh namespace with ``conveyor operator`` watching it; it must stop cleanly."""
+    ns = f"op-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", ns)
+    proc = start_operator(kube, ns, redis_url)
+    yield kube, ns, proc
+    code = proc.stop()
+    kube.kubectl("delete", "namespace", ns, "--wait=false")
+    assert code == 0, proc.output()[-3000:]

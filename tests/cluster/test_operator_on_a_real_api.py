@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,21 +17,6 @@ from tests.helpers import ROOT, CliProcess, eventually, run_cli
 from tests.servers import RedisServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
-
-
-@pytest.fixture
-async def operator(
-    kube: KubeCluster,
-    crd: KubeCluster,
-    redis_url: str,
-) -> AsyncIterator[tuple[KubeCluster, str, CliProcess]]:
-    ns = f"op-{uuid.uuid4().hex[:6]}"
-    kube.kubectl("create", "namespace", ns)
-    proc = start_operator(kube, ns, redis_url)
-    yield kube, ns, proc
-    code = proc.stop()
-    kube.kubectl("delete", "namespace", ns, "--wait=false")
-    assert code == 0, proc.output()[-3000:]
 
 
 def replicas(kube: KubeCluster, ns: str, name: str) -> int | None:

@@ -7,31 +7,16 @@ and a resolve alert."""
 from __future__ import annotations
 
 import time
-import urllib.request
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from reliable_queue import Job, QueueClient
-from tests.cluster.conftest import KubeCluster, start_operator
+from tests.cluster.conftest import KubeCluster
 from tests.helpers import CliProcess, eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
-
-
-@pytest.fixture
-async def operator(
-    kube: KubeCluster, crd: KubeCluster, redis_url: str
-) -> AsyncIterator[tuple[KubeCluster, str, CliProcess]]:
-    ns = f"qa-{uuid.uuid4().hex[:6]}"
-    kube.kubectl("create", "namespace", ns)
-    proc = start_operator(kube, ns, redis_url)
-    yield kube, ns, proc
-    code = proc.stop()
-    kube.kubectl("delete", "namespace", ns, "--wait=false")
-    assert code == 0, proc.output()[-3000:]
 
 
 def alerting(kube: KubeCluster, ns: str, name: str) -> dict[str, Any]:
@@ -40,8 +25,9 @@ def alerting(kube: KubeCluster, ns: str, name: str) -> dict[str, Any]:
 
 
 def metrics(proc: CliProcess) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{proc.probe_port}/metrics", timeout=5) as resp:
-        return str(resp.read().decode())
+    answer = proc.probe("/metrics")
+    assert answer is not None, "the operator's /metrics does not answer"
+    return answer[1]
 
 
 def events(kube: KubeCluster, ns: str, reason: str) -> str:

@@ -222,3 +222,11 @@ def test_with_no_rate_learned_the_depth_decides_and_the_larger_answer_wins() -> 
     assert latency_run(spec, [(0, 500, 0.0, 0.0)], start=0)[0] == [5]
     # A fast queue: latency wants 1 (10/s needed at 100/s), depth wants 5: 5.
     assert latency_run(spec, [(0, 500, 0.0, 100.0)], start=1)[0] == [5]
+
+
+def test_the_specs_latency_target_reaches_the_decision() -> None:
+    from conveyor_operator.spec import MessageQueueSpec
+
+    spec = MessageQueueSpec.parse({"queue": "q", "targetLatencySeconds": 12.5})
+    assert ScalingSpec.of(spec).target_latency_s == 12.5
+    assert ScalingSpec.of(MessageQueueSpec.parse({"queue": "q"})).target_latency_s is None
