@@ -23,9 +23,12 @@ helm install conveyor charts/conveyor -n conveyor --create-namespace
 kubectl get mq -n conveyor
 ```
 
-The CRD is in `crds/`: helm installs it with the chart and never deletes it; upgrade it with
-`kubectl apply --server-side -f crds/`. `helm uninstall` first runs a pre-delete hook
-(`conveyor delete-messagequeues`, as a ServiceAccount of its own) that deletes the
+The CRD is in `crds/`: helm installs it with the chart and never deletes it. Helm never
+upgrades `crds/` either, so `helm upgrade` first runs a pre-upgrade hook (`conveyor apply-crds`,
+as a ServiceAccount that may only get and patch these CRDs by name) that applies them, unless
+`crds.upgrade` is false; then `kubectl apply --server-side -f crds/` yourself.
+`helm uninstall` first runs a pre-delete hook (`conveyor delete-messagequeues`, as a
+ServiceAccount of its own) that deletes the
 MessageQueues in the release's namespace while the operator still runs, so that none is left
 held by its finalizer; their Redis data stays unless a queue says `deletionPolicy: Delete`.
 With `operator.clusterWide`, delete the queues of other namespaces first. Secrets are

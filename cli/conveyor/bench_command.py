@@ -92,6 +92,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--jobs", type=int, default=20_000, help="backlog per round")
     a.add_argument("--rounds", type=int, default=3, help="rounds per polling interval")
     a.add_argument("--intervals", default="1,5", help="polling intervals to try, in seconds")
+    a.add_argument(
+        "--latency-jobs", type=int, default=1200, help="burst of 50 ms jobs, latency scenario"
+    )
+    a.add_argument("--latency-target", type=float, default=10.0, help="its targetLatencySeconds")
+    a.add_argument("--scale-in-rounds", type=int, default=3, help="rounds of the scale-in")
 
     async def run_autoscale(args: argparse.Namespace) -> int:
         from conveyor.bench.autoscale import run

@@ -25,6 +25,7 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 def build_parser() -> argparse.ArgumentParser:
     from conveyor import (
         bench_command,
+        crd_command,
         dev_command,
         gateway_command,
         ingest_command,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev_command.register(sub)
     bench_command.register(sub)
     uninstall_command.register(sub)
+    crd_command.register(sub)
     return parser
 
 

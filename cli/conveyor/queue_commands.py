@@ -1,4 +1,5 @@
-"""``conveyor queues | enqueue | dlq | policy``: inspect and steer queues from a shell."""
+"""``conveyor queues | workers | enqueue | dlq | policy``: inspect and steer queues from a
+shell."""
 
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("queues", help="show every queue's depth and counters")
     p.add_argument("--json", action="store_true", help="print the stats document as JSON")
     p.set_defaults(run=cmd_queues)
+
+    p = sub.add_parser(
+        "workers",
+        help="show a queue's live workers and the jobs each holds (as of its last heartbeat)",
+        description="A worker is <host name>:<pid>; in a pod the host name is the pod's name. "
+        "Before a scale-in the operator sets each worker pod's pod-deletion-cost to these "
+        "counts, so idle pods go first.",
+    )
+    p.add_argument("queue")
+    p.add_argument("--json", action="store_true", help="print {worker: jobs held} as JSON")
+    p.set_defaults(run=cmd_workers)
 
     p = sub.add_parser("enqueue", help="queue one job and print its id")
     p.add_argument("queue")
@@ -111,6 +123,17 @@ async def cmd_queues(args: argparse.Namespace) -> int:
         for name, q in stats["queues"].items()
     ]
     print(render(headers, rows) if rows else "no queues yet: enqueue a job or start a worker")
+    return 0
+
+
+async def cmd_workers(args: argparse.Namespace) -> int:
+    async with open_client() as client:
+        held = await client.jobs_held(args.queue)
+    if args.json:
+        print(json.dumps(held, indent=2, sort_keys=True))
+        return 0
+    rows = [(worker, str(jobs)) for worker, jobs in sorted(held.items())]
+    print(render(("WORKER", "JOBS HELD"), rows) if rows else f"no live worker on {args.queue}")
     return 0
 
 

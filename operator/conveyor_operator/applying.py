@@ -1,6 +1,7 @@
 """The operator's own Kubernetes API calls (kopf makes the rest): reading and server-side
-applying a queue's worker Deployment and PodDisruptionBudget, and looking up a MessageQueue.
-It deletes nothing: what it makes goes with its MessageQueue (owner references).
+applying a queue's worker Deployment and PodDisruptionBudget, setting its worker pods'
+deletion costs before a scale-in, and looking up a MessageQueue. It reads no pod and deletes
+nothing: what it makes goes with its MessageQueue (owner references).
 
 Every call carries a request timeout, so a hung API server delays a handler, never wedges it;
 errors become kopf's retryable ``TemporaryError`` or, when the API refuses the object itself
@@ -18,6 +19,7 @@ import kopf
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from conveyor_operator.deletion_costs import ANNOTATION
 from conveyor_operator.rendering import deployment_name
 
 GROUP, VERSION, PLURAL = "conveyor.io", "v1alpha1", "messagequeues"
@@ -36,6 +38,7 @@ class KubeApis:
 
     def __init__(self) -> None:
         self.apps = k8s.AppsV1Api()
+        self.core = k8s.CoreV1Api()  # only to patch worker pods' deletion costs
         self.policy = k8s.PolicyV1Api()
         self.custom = k8s.CustomObjectsApi()
 
@@ -86,6 +89,23 @@ async def _apply(patch: Any, kind: str, manifest: Mapping[str, Any]) -> None:
         raise kopf.TemporaryError(
             f"cannot apply {kind} {ns}/{name}: {exc.reason}", delay=5
         ) from exc
+
+
+async def set_deletion_cost(apis: KubeApis, namespace: str, pod: str, cost: str) -> None:
+    """A merge patch of that one annotation (all the admission policy lets the operator change
+    on a pod); a pod gone meanwhile is no error."""
+    try:
+        await asyncio.to_thread(
+            apis.core.patch_namespaced_pod,
+            pod,
+            namespace,
+            {"metadata": {"annotations": {ANNOTATION: cost}}},
+            _content_type="application/merge-patch+json",
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 async def messagequeue_uid(apis: KubeApis, namespace: str, name: str) -> str | None:

@@ -12,7 +12,8 @@
   read the queue in Redis in one round trip, decide the replicas (and, with maxConcurrency, the
   concurrency), put back the queue's policy if Redis holds another (lost, or changed by hand),
   apply the Deployment (which also undoes any hand edit), and say why in status and, when the
-  count changes, in an Event.
+  count changes, in an Event. Before a scale-in, each worker pod's deletion cost is set from
+  the jobs it holds, so the idle pods go first (``deletion_costs``).
   When Redis cannot be reached the replicas stay as they are and status says so. A MessageQueue
   waiting for its queue claims it here once the owner has let go.
 - delete: the Deployment goes with its owner (garbage collection); the Redis data is kept or
@@ -45,8 +46,10 @@ from conveyor_operator.applying import (
     apply_deployment,
     apply_disruption_budget,
     current_replicas,
+    set_deletion_cost,
 )
 from conveyor_operator.claiming import claim, owner_of
+from conveyor_operator.deletion_costs import DeletionCosts, scale_in_now
 from conveyor_operator.metrics import OperatorMetrics
 from conveyor_operator.policies import desired_policy, policy_problems, reassert_policy
 from conveyor_operator.queue_alerts import (
@@ -61,6 +64,7 @@ from conveyor_operator.queue_alerts import (
 )
 from conveyor_operator.rendering import (
     WorkerDefaults,
+    deployment_name,
     render_deployment,
     render_disruption_budget,
     selector_labels,
@@ -115,11 +119,13 @@ class _QueueState:
     waiting: bool = False  # no workers: the queue is another's, or the claim was not checked
     alerts: AlertMemory | None = None  # None: not yet read back from status (resumed)
     generation: int = 0  # the newest spec a reconcile has seen: a timer with an older is stale
+    costs_waited: bool = False  # this scale-in waited a poll for new deletion costs
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     states: dict[str, _QueueState] = {}
+    costs = DeletionCosts()
     resource = (GROUP, VERSION, PLURAL)
     assert config.allowances is not None  # set by __post_init__
     allowances: Allowances = config.allowances
@@ -169,6 +175,24 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             apis, render_deployment(body, replicas=replicas, defaults=config.worker)
         )
         await apply_disruption_budget(apis, render_disruption_budget(body, defaults=config.worker))
+
+    async def spare_busy_pods(apis: KubeApis, queues: QueueClient, body: kopf.Body) -> int:
+        """Before a scale-in: each worker pod's deletion cost from the jobs it holds, so that
+        the idle pods go (``deletion_costs``). The number of pods whose cost changed."""
+        queue, ns = body["spec"]["queue"], body["metadata"]["namespace"]
+
+        async def patch(pod: str, cost: str) -> None:
+            await set_deletion_cost(apis, ns, pod, cost)
+
+        written = await costs.spare_busy_pods(
+            body["metadata"]["uid"],
+            deployment_name(body["metadata"]["name"]) + "-",
+            lambda: queues.jobs_held(queue),
+            patch,
+        )
+        if written is None:
+            config.metrics.errors.labels("deletion_cost").inc()
+        return written or 0
 
     async def stop_workers(apis: KubeApis, body: kopf.Body) -> None:
         """The queue is another's: workers an earlier claim (or an operator from before claims)
@@ -254,6 +278,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         replicas = current if current is not None else mq.min_replicas
         if mq.replicas is not None:
             replicas = mq.replicas
+        if current is not None and 0 < replicas < current:
+            await spare_busy_pods(apis, queues, body)
         try:
             await apply_workers(apis, body, replicas)
         except InvalidSpec as exc:
@@ -398,6 +424,16 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                     "differed in Redis (it was down or lost its data, or someone ran conveyor "
                     "policy on this managed queue)",
                 )
+        note = decision.reason
+        if 0 < replicas < current:
+            written = await spare_busy_pods(apis, queues, body)
+            replicas, state.costs_waited = scale_in_now(
+                current, replicas, written, state.costs_waited
+            )
+            if replicas == current:
+                note += "; the scale-in waits a poll for the pods' new deletion costs"
+        else:
+            state.costs_waited = False
         moved = replicas - current
         metrics.decisions.labels(
             queue, "up" if moved > 0 else "down" if moved < 0 else "hold"
@@ -437,7 +473,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             redis_ok=True,
             scaling=scaling,
             backlogged=backlogged,
-            note=decision.reason,
+            note=note,
             alerting=alerting,
         )
 
@@ -445,6 +481,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         spec, queues = body["spec"], memo["queues"]
         state = states.pop(body["metadata"]["uid"], None)
+        costs.forget(body["metadata"]["uid"])
         queue, me = spec["queue"], owner_of(body)
         config.metrics.forget(queue)
         if state is not None and state.alerts is not None:

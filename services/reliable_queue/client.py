@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -24,7 +25,7 @@ from reliable_queue.keys import QUEUE_REGISTRY, QueueKeys, queue_from_dead_lette
 from reliable_queue.policy import QueuePolicy
 from reliable_queue.producing import NewJob, Producer, make_item
 from reliable_queue.scripting import Scripts
-from reliable_queue.stats import QueueStats, read_queue_stats
+from reliable_queue.stats import WORKER_TTL_S, QueueStats, read_queue_stats
 from reliable_queue.working import (
     BatchHandler,
     JobHandler,
@@ -128,11 +129,14 @@ class QueueClient:
         drain_timeout: float = 20.0,
         heartbeat_interval: float = 1.0,
         timeout_s: float | None = None,
+        worker_id: str | None = None,
     ) -> Worker:
         """A worker, not yet started. With ``batch_size`` the handler takes a list of jobs.
 
         ``timeout_s``: an attempt (a batch) running longer is cancelled and fails with reason
         ``timeout``, unless the queue's policy sets its own ``timeout_s``; None: no timeout.
+        ``worker_id``: how it is known in the queue's heartbeats (default ``<host name>:<pid>``;
+        the operator reads the host name as the worker's pod).
         """
         if concurrency < 1:
             raise UsageError("concurrency must be at least 1")
@@ -145,6 +149,8 @@ class QueueClient:
             heartbeat_interval=heartbeat_interval,
             timeout_s=timeout_s,
         )
+        if worker_id:
+            options = dataclasses.replace(options, worker_id=worker_id)
         return Worker(
             redis=self.redis,
             scripts=self._scripts,
@@ -187,6 +193,15 @@ class QueueClient:
 
     async def queue_stats(self, queue: str) -> QueueStats:
         return await read_queue_stats(self._scripts, _queue(queue))
+
+    async def jobs_held(self, queue: str) -> dict[str, int]:
+        """``{worker id: jobs it holds}`` for each live worker of ``queue`` (a heartbeat in
+        the last ``WORKER_TTL_S``), as of its last heartbeat (about a second old). A worker id
+        is ``<host name>:<pid>``: in a pod, the host name is the pod's name."""
+        k = QueueKeys.for_queue(_queue(queue))
+        with redis_boundary(f"read the jobs each worker of {queue!r} holds"):
+            raw = await self._scripts.run("held", (k.workers, k.held), (int(WORKER_TTL_S * 1000),))
+        return {worker.decode(): int(n) for worker, n in zip(raw[::2], raw[1::2], strict=True)}
 
     async def stats(self, queues: Sequence[str] | None = None) -> dict[str, Any]:
         """``{"queues": {name: {...}}, "workers": "running" | "stopped"}``."""

@@ -61,6 +61,7 @@ class QueueKeys:
     config: str
     wake: str
     workers: str
+    held: str
     reaper_lock: str
     owner: str
     """HASH namespace, name, uid, claimed_at_ms of the one MessageQueue that owns the queue
@@ -87,6 +88,7 @@ class QueueKeys:
             config=base + "config",
             wake=base + "wake",
             workers=base + "workers",
+            held=base + "held",
             reaper_lock=base + "reaper_lock",
             owner=base + "owner",
         )
@@ -109,6 +111,7 @@ class QueueKeys:
             self.config,
             self.wake,
             self.workers,
+            self.held,
             self.reaper_lock,
         )
 

@@ -23,6 +23,7 @@ SCRIPT_NAMES = (
     "dead_replay",
     "enqueue",
     "fail",
+    "held",
     "owner_claim",
     "owner_release",
     "reap",

@@ -6,9 +6,10 @@ When the queue is empty it blocks on the queue's wake list (``BLPOP``), which ev
 pushes to, so an idle worker reacts within a round trip without polling.
 
 A heartbeat task, about once a second: re-reads the queue policy from Redis (concurrency and
-retry settings change live), renews the leases of jobs in flight, and runs the reaper, which
-returns expired leases of crashed workers to pending. Only one worker per interval reaps,
-thanks to a lock with a TTL.
+retry settings change live), says how many jobs the worker holds (the operator removes the
+busiest pods last; so a worker also beats within 0.2 s of going idle), renews the leases of
+jobs in flight, and runs the reaper, which returns expired leases of crashed workers to
+pending. Only one worker per interval reaps, thanks to a lock with a TTL.
 
 An attempt that runs past the queue's timeout (``timeout_s`` in its policy, else the worker's
 ``default_timeout_s``) is cancelled and fails with :class:`JobTimeout`; see ``timeouts``, also
@@ -58,6 +59,8 @@ from reliable_queue.timeouts import (
 )
 
 log = logging.getLogger(__name__)
+IDLE_BEAT_S = 0.2
+"""The soonest a worker beats after it went idle: at most five extra beats a second."""
 
 
 class JobHandler(Protocol):
@@ -103,6 +106,8 @@ class WorkerCounters:
     leases_lost: int = 0
     recovered: int = 0
     timed_out: int = 0
+    released: int = 0
+    """Jobs given back to pending unfinished at ``stop()`` (past the drain timeout)."""
 
 
 class Worker:
@@ -134,6 +139,9 @@ class Worker:
         self._acks: list[Job] = []
         self._units: set[asyncio.Task[None]] = set()
         self._progress = asyncio.Event()
+        self._went_idle = asyncio.Event()  # beat early: the operator spares busy pods by it
+        self._reported_held = 0  # what the last heartbeat said this worker holds
+        self._last_reap = 0.0
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
@@ -143,6 +151,11 @@ class Worker:
     @property
     def concurrency(self) -> int:
         return self._concurrency
+
+    @property
+    def holding(self) -> int:
+        """Jobs claimed and not yet settled (what the heartbeat reports as held)."""
+        return len(self._held)
 
     @property
     def timeout_s(self) -> float | None:
@@ -210,6 +223,7 @@ class Worker:
         try:
             with redis_boundary("deregister worker"):
                 await self._redis.zrem(self._keys.workers, self.options.worker_id)
+                await self._redis.hdel(self._keys.held, self.options.worker_id)
         except QueueUnavailable:
             pass
         log.info("worker on %s stopped", self.queue, extra={"queue": self.queue})
@@ -458,6 +472,8 @@ class Worker:
         and this worker claimed it again)."""
         if (held := self._held.get(job.id)) is not None and held.token == job.token:
             del self._held[job.id]
+            if not self._held and self._reported_held:
+                self._went_idle.set()  # only when Redis still says busy
 
     def _lease_lost(self, job: Job, outcome: str) -> None:
         self.counters.leases_lost += 1
@@ -482,6 +498,7 @@ class Worker:
                 n = await self._scripts.run(
                     "release", (k.active, k.leases, k.pending, k.wake), args
                 )
+            self.counters.released += int(n)
             log.info("released %d unfinished job(s) back to %s", n, self.queue)
         except QueueUnavailable as exc:
             log.warning("%s; the leases expire and the reaper returns the jobs", exc)
@@ -490,8 +507,15 @@ class Worker:
     # --- heartbeat: policy, leases, reaper ----------------------------------------------------
 
     async def _beat_loop(self) -> None:
+        interval = self.options.heartbeat_interval
         while True:
-            await asyncio.sleep(self.options.heartbeat_interval)
+            # Every interval, and soon after the worker holds nothing any more (at most every
+            # IDLE_BEAT_S), so that a scale-in does not take a just-idle pod for a busy one.
+            started = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._went_idle.wait(), interval)
+            self._went_idle.clear()
+            await asyncio.sleep(max(0.0, min(IDLE_BEAT_S, interval) - (time.monotonic() - started)))
             try:
                 await self._beat()
             except ReliableQueueError as exc:
@@ -500,14 +524,19 @@ class Worker:
     async def _beat(self) -> None:
         k = self._keys
         forget_ms = int(max(60.0, self.options.heartbeat_interval * 30) * 1000)
+        held = self._reported_held = self.holding
         with redis_boundary(f"heartbeat on {self.queue!r}"):
             raw = await self._scripts.run(
-                "beat", (k.workers, k.config), (self.options.worker_id, forget_ms)
+                "beat", (k.workers, k.config, k.held), (self.options.worker_id, forget_ms, held)
             )
         self._apply_policy(QueuePolicy.from_redis(dict(zip(raw[::2], raw[1::2], strict=True))))
-        if self._held and time.monotonic() - self._last_renew >= self.policy.lease_s / 3:
+        now = time.monotonic()
+        if self._held and now - self._last_renew >= self.policy.lease_s / 3:
             await self._renew()
-        await self._reap()
+        # Early beats (on going idle) do not add reaps: at most one per interval.
+        if now - self._last_reap >= self.options.heartbeat_interval * 0.9:
+            self._last_reap = now
+            await self._reap()
 
     def _apply_policy(self, policy: QueuePolicy) -> None:
         wanted = policy.concurrency or self.options.concurrency

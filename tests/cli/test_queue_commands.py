@@ -1,7 +1,8 @@
-"""``conveyor queues | enqueue | dlq | policy`` as a user runs them, against real Redis."""
+"""``conveyor queues | workers | enqueue | dlq | policy`` as a user runs them, on real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -29,6 +30,37 @@ def test_enqueue_prints_the_id_and_queues_shows_it(redis_url: str) -> None:
     doc = json.loads(run_cli("queues", "--json", redis_url=redis_url).stdout)
     assert doc["queues"]["mqtt_tech"]["pending"] == 1
     assert doc["workers"] == "stopped"
+
+
+async def test_workers_shows_the_jobs_each_live_worker_holds(
+    client: QueueClient, redis_url: str
+) -> None:
+    assert run_cli("workers", "cli-held", redis_url=redis_url).stdout.strip() == (
+        "no live worker on cli-held"
+    )
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(job: Job) -> None:
+        started.set()
+        await release.wait()
+
+    worker = client.worker("cli-held", hold, heartbeat_interval=0.1, worker_id="line-3:12")
+    await worker.start()
+    try:
+        await client.enqueue("cli-held", {"n": 1})
+        await started.wait()
+
+        def held() -> bool:
+            out = run_cli("workers", "cli-held", "--json", redis_url=redis_url)
+            return bool(json.loads(out.stdout) == {"line-3:12": 1})
+
+        await eventually(held, what="conveyor workers to show line-3:12 holding 1 job")
+        header, row = run_cli("workers", "cli-held", redis_url=redis_url).stdout.splitlines()
+        assert (header.split(), row.split()) == (["WORKER", "JOBS", "HELD"], ["line-3:12", "1"])
+    finally:
+        release.set()
+        await worker.stop()
 
 
 def test_enqueue_with_bad_json_says_how_to_fix_it(redis_url: str) -> None:

@@ -9,8 +9,9 @@ import base64
 import json
 
 import pytest
+import yaml
 
-from tests.cluster.chart import by_kind, env_of, one, pod_templates, render, render_fails
+from tests.cluster.chart import CHART, by_kind, env_of, one, pod_templates, render, render_fails
 
 pytestmark = pytest.mark.cluster
 RELEASE_PODS = (
@@ -171,8 +172,8 @@ def test_no_pod_but_the_operators_and_the_hooks_mounts_an_api_token() -> None:
     assert set(RELEASE_PODS) <= set(pods)
     for name, pod in pods.items():
         assert pod.get("imagePullSecrets") == [{"name": "regcred"}], name
-        if name in ("Deployment/conveyor-operator", "Job/conveyor-uninstall"):
-            assert pod["serviceAccountName"] in ("conveyor-operator", "conveyor-uninstall")
+        if name in ("Deployment/conveyor-operator", "Job/conveyor-uninstall", "Job/conveyor-crds"):
+            assert pod["serviceAccountName"] == name.split("/")[1]
         else:
             assert pod.get("automountServiceAccountToken") is False, name
     worker_sa = one(docs, "ServiceAccount", "conveyor-worker")
@@ -197,6 +198,52 @@ def test_the_uninstall_hook_has_its_own_identity_that_may_only_delete_messageque
         assert hook["helm.sh/hook"] == "pre-delete"  # exists only while uninstalling
 
 
+def test_the_crds_hook_may_only_get_and_patch_the_charts_crds_while_upgrading() -> None:
+    crds = [
+        doc
+        for path in sorted((CHART / "crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    docs = render()
+    role = one(docs, "ClusterRole", "conveyor-crds.conveyor")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": [crd["metadata"]["name"] for crd in crds],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    binding = one(docs, "ClusterRoleBinding", "conveyor-crds.conveyor")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "conveyor-crds", "namespace": "conveyor"}
+    ]
+    job = pod_templates(docs)["Job/conveyor-crds"]
+    assert job["serviceAccountName"] == "conveyor-crds"
+    [container] = job["containers"]
+    files = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert container["args"] == ["apply-crds", *(f"/crds/{f}" for f in files)]
+    data = one(docs, "ConfigMap", "conveyor-crds")["data"]
+    assert data == {f: (CHART / "crds" / f).read_text() for f in files}  # the chart's, verbatim
+    for kind, name in (
+        ("ServiceAccount", "conveyor-crds"),
+        ("ClusterRole", "conveyor-crds.conveyor"),
+        ("ClusterRoleBinding", "conveyor-crds.conveyor"),
+        ("ConfigMap", "conveyor-crds"),
+        ("NetworkPolicy", "conveyor-crds"),
+        ("Job", "conveyor-crds"),
+    ):
+        hook = one(docs, kind, name)["metadata"]["annotations"]
+        assert hook["helm.sh/hook"] == "pre-upgrade", kind  # not at install: crds/ does that
+        assert "hook-succeeded" in hook["helm.sh/hook-delete-policy"], kind
+    off = render("crds.upgrade=false")
+    assert not [d for d in off if d["metadata"]["name"].startswith("conveyor-crds")]
+    # `helm upgrade --reuse-values` of a release from before this value: on by default.
+    reused = render("crds=null")
+    assert one(reused, "Job", "conveyor-crds")
+
+
 def test_the_operators_role_holds_no_delete_and_no_update() -> None:
     for sets in ([], ["operator.replicas=2"], ["operator.clusterWide=true"]):
         docs = render(*sets)
@@ -205,7 +252,13 @@ def test_the_operators_role_holds_no_delete_and_no_update() -> None:
         verbs = {v for rule in role["rules"] for v in rule["verbs"]}
         assert not verbs & {"delete", "deletecollection", "update", "*"}, sets
         resources = {r for rule in role["rules"] for r in rule["resources"]}
-        assert not resources & {"secrets", "pods", "configmaps", "namespaces"}, sets
+        assert not resources & {"secrets", "configmaps", "namespaces", "pods/exec"}, sets
+        # Pods: only to set worker pods' deletion costs, which the admission policy narrows to.
+        pods = {v for rule in role["rules"] if "pods" in rule["resources"] for v in rule["verbs"]}
+        assert pods == {"patch"}, sets
+    # Without the admission policy, patch on pods could change any pod: the Role holds none.
+    role = one(render("admissionPolicy.enabled=false"), "Role", "conveyor-operator")
+    assert not any("pods" in rule["resources"] for rule in role["rules"])
 
 
 def test_one_operator_replica_is_replaced_not_rolled() -> None:
@@ -239,6 +292,7 @@ def test_network_policies_are_on_and_deny_by_default() -> None:
         "conveyor-mosquitto",
         "conveyor-operator",
         "conveyor-uninstall",
+        "conveyor-crds",
         "conveyor-ingestor",
         "conveyor-gateway",
         "conveyor-worker",

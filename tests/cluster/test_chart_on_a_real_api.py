@@ -77,6 +77,7 @@ OPERATOR_VERBS = [
     ("create", "poddisruptionbudgets.policy", True),  # server-side apply of the worker PDB
     ("patch", "poddisruptionbudgets.policy", True),
     ("create", "events", True),  # kopf.info / kopf.warn post core/v1 Events
+    ("patch", "pods", True),  # applying.set_deletion_cost (only that, says the admission policy)
     # Not used by the operator's code:
     ("delete", "deployments.apps", False),  # owner references delete them with their queue
     ("update", "deployments.apps", False),
@@ -93,6 +94,13 @@ OPERATOR_VERBS = [
     ("get", "secrets", False),
     ("get", "configmaps", False),
     ("create", "pods", False),
+    ("update", "pods", False),
+    ("delete", "pods", False),
+    ("get", "pods", False),  # the pods to patch are named by the workers' heartbeats
+    ("list", "pods", False),
+    ("watch", "pods", False),
+    ("create", "pods/exec", False),
+    ("patch", "pods/status", False),
     ("list", "namespaces", False),
     ("list", "nodes", False),
     ("create", "roles.rbac.authorization.k8s.io", False),
@@ -165,6 +173,13 @@ def test_the_uninstall_hook_may_only_delete_messagequeues(
         ("delete", "deployments.apps", False),
         ("get", "secrets", False),
         ("create", "pods", False),
+        ("update", "pods", False),
+        ("delete", "pods", False),
+        ("get", "pods", False),  # the pods to patch are named by the workers' heartbeats
+        ("list", "pods", False),
+        ("watch", "pods", False),
+        ("create", "pods/exec", False),
+        ("patch", "pods/status", False),
     ]:
         done = kube.kubectl("auth", "can-i", verb, resource, "-n", ns, "--as", who, check=False)
         assert done.stdout.strip() == ("yes" if allowed else "no"), (verb, resource)

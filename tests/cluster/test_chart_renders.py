@@ -101,7 +101,8 @@ def test_external_services_and_secrets_by_reference() -> None:
 
 def test_cluster_wide_operator_gets_a_cluster_role() -> None:
     docs = render("operator.clusterWide=true")
-    assert [r["metadata"]["name"] for r in by_kind(docs, "ClusterRole")] == ["conveyor-operator"]
+    names = [r["metadata"]["name"] for r in by_kind(docs, "ClusterRole")]
+    assert sorted(names) == ["conveyor-crds.conveyor", "conveyor-operator"]  # and the CRD hook's
     # The uninstall hook's Role stays namespaced: it deletes the release namespace's queues.
     assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == ["conveyor-uninstall"]
 

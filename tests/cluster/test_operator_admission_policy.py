@@ -9,7 +9,8 @@ APP_/WORKER_/ALERT_ names, or a foreign Secret are each refused with the policy'
 operator's own rendering (with the environment its worker_env gives, and a MessageQueue's
 variables) is accepted; an image under operator.allowedImages is accepted, one that only looks
 like it is not, and so is a priority class of worker.allowedPriorityClasses; and nobody but the
-operator is bound by it."""
+operator is bound by it. On pods, the operator may set the pod-deletion-cost annotation of the
+release's worker pods and change nothing else, on no other pod."""
 
 from __future__ import annotations
 
@@ -340,3 +341,110 @@ def test_only_the_operator_is_bound(release: tuple[KubeCluster, str]) -> None:
     container(manifest)["image"] = "evil.example/miner:1"
     refused(kube, ns, manifest)
     kube.kubectl("apply", "--server-side", "-n", ns, "-f", "-", stdin=json.dumps(manifest))
+
+
+# --- Pods: the operator patches one annotation of worker pods, nothing else ---------------------
+
+COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+def a_pod(
+    kube: KubeCluster,
+    ns: str,
+    labels: dict[str, str],
+    *,
+    annotated: bool = True,
+    owner: dict[str, Any] | None = None,
+) -> str:
+    """A pod made by the test (as an admin), labelled as ``labels`` says."""
+    name = f"p-{uuid.uuid4().hex[:6]}"
+    metadata: dict[str, Any] = {"name": name, "labels": labels}
+    if annotated:
+        metadata["annotations"] = {"team": "line-3"}
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"containers": [{"name": "worker", "image": WORKER_IMAGE}]},
+    }
+    kube.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(manifest))
+    return name
+
+
+def patch_as_operator(
+    kube: KubeCluster, ns: str, pod: str, patch: dict[str, Any], kind: str = "merge"
+) -> str:
+    """The API server's refusal ('' when the patch went through). A merge patch as the operator
+    sends (``applying.set_deletion_cost``), as its ServiceAccount (kubectl patch would first
+    read the pod, which the operator may not); ``kind`` "strategic-merge" for a container."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    api = config.new_client_from_config(config_file=str(kube.kubeconfig))
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:conveyor-operator")
+    try:
+        client.CoreV1Api(api).patch_namespaced_pod(
+            pod, ns, patch, _content_type=f"application/{kind}-patch+json"
+        )
+    except ApiException as exc:
+        message = str(json.loads(exc.body)["message"])
+        assert "denied request" in message, message  # by the policy, not by RBAC
+        return message
+    finally:
+        api.close()
+    return ""
+
+
+WORKER_POD = {
+    "app.kubernetes.io/component": "worker",
+    "app.kubernetes.io/managed-by": "conveyor-operator",
+    "conveyor.io/release": "conveyor",
+}
+
+
+def test_the_operator_may_set_only_a_worker_pods_deletion_cost(
+    release: tuple[KubeCluster, str],
+) -> None:
+    kube, ns = release
+    worker_pod = a_pod(kube, ns, WORKER_POD)
+    # The policy is in force (a new one takes the API server a moment to load).
+    wait_until(
+        lambda: patch_as_operator(kube, ns, worker_pod, {"metadata": {"labels": {"x": "y"}}}),
+        timeout=30,
+        interval=0.5,
+        what="the admission policy to refuse a label change",
+    )
+    assert patch_as_operator(kube, ns, worker_pod, {"metadata": {"annotations": {COST: "3"}}}) == ""
+    assert kube.get(f"pod/{worker_pod}", "-n", ns)["metadata"]["annotations"][COST] == "3"
+    only_the_cost = "pod-deletion-cost annotation and nothing else"
+    for patch in (
+        {"metadata": {"labels": {"app.kubernetes.io/component": "redis"}}},
+        {"metadata": {"annotations": {"team": "other"}}},
+        {"metadata": {"annotations": {"team": None}}},
+        {"metadata": {"annotations": {COST: "0", "extra": "1"}}},
+        {"metadata": {"annotations": {COST: "0"}, "finalizers": ["example.com/hold"]}},
+        {"spec": {"activeDeadlineSeconds": 5}},
+    ):
+        assert only_the_cost in patch_as_operator(kube, ns, worker_pod, patch), patch
+    evil = {"spec": {"containers": [{"name": "worker", "image": "evil.example/miner:1"}]}}
+    assert only_the_cost in patch_as_operator(kube, ns, worker_pod, evil, "strategic-merge")
+    # A pod without annotations takes its first; an owned pod cannot be orphaned (its
+    # ReplicaSet would start another, past maxReplicas).
+    bare = a_pod(kube, ns, WORKER_POD, annotated=False)
+    assert patch_as_operator(kube, ns, bare, {"metadata": {"annotations": {COST: "1"}}}) == ""
+    kube.kubectl("create", "configmap", "owner", "-n", ns)
+    uid = kube.get("configmap/owner", "-n", ns)["metadata"]["uid"]
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+    owned = a_pod(kube, ns, WORKER_POD, owner=ref)
+    orphan = {"metadata": {"ownerReferences": None, "annotations": {COST: "1"}}}
+    assert only_the_cost in patch_as_operator(kube, ns, owned, orphan)
+    for labels in (
+        {**WORKER_POD, "app.kubernetes.io/component": "redis"},
+        {**WORKER_POD, "conveyor.io/release": "other"},
+        {k: v for k, v in WORKER_POD.items() if k != "app.kubernetes.io/managed-by"},
+    ):
+        other = a_pod(kube, ns, labels)
+        refusal = patch_as_operator(kube, ns, other, {"metadata": {"annotations": {COST: "1"}}})
+        assert "may only change worker pods of release conveyor" in refusal, labels

@@ -5,6 +5,7 @@ cooldown, and a clean uninstall."""
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.helpers import ROOT, wait_until
 from tests.kind.conftest import (
@@ -265,6 +267,36 @@ def test_the_release_refuses_intruders(kind: Kind, release: Release) -> None:
         kind.kubectl("delete", "pod", "stranger", "device", "--wait=false", check=False)
 
 
+def test_helm_upgrade_applies_the_charts_newer_crds(kind: Kind, release: Release) -> None:
+    """An older chart's MessageQueue CRD (without spec.alerts) in the cluster: `helm upgrade`
+    runs the chart's pre-upgrade hook, a real Job as its own ServiceAccount, which puts the
+    chart's CRD back before the upgrade's objects, so MessageQueues keep their alerts."""
+    path = ROOT / "charts/conveyor/crds/conveyor.io_messagequeues.yaml"
+    [crd] = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+    def spec_fields() -> set[str]:
+        served = kind.get("crd", crd["metadata"]["name"])["spec"]["versions"][0]
+        return set(served["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"])
+
+    older = copy.deepcopy(crd)
+    schema = older["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    del schema["properties"]["spec"]["properties"]["alerts"]
+    apply = ("apply", "--server-side", "--force-conflicts", "-f", "-")
+    kind.kubectl(*apply, stdin=json.dumps(older))
+    assert "alerts" not in spec_fields()
+    started = time.monotonic()
+    try:
+        kind.helm("upgrade", "conveyor", str(ROOT / "charts/conveyor"), "--reuse-values", "--wait")
+    finally:
+        kind.timings["helm upgrade (CRD hook)"] = time.monotonic() - started
+    assert "alerts" in spec_fields()
+    # The hook's identity went with it: its ClusterRole may patch CRDs.
+    assert kind.kubectl("get", "sa", "conveyor-crds", check=False).strip() == ""
+    hook_rbac = "clusterrole,clusterrolebinding"
+    left = kind.kubectl("get", hook_rbac, "conveyor-crds.conveyor", check=False).strip()
+    assert left == ""
+
+
 def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None:
     workers = ["alerts-worker", "mqtt-realtime-worker", "mqtt-spc-worker", "mqtt-tech-worker"]
     wait_until(
@@ -351,6 +383,21 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         return bool(worker_pods(kind, running=True))
 
     wait_until(running_pod, what="a running mqtt-realtime worker pod", timeout=120, interval=1)
+
+    # A worker in a pod is known by the pod's name (its host name): what the deletion costs the
+    # operator sets before a scale-in rest on, so that the idle pods go first.
+    def workers_named_by_pods() -> bool:
+        workers = ("conveyor", "workers", "mqtt_realtime", "--json")
+        out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", *workers)
+        hosts = {worker.rpartition(":")[0] for worker in json.loads(out)}
+        return bool(hosts) and hosts <= set(worker_pods(kind, running=False))
+
+    wait_until(
+        workers_named_by_pods,
+        what="conveyor workers to name mqtt-realtime's worker pods",
+        timeout=60,
+        interval=1,
+    )
     victim = worker_pods(kind, running=True)[0]
     kind.kubectl("delete", "pod", victim, "--grace-period=0", "--force")
     q = realtime(kind)

@@ -23,9 +23,11 @@ async def test_quick_jobs_finish_and_slow_ones_go_back(client: QueueClient) -> N
         started.append(job.id)
         await asyncio.sleep(job.data["seconds"])
 
-    stop = await client.start_worker("drain", handler, concurrency=2, drain_timeout=1.0)
+    worker = client.worker("drain", handler, concurrency=2, drain_timeout=1.0)
+    await worker.start()
     await eventually(lambda: len(started) == 2, what="two jobs running")
-    await stop()
+    await worker.stop()
+    assert (worker.counters.processed, worker.counters.released) == (1, 1)
     assert await client.job_state("drain", "quick") == "finished"
     assert await client.job_state("drain", "slow") == "pending"
     stats = await client.queue_stats("drain")

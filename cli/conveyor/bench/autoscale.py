@@ -7,6 +7,10 @@ round: enqueues 20,000 jobs at once and times until the worker Deployment's repl
 patched up (read from the API every 50 ms); then drains the queue with an in-process worker and
 times until the replicas are back at the minimum.
 
+Then the scenarios with workers behind the pods (``autoscale_scenarios``): a burst sized by
+depth alone against one with ``targetLatencySeconds``, and scale-in by the operator (deletion
+costs from the jobs held) against the Deployment scaled directly, as an HPA does.
+
 Beside it, what KEDA's defaults would give for the same load, computed rather than measured:
 KEDA polls the queue every 30 s (pollingInterval) and the HPA it drives syncs every 15 s, so a
 backlog that appears at a random moment waits 22.5 s on average (15 + 7.5) and 45 s at worst
@@ -29,6 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from conveyor.bench import autoscale_scenarios as scenarios
 from conveyor.local_cluster import MESSAGEQUEUE_CRD, KubeCluster, missing_tools, start_cluster
 from conveyor.local_servers import RedisServer, find_binary
 from conveyor.tables import render
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             stdout=log,
             stderr=log,
         )
-        rows = asyncio.run(_bench(cluster, redis.url, args))
+        rows, latency_rows, scale_in_rows = asyncio.run(_run_all(cluster, redis.url, args))
     finally:
         if operator is not None:
             operator.terminate()
@@ -89,7 +94,60 @@ def run(args: argparse.Namespace) -> int:
     print()
     headers = ("autoscaler", "polling", "backlog -> scaled up", "worst", "drained -> down")
     print(render(headers, rows, figures=True))
+    print()
+    print(
+        f"Latency: {args.latency_jobs:,} jobs of {scenarios.JOB_S * 1000:.0f} ms at once, "
+        "1 to 10 replicas of concurrency 1, polling 1 s; workers run behind the kwok pods."
+    )
+    print()
+    print(
+        render(
+            ("sizing", "most pods running", "queue empty after", "oldest wait"),
+            [
+                (r.sizing, str(r.peak_replicas), f"{r.drained_s:.1f} s", f"{r.max_wait_s:.1f} s")
+                for r in latency_rows
+            ],
+            figures=True,
+        )
+    )
+    print()
+    print(
+        f"Scale-in: {args.scale_in_rounds} rounds of {len(scenarios.burst()) - 1} jobs of "
+        f"{scenarios.SHORT_S:g} s and one of {scenarios.LONG_S:g} s (claimed last) on "
+        f"{scenarios.SCALE_IN_PODS} pods of concurrency {scenarios.SCALE_IN_CONCURRENCY}, one "
+        "replica per job in flight, so the pods go in to 1 as the jobs end; a removed pod "
+        f"drains for {scenarios.DRAIN_S:g} s. A removed pod is busy if it still held a job when "
+        "its deletion was seen (within 0.2 s and a kubectl call). Expected with deletion "
+        "costs: no busy pod removed, no job interrupted."
+    )
+    print()
+    print(
+        render(
+            ("scaler", "pods removed", "busy pods removed", "jobs interrupted"),
+            [
+                (r.scaler, str(r.removed), str(r.busy_removed), str(r.interrupted))
+                for r in scale_in_rows
+            ],
+            figures=True,
+        )
+    )
     return 0
+
+
+async def _run_all(
+    cluster: KubeCluster, redis_url: str, args: argparse.Namespace
+) -> tuple[list[tuple[str, ...]], list[scenarios.LatencyRow], list[scenarios.ScaleInRow]]:
+    rows = await _bench(cluster, redis_url, args)
+    async with QueueClient.from_url(redis_url) as client:
+        print("latency target against depth alone ...", flush=True)
+        latency_rows = await scenarios.latency(
+            cluster, client, NAMESPACE, jobs=args.latency_jobs, target_s=args.latency_target
+        )
+        print("scale-in: deletion costs against a direct scale ...", flush=True)
+        scale_in_rows = await scenarios.scale_in(
+            cluster, client, NAMESPACE, rounds=args.scale_in_rounds
+        )
+    return rows, latency_rows, scale_in_rows
 
 
 async def _bench(

@@ -15,6 +15,9 @@
 --   conveyor:{Q}:done       ZSET  id -> finished at, ms (finished-job records, capped)
 --   conveyor:{Q}:counters   HASH  seq, token, enqueued, completed, retried, dead, recovered
 --   conveyor:{Q}:wake       LIST  at most one marker; idle workers block on it
+--   conveyor:{Q}:workers    ZSET  worker id -> last heartbeat, ms (live workers)
+--   conveyor:{Q}:held       HASH  worker id -> jobs it held at its last heartbeat (the
+--                                 operator's pod-deletion-cost: busy pods are removed last)
 -- Times come from Redis TIME only, so clocks of worker hosts never matter.
 
 -- Scores: (PRIO_MAX - priority) * 2^42 + seq. ZPOPMIN takes the highest priority first and,
