@@ -175,7 +175,7 @@ def test_the_uninstall_hook_may_only_delete_messagequeues(
         ("create", "pods", False),
         ("update", "pods", False),
         ("delete", "pods", False),
-        ("get", "pods", False),  # the pods to patch are named by the workers' heartbeats
+        ("get", "pods", False),
         ("list", "pods", False),
         ("watch", "pods", False),
         ("create", "pods/exec", False),

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import logging
 import os
 import statistics
@@ -167,13 +166,8 @@ async def _bench(
                 "pollingIntervalSeconds": interval,
                 "scaleDown": {"stabilizationWindowSeconds": 10, "cooldownSeconds": 10},
             }
-            manifest = {
-                "apiVersion": "conveyor.io/v1alpha1",
-                "kind": "MessageQueue",
-                "metadata": {"name": name},
-                "spec": spec,
-            }
-            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(manifest))
+            manifest = scenarios.messagequeue(name, spec)
+            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=manifest)
             at_min = functools.partial(_replicas_are, cluster, name, lambda r: r == 1)
             above_min = functools.partial(_replicas_are, cluster, name, lambda r: r > 1)
             await _until(at_min, 60)

@@ -48,7 +48,8 @@ class ScaleInRow:
     interrupted: int
 
 
-def _manifest(name: str, spec: dict[str, Any]) -> str:
+def messagequeue(name: str, spec: dict[str, Any]) -> str:
+    """A MessageQueue manifest, as JSON for ``kubectl apply -f -``."""
     return json.dumps(
         {
             "apiVersion": "conveyor.io/v1alpha1",
@@ -94,17 +95,14 @@ async def latency(
             "scaleDown": {"stabilizationWindowSeconds": 10, "cooldownSeconds": 10},
             **extra,
         }
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=_manifest(name, spec))
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=messagequeue(name, spec))
         pods = PodWorkers(
             client, cluster, namespace, _selector(name), queue, _sleep_for, drain_timeout=DRAIN_S
         )
 
-        async def one_pod(pods: PodWorkers = pods) -> bool:
-            return pods.running == 1
-
         await pods.start()
         try:
-            await _until(one_pod, 60, f"{name}: one worker pod")
+            await _until(_running(pods, 1), 60, f"{name}: one worker pod")
             await client.enqueue_many(queue, [{"seconds": JOB_S}] * jobs)
             burst = time.monotonic()
             peak, max_wait = 1, 0.0
@@ -171,7 +169,7 @@ async def _scale_in_by_operator(
         "pollingIntervalSeconds": 1,
         "scaleDown": {"stabilizationWindowSeconds": 0, "cooldownSeconds": 0, "maxStep": 4},
     }
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=_manifest(name, spec))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=messagequeue(name, spec))
     pods = PodWorkers(
         client, cluster, namespace, _selector(name), queue, _sleep_for, drain_timeout=DRAIN_S
     )
