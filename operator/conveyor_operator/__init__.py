@@ -3,8 +3,11 @@
 The typed MessageQueue spec and its defaults (``spec``), the scaling decision (``scaling``), the
 checks of a spec against what the installer allows (``allowances``), the worker Deployment and
 PodDisruptionBudget rendered from a MessageQueue (``rendering``), its queue policy
-(``policies``), the claim of a Redis queue by one MessageQueue (``claiming``), and
-the kopf handlers that tie them together (``handlers``, imported by ``conveyor operator``).
+(``policies``), the claim of a Redis queue by one MessageQueue (``claiming``), when a queue
+alert fires (``queue_alerts``) and which pods a scale-in removes (``deletion_costs``): pure
+decisions. The reconcile of a MessageQueue (``reconciling``) and its autoscaler daemon
+(``autoscaling``) make the calls, and ``handlers`` registers them with kopf (imported by
+``conveyor operator``).
 """
 
 from conveyor_operator.allowances import Allowances, spec_problems

@@ -1,6 +1,7 @@
 """The operator's own Kubernetes API calls (kopf makes the rest): reading and server-side
 applying a queue's worker Deployment and PodDisruptionBudget, setting its worker pods'
-deletion costs before a scale-in, and looking up a MessageQueue. It reads no pod and deletes
+deletion costs before a scale-in, writing the autoscaler's status of a MessageQueue, and
+looking up a MessageQueue. It reads no pod and deletes
 nothing: what it makes goes with its MessageQueue (owner references).
 
 Every call carries a request timeout, so a hung API server delays a handler, never wedges it;
@@ -106,6 +107,29 @@ async def set_deletion_cost(apis: KubeApis, namespace: str, pod: str, cost: str)
     except ApiException as exc:
         if exc.status != 404:
             raise
+
+
+async def patch_status(apis: KubeApis, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    """A merge patch of the MessageQueue's status subresource, as kopf writes a handler's
+    ``patch.status``; a MessageQueue gone meanwhile is no error."""
+    name, ns = body["metadata"]["name"], body["metadata"]["namespace"]
+    try:
+        await asyncio.to_thread(
+            apis.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            name,
+            {"status": dict(status)},
+            _content_type="application/merge-patch+json",
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise kopf.TemporaryError(
+                f"cannot write the status of MessageQueue {ns}/{name}: {api_message(exc)}"
+            ) from exc
 
 
 async def messagequeue_uid(apis: KubeApis, namespace: str, name: str) -> str | None:

@@ -159,6 +159,54 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 125
     await eventually(gone, timeout=60, interval=0.5, what="Deployment and Redis data deleted")
 
 
+async def test_each_queue_polls_on_its_own_interval_and_a_shorter_one_applies_soon(
+    operator: tuple[KubeCluster, str, CliProcess], client: QueueClient
+) -> None:
+    """One autoscaler per MessageQueue sleeps that queue's pollingIntervalSeconds: polled
+    hourly, a backlog waits; shortened to 1 s, the next poll comes within the daemon's recheck
+    of the live spec (5 s), not an hour later."""
+    kube, ns, proc = operator
+    queue = f"hourly-{uuid.uuid4().hex[:6]}"
+    mq = f"""apiVersion: conveyor.io/v1alpha1
+kind: MessageQueue
+metadata: {{name: {queue}}}
+spec: {{queue: {queue}, maxReplicas: 3, targetDepthPerReplica: 10, pollingIntervalSeconds: 3600}}
+"""
+    kube.kubectl("apply", "-n", ns, "-f", "-", stdin=mq)
+
+    def status() -> dict[str, object]:
+        return dict(kube.get(f"mq/{queue}", "-n", ns).get("status") or {})
+
+    # The daemon's first poll, right after the Deployment exists: it writes the depth.
+    await eventually(
+        lambda: replicas(kube, ns, f"{queue}-worker") == 0 and status().get("depth") == 0,
+        timeout=30,
+        interval=0.3,
+        what="the first poll of an empty queue",
+        detail=lambda: proc.output()[-2000:],
+    )
+    await client.enqueue_many(queue, [{"n": i} for i in range(25)])
+    await asyncio.sleep(3)  # a negative check: an hourly queue is not polled again yet
+    assert (status().get("depth"), replicas(kube, ns, f"{queue}-worker")) == (0, 0)
+
+    kube.kubectl(
+        "patch",
+        "-n",
+        ns,
+        f"mq/{queue}",
+        "--type=merge",
+        "-p",
+        '{"spec": {"pollingIntervalSeconds": 1}}',
+    )
+    await eventually(
+        lambda: replicas(kube, ns, f"{queue}-worker") == 3 and status().get("depth") == 25,
+        timeout=15,
+        interval=0.3,
+        what="3 replicas for 25 jobs after the interval became 1 s",
+        detail=lambda: f"status {status()}; {proc.output()[-2000:]}",
+    )
+
+
 async def test_drain_scales_down_after_cooldown_and_redis_outage_changes_nothing(
     kube: KubeCluster, crd: KubeCluster, own_redis: RedisServer
 ) -> None:

@@ -1,7 +1,8 @@
 """The whole product on a real cluster: helm install, the default MessageQueues' workers,
 a burst from a simulator pod, the operator scaling mqtt_realtime up while real worker pods
-drain it (one of them killed on the way), every message accounted for, scale-down after the
-cooldown, and a clean uninstall."""
+drain it (one of them killed on the way), every message accounted for, the burst's queue alert
+fired and resolved, scale-down after the cooldown, the same burst with a latency target and by
+depth alone, and a clean uninstall."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ DEVICE_PASSWORD = secrets.token_hex(16)
 REDIS = "conveyor-redis.conveyor.svc.cluster.local"
 BROKER = "conveyor-mosquitto.conveyor.svc.cluster.local"
 ATTEMPT_S = 5  # a connection attempt gives up after this long
+ALERT_DEPTH = 1000  # mqtt_realtime's spec.alerts.maxDepth in the burst test
+LATENCY_TARGET_S = 5  # mqtt_realtime's spec.targetLatencySeconds in the latency burst
+LATENCY_BOUND_S = 60.0  # with it, the oldest wait is back under it within this long
+DEPTH_ONLY_TARGET = 100_000  # targetDepthPerReplica: by depth alone a burst stays on one pod
 # The labels of the release's ingestor pods: an intruder copies them.
 INGESTOR_LABELS = {
     "app.kubernetes.io/name": "conveyor",
@@ -50,6 +55,15 @@ try:
     print("reached")
 except OSError as exc:
     print("blocked", type(exc).__name__)
+"""
+# Run in the gateway's pod: its /alerts, with the token it was given.
+ALERTS = """
+import json, os, urllib.request
+request = urllib.request.Request(
+    "http://127.0.0.1:" + os.environ.get("GATEWAY_PORT", "8000") + "/alerts?limit=200",
+    headers={"Authorization": "Bearer " + os.environ["GATEWAY_API_TOKEN"]},
+)
+print(urllib.request.urlopen(request, timeout=10).read().decode())
 """
 # An MQTT 5 client: connect as USER (or "-" for anonymous) with CLIENT_ID, subscribe to TOPICS;
 # prints what the broker answered, as JSON.
@@ -93,10 +107,11 @@ def replicas(kind: Kind, deployment: str) -> int:
     return int(kind.get("deployment", deployment)["spec"].get("replicas", 0))
 
 
-def realtime(kind: Kind) -> dict[str, int]:
+def realtime(kind: Kind) -> dict[str, float]:
     out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", "conveyor", "queues", "--json")
-    stats: dict[str, int] = json.loads(out)["queues"].get("mqtt_realtime", {})
-    return {k: stats.get(k, 0) for k in ("pending", "processing", "delayed", "completed", "failed")}
+    stats: dict[str, float] = json.loads(out)["queues"].get("mqtt_realtime", {})
+    counts = ("pending", "processing", "delayed", "completed", "failed", "oldest_pending_age_s")
+    return {k: stats.get(k, 0) for k in counts}
 
 
 def worker_pods(kind: Kind, *, running: bool) -> list[str]:
@@ -107,6 +122,74 @@ def worker_pods(kind: Kind, *, running: bool) -> list[str]:
         if not running
         or (p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
     ]
+
+
+@dataclass
+class Drain:
+    """One burst's drain: the most worker pods, the oldest wait seen, and how long after the
+    backlog was first seen the oldest wait was last above the latency target."""
+
+    peak: int = 0
+    oldest_s: float = 0.0
+    back_under_s: float = 0.0
+
+    def describe(self) -> str:
+        return (
+            f"peak {self.peak} pods, oldest wait {self.oldest_s:.1f} s, under "
+            f"{LATENCY_TARGET_S:g} s from {self.back_under_s:.1f} s after the backlog"
+        )
+
+
+def drain_burst(kind: Kind, simulator: str, since: float, *, expected: int) -> Drain:
+    """Wait until the simulator is done and mqtt_realtime is empty with ``expected`` jobs
+    finished (or nothing more for 10 s: the caller's count says what went missing)."""
+    seen, empty_since = Drain(), dict[str, float]()
+
+    def drained() -> bool:
+        seen.peak = max(seen.peak, replicas(kind, "mqtt-realtime-worker"))
+        q = realtime(kind)
+        seen.oldest_s = max(seen.oldest_s, q["oldest_pending_age_s"])
+        if q["oldest_pending_age_s"] > LATENCY_TARGET_S:
+            seen.back_under_s = time.monotonic() - since
+        # Until the simulator is done the queue may be momentarily empty between arrivals.
+        if kind.get("pod", simulator)["status"]["phase"] != "Succeeded":
+            return False
+        if q["pending"] + q["processing"] + q["delayed"]:
+            empty_since.clear()
+            return False
+        empty_since.setdefault("at", time.monotonic())
+        done = q["completed"] + q["failed"] >= expected
+        return done or time.monotonic() - empty_since["at"] > 10
+
+    wait_until(
+        drained,
+        what=f"{expected} jobs completed or dead-lettered in all",
+        timeout=900,
+        interval=1,
+        detail=lambda: f"mqtt_realtime: {realtime(kind)}",
+    )
+    return seen
+
+
+def burst(
+    kind: Kind, release: Release, simulator: str, spec: dict[str, Any], *, expected: int
+) -> Drain:
+    """mqtt_realtime's spec patched with ``spec``, then a burst drained; ``expected`` jobs
+    finished in all, this burst's included."""
+    patch = json.dumps({"spec": spec})
+    kind.kubectl("patch", "mq", "mqtt-realtime", "--type", "merge", "-p", patch)
+    start_simulator(kind, release, simulator)
+    wait_until(
+        lambda: realtime(kind)["pending"] > 0,
+        what=f"{simulator}'s burst to reach the queue",
+        timeout=120,
+        interval=1,
+    )
+    drain = drain_burst(kind, simulator, time.monotonic(), expected=expected)
+    q = realtime(kind)
+    assert q["completed"] + q["failed"] == expected, q
+    kind.kubectl("delete", "pod", simulator, "--wait=false")
+    return drain
 
 
 @dataclass
@@ -183,6 +266,38 @@ def probe_pod(kind: Kind, name: str, labels: dict[str, str]) -> Any:
             ],
         },
     }
+
+
+def start_simulator(kind: Kind, release: Release, name: str) -> None:
+    """A pod publishing BURST realtime messages as fast as it can, then done (Succeeded)."""
+    kind.kubectl(
+        "run",
+        name,
+        "--image",
+        kind.image,
+        "--restart",
+        "Never",
+        "--image-pull-policy",
+        "IfNotPresent",
+        "--override-type",  # the namespace enforces the restricted Pod Security Standard
+        "strategic",
+        "--overrides",
+        restricted_overrides(name),
+        "--env",
+        "MQTT_BROKER_URL=mqtt://conveyor-mosquitto:1883",
+        "--env",
+        "MQTT_USERNAME=simulator",
+        "--env",  # the test's own throwaway password, as a value in its own pod
+        f"MQTT_PASSWORD={release.simulator_password}",
+        "--labels",
+        "conveyor.io/mqtt-client=true",  # the NetworkPolicy admits labelled pods to the broker
+        "--",
+        "simulate",
+        "--burst",
+        str(BURST),
+        "--duration",
+        "0",
+    )
 
 
 def run_python(kind: Kind, where: str, namespace: str, script: str, *args: str) -> str:
@@ -322,6 +437,8 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
             "targetDepthPerReplica": 1000,
             "pollingIntervalSeconds": 2,
             "scaleDown": {"stabilizationWindowSeconds": 10, "cooldownSeconds": 20},
+            # The burst crosses it: a queue alert, through the real alerts worker to /alerts.
+            "alerts": {"maxDepth": {"threshold": ALERT_DEPTH, "for": "2s"}},
             "worker": {
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "96Mi"},
@@ -338,34 +455,7 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         interval=1,
     )
 
-    kind.kubectl(
-        "run",
-        "simulator",
-        "--image",
-        kind.image,
-        "--restart",
-        "Never",
-        "--image-pull-policy",
-        "IfNotPresent",
-        "--override-type",  # the namespace enforces the restricted Pod Security Standard
-        "strategic",
-        "--overrides",
-        restricted_overrides("simulator"),
-        "--env",
-        "MQTT_BROKER_URL=mqtt://conveyor-mosquitto:1883",
-        "--env",
-        "MQTT_USERNAME=simulator",
-        "--env",  # the test's own throwaway password, as a value in its own pod
-        f"MQTT_PASSWORD={release.simulator_password}",
-        "--labels",
-        "conveyor.io/mqtt-client=true",  # the NetworkPolicy admits labelled pods to the broker
-        "--",
-        "simulate",
-        "--burst",
-        str(BURST),
-        "--duration",
-        "0",
-    )
+    start_simulator(kind, release, "simulator")
     wait_until(
         lambda: realtime(kind)["pending"] > 0,
         what="the burst to reach the queue",
@@ -404,38 +494,42 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
     publishing = kind.get("pod", "simulator")["status"]["phase"] in ("Pending", "Running")
     assert publishing or q["pending"] + q["processing"] > 0, f"killed after the drain: {q}"
 
-    peak = [0]
-    empty_since: dict[str, float] = {}
-
-    def drained() -> bool:
-        # Until the simulator is done the queue may be momentarily empty between arrivals.
-        peak[0] = max(peak[0], replicas(kind, "mqtt-realtime-worker"))
-        if kind.get("pod", "simulator")["status"]["phase"] != "Succeeded":
-            return False
-        q = realtime(kind)
-        if q["pending"] + q["processing"] + q["delayed"]:
-            empty_since.clear()
-            return False
-        # Empty: done once every job is in, or when nothing more comes for 10 s (then the
-        # count below tells what went missing).
-        empty_since.setdefault("at", time.monotonic())
-        return q["completed"] + q["failed"] >= BURST or time.monotonic() - empty_since["at"] > 10
-
-    wait_until(
-        drained,
-        what=f"{BURST} jobs completed or dead-lettered",
-        timeout=900,
-        interval=1,
-        detail=lambda: f"mqtt_realtime: {realtime(kind)}",
-    )
+    first = drain_burst(kind, "simulator", backlog_seen, expected=BURST)
     kind.timings["drain"] = time.monotonic() - backlog_seen
     q = realtime(kind)
     assert q["completed"] + q["failed"] == BURST, q  # every message accounted for
-    assert peak[0] > 1, "the backlog was drained without scaling beyond one pod"
+    assert first.peak > 1, "the backlog was drained without scaling beyond one pod"
     kind.notes.append(
-        f"mqtt_realtime: {BURST} published, {q['completed']} completed, {q['failed']} dead, "
-        f"peak {peak[0]} replicas, pod {victim} killed mid-burst"
+        f"mqtt_realtime: {BURST} published, {q['completed']:.0f} completed, "
+        f"{q['failed']:.0f} dead, peak {first.peak} replicas, pod {victim} killed mid-burst"
     )
+
+    # The backlog above spec.alerts.maxDepth fired a queue alert, and the drain resolved it:
+    # Events on the MessageQueue, and both through the alerts worker's pod to the gateway.
+    def alert_events() -> list[str]:
+        events = kind.get("events", "--field-selector", "involvedObject.name=mqtt-realtime")
+        return [e["reason"] for e in events["items"]]
+
+    def queue_alerts() -> list[str]:
+        alerts = json.loads(run_python(kind, "deploy/conveyor-gateway", "conveyor", ALERTS))
+        return [
+            a["details"]["state"]
+            for a in alerts["alerts"]
+            if a["machine"] == "queue/mqtt_realtime" and a["type"] == "queue_depth"
+        ]
+
+    wait_until(
+        lambda: (
+            {"QueueDepthHigh", "AlertResolved"} <= set(alert_events())
+            and {"firing", "resolved"} <= set(queue_alerts())
+        ),
+        what="the queue alert to fire and resolve, as Events and on the gateway's /alerts",
+        timeout=60,
+        interval=1,
+        detail=lambda: f"Events {alert_events()}; /alerts {queue_alerts()}",
+    )
+    alerting = {c["type"]: c for c in kind.get("mq", "mqtt-realtime")["status"]["conditions"]}
+    assert alerting["Alerting"]["status"] == "False", alerting["Alerting"]
 
     drained_at = time.monotonic()
     wait_until(
@@ -445,7 +539,38 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         interval=1,
     )
     kind.timings["scale-down"] = time.monotonic() - drained_at
+
     kind.kubectl("delete", "pod", "simulator", "--wait=false")
+
+    # Scaling for latency, and the same burst by depth alone beside it. The depth target here
+    # holds a whole burst on one pod, so every pod beyond the first is the latency target's
+    # (arrival + backlog / T, at the per-pod rate the operator learns from the first polls).
+    # Pods of half the CPU, so that one cannot keep up with the burst (a fifth of a core did).
+    for_latency = {
+        "targetDepthPerReplica": DEPTH_ONLY_TARGET,
+        "targetLatencySeconds": LATENCY_TARGET_S,
+        "worker": {"resources": {"limits": {"cpu": "100m", "memory": "256Mi"}}},
+    }
+    with_target = burst(kind, release, "simulator-latency", for_latency, expected=2 * BURST)
+    wait_until(
+        lambda: replicas(kind, "mqtt-realtime-worker") == 0,
+        what="scale-down after the latency burst",
+        timeout=300,
+        interval=1,
+    )
+    depth_only = burst(
+        kind, release, "simulator-depth", {"targetLatencySeconds": None}, expected=3 * BURST
+    )
+    kind.notes.append(
+        f"a burst of {BURST} with targetLatencySeconds {LATENCY_TARGET_S:g}: "
+        f"{with_target.describe()}; by depth alone ({DEPTH_ONLY_TARGET} per replica): "
+        f"{depth_only.describe()}"
+    )
+    # The bound this test states: with the target, the oldest wait is back under it within
+    # LATENCY_BOUND_S of the backlog; by depth alone it need not be.
+    assert with_target.back_under_s <= LATENCY_BOUND_S, with_target.describe()
+    assert with_target.peak > depth_only.peak == 1, (with_target, depth_only)
+
     started = time.monotonic()
     kind.helm("uninstall", "conveyor", "--wait")
     kind.kubectl("delete", "secret", "conveyor-devices")  # the test's own, not the chart's
