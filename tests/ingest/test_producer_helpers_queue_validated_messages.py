@@ -8,20 +8,20 @@ import json
 
 import pytest
 from conveyor_ingestor import InvalidPayload, RoutingError, enqueue_alert, enqueue_realtime
-from conveyor_ingestor.payloads import AlertMessage, RealtimeMessage
+from conveyor_messages.contract import validate_message
 
 from reliable_queue import QueueClient
 
 pytestmark = pytest.mark.integration
 
 
-async def test_realtime_and_alert_reach_their_queues_as_the_models_dump_them(
+async def test_realtime_and_alert_reach_their_queues_in_the_message_contract(
     client: QueueClient,
 ) -> None:
     doc = {"timestamp": 1_750_000_000_000, "values": {"temp": 21.5, "run": True}}
     job_id = await enqueue_realtime(client, "press-7/realtime", doc)
     data = await client.job_data("mqtt_realtime", job_id)
-    RealtimeMessage.model_validate(data)
+    assert validate_message("realtime", data) == data
     assert (data["machine"], data["topic"], data["kind"]) == (
         "press-7",
         "press-7/realtime",
@@ -31,7 +31,7 @@ async def test_realtime_and_alert_reach_their_queues_as_the_models_dump_them(
 
     alert_id = await enqueue_alert(client, "press-7", {"code": "E42", "severity": "high"})
     alert = await client.job_data("alerts", alert_id)
-    AlertMessage.model_validate(alert)
+    assert validate_message("alert", alert) == alert
     assert (alert["type"], alert["severity"], alert["kind"]) == ("E42", "critical", "alert")
 
 

@@ -66,7 +66,7 @@ def _message(kind: Any, machine: str, doc: Any) -> dict[str, Any]:
         payload=json.dumps(doc).encode(),
         received_at=TS,
     )
-    return parsed.model_dump(mode="json")
+    return dict(parsed)
 
 
 def _realtime(machine: str, n: int) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def accepted(kind: Kind, doc: Any, *, machine: str = "m1") -> dict[str, Any]:
     message = parse_message(
         kind, machine=machine, topic=f"{machine}/x", payload=json.dumps(doc).encode(), received_at=1
     )
-    return message.model_dump(mode="json")
+    return dict(message)
 
 
 @pytest.mark.parametrize(

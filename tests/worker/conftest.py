@@ -34,7 +34,7 @@ def message(kind: Any, machine: str, doc: Any) -> dict[str, Any]:
         payload=json.dumps(doc).encode(),
         received_at=int(time.time() * 1000),
     )
-    return parsed.model_dump(mode="json")
+    return dict(parsed)
 
 
 @pytest.fixture

@@ -230,7 +230,7 @@ def ingest(kind: Kind, machine: str, doc: Any, received_at: int) -> dict[str, An
         )
     except InvalidPayload as exc:
         return exc.reason if exc.detail else ""
-    return message.model_dump(mode="json")
+    return dict(message)
 
 
 @settings(

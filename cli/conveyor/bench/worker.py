@@ -80,7 +80,7 @@ def _messages(n: int, offset: int) -> list[dict[str, Any]]:
             payload=json.dumps(doc).encode(),
             received_at=received,
         )
-        out.append(message.model_dump(mode="json"))
+        out.append(dict(message))
     return out
 
 

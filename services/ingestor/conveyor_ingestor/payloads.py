@@ -17,10 +17,11 @@ size); they become epoch milliseconds. Anything else raises :class:`InvalidPaylo
 a person can act on, and so does anything the sinks could not hold exactly (names, text and
 times out of bounds: :mod:`conveyor_ingestor.limits`).
 
-Every field is checked while the shapes are read, so the realtime and SPC models, the hot
-path, are built with ``model_construct`` rather than checked a second time, and the ingestor
-(:func:`parse_job`) skips the models altogether and builds the job data as plain dicts (the
-tests hold both outputs to the models with ``model_validate``).
+The output is the message contract the worker reads (``conveyor_messages.contract``): plain
+dicts, typed. Every field is checked while the shapes are read, so :func:`parse_job`, the
+ingestor's hot path, builds them without checking them a second time;
+:func:`parse_message` also checks its output against the contract (the tests hold the two
+equal).
 """
 
 from __future__ import annotations
@@ -28,9 +29,21 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict
+from conveyor_messages.contract import (
+    AlertMessage,
+    Envelope,
+    Message,
+    RealtimeMessage,
+    Sample,
+    Scalar,
+    Severity,
+    SpcMessage,
+    SpcSample,
+    TechMessage,
+    validate_message,
+)
 
 from conveyor_ingestor.errors import InvalidPayload
 from conveyor_ingestor.limits import (
@@ -48,7 +61,6 @@ from conveyor_ingestor.limits import (
 )
 from conveyor_ingestor.routing import Kind
 
-Scalar = float | int | bool | str
 TIMESTAMP_KEYS = ("timestamp", "ts", "time", "sourceTimestamp", "SourceTimestamp")
 SIGNAL_KEYS = ("name", "signal", "nodeId", "NodeId", "id")
 MAX_SAMPLES = 10_000
@@ -56,93 +68,36 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Sample(_Frozen):
-    ts: int | None
-    values: dict[str, Scalar]
-
-
-class SpcSample(_Frozen):
-    ts: int | None
-    characteristic: str
-    values: list[float]
-    spec: dict[str, float] = {}
-
-
-class Envelope(_Frozen):
-    machine: str
-    topic: str
-    received_at: int
-
-
-class RealtimeMessage(Envelope):
-    kind: Literal["realtime"] = "realtime"
-    samples: list[Sample]
-
-
-class SpcMessage(Envelope):
-    kind: Literal["spc"] = "spc"
-    samples: list[SpcSample]
-
-
-class TechMessage(Envelope):
-    kind: Literal["tech"] = "tech"
-    ts: int | None
-    config: dict[str, Any]
-
-
-class AlertMessage(Envelope):
-    kind: Literal["alert"] = "alert"
-    ts: int | None
-    type: str
-    severity: Literal["info", "warning", "critical"]
-    message: str
-    details: dict[str, Any] = {}
-
-
-Message = RealtimeMessage | SpcMessage | TechMessage | AlertMessage
-
-
 def parse_message(
     kind: Kind, *, machine: str, topic: str, payload: bytes, received_at: int
 ) -> Message:
     """Validate ``payload`` as a message of ``kind``; raise InvalidPayload if it is not one.
-    ``machine`` is the topic level the route takes the machine id from."""
-    doc, head = _decode(machine=machine, topic=topic, payload=payload, received_at=received_at)
-    if kind == "realtime":
-        return RealtimeMessage.model_construct(
-            **head, samples=[Sample.model_construct(**s) for s in _realtime_samples(doc)]
-        )
-    if kind == "spc":
-        return SpcMessage.model_construct(
-            **head, samples=[SpcSample.model_construct(**s) for s in _spc_samples(doc)]
-        )
-    return _document(kind, doc, head)
+    ``machine`` is the topic level the route takes the machine id from. The job data
+    :func:`parse_job` makes, checked against the message contract."""
+    data, _ = parse_job(
+        kind, machine=machine, topic=topic, payload=payload, received_at=received_at
+    )
+    return validate_message(kind, data)
 
 
 def parse_job(
     kind: Kind, *, machine: str, topic: str, payload: bytes, received_at: int
-) -> tuple[dict[str, Any], bool]:
-    """What :func:`parse_message` validates, as the job data the worker reads (the message's
-    ``model_dump(mode="json")``), and whether the message carries its own identity
-    (:func:`has_own_identity`). The ingestor's hot path: realtime and SPC messages are built
-    as plain dicts, with no model in between."""
+) -> tuple[Message, bool]:
+    """The job data of a message of ``kind`` (``conveyor_messages.contract``), and whether the
+    message carries its own identity (:func:`has_own_identity`); InvalidPayload if it is not
+    one. The ingestor's hot path: built as plain dicts, each field checked once."""
     doc, head = _decode(machine=machine, topic=topic, payload=payload, received_at=received_at)
-    if kind == "realtime" or kind == "spc":
-        samples = _realtime_samples(doc) if kind == "realtime" else _spc_samples(doc)
-        head["kind"] = kind
-        head["samples"] = samples
-        return head, all(s["ts"] is not None for s in samples)
-    message = _document(kind, doc, head)
-    return message.model_dump(mode="json"), message.ts is not None
+    message: Message
+    if kind == "realtime":
+        message = RealtimeMessage(**head, kind="realtime", samples=_realtime_samples(doc))
+    elif kind == "spc":
+        message = SpcMessage(**head, kind="spc", samples=_spc_samples(doc))
+    else:
+        message = _document(kind, doc, head)
+    return message, has_own_identity(message)
 
 
-def _decode(
-    *, machine: str, topic: str, payload: bytes, received_at: int
-) -> tuple[Any, dict[str, Any]]:
+def _decode(*, machine: str, topic: str, payload: bytes, received_at: int) -> tuple[Any, Envelope]:
     check_tag(machine, what="machine id (from the topic)")
     try:
         text = payload.decode("utf-8-sig")  # strict: no surrogates, no UTF-16
@@ -159,10 +114,10 @@ def _decode(
     except RecursionError as exc:
         raise InvalidPayload("not_json", "payload nests too deeply") from exc
     check_unicode(text, doc)
-    return doc, {"machine": machine, "topic": topic, "received_at": received_at}
+    return doc, Envelope(machine=machine, topic=topic, received_at=received_at)
 
 
-def _document(kind: Kind, doc: Any, head: dict[str, Any]) -> TechMessage | AlertMessage:
+def _document(kind: Kind, doc: Any, head: Envelope) -> TechMessage | AlertMessage:
     obj = _object(doc, kind)
     if kind == "tech":
         config = obj.get("config", obj)
@@ -173,7 +128,7 @@ def _document(kind: Kind, doc: Any, head: dict[str, Any]) -> TechMessage | Alert
         check_document(
             config, what="tech config", limit=MAX_CONFIG_BYTES, reason="config_too_large"
         )
-        return TechMessage(**head, ts=ts, config=config)
+        return TechMessage(**head, kind="tech", ts=ts, config=config)
     return _alert(obj, head)
 
 
@@ -193,9 +148,9 @@ def _items(doc: Any, kind: str) -> list[dict[str, Any]]:
     return [dict(item) for item in items]
 
 
-def _realtime_samples(doc: Any) -> list[dict[str, Any]]:
-    """Each sample as a ``Sample``'s fields: ``{"ts": ..., "values": {...}}``."""
-    samples: list[dict[str, Any]] = []
+def _realtime_samples(doc: Any) -> list[Sample]:
+    """Each sample as a ``Sample``: ``{"ts": ..., "values": {...}}``."""
+    samples: list[Sample] = []
     for item in _items(doc, "realtime"):
         ts = _pop_ts(item)
         if "values" in item:
@@ -208,32 +163,32 @@ def _realtime_samples(doc: Any) -> list[dict[str, Any]]:
         else:
             values = item
         checked = {check_tag(k, what="signal name"): _scalar(k, v) for k, v in values.items()}
-        samples.append({"ts": ts, "values": checked})
+        samples.append(Sample(ts=ts, values=checked))
     if not samples or not any(s["values"] for s in samples):
         raise InvalidPayload("no_values", "the message carries no values")
     return samples
 
 
-def _spc_samples(doc: Any) -> list[dict[str, Any]]:
-    """Each sample as an ``SpcSample``'s fields."""
-    samples: list[dict[str, Any]] = []
+def _spc_samples(doc: Any) -> list[SpcSample]:
+    """Each sample as an ``SpcSample``."""
+    samples: list[SpcSample] = []
     for item in _items(doc, "SPC"):
         ts = _pop_ts(item)
-        spec = {k: _number(k, item.pop(k)) for k in ("usl", "lsl", "target") if k in item}
+        spec: dict[str, float] = {
+            k: _number(k, item.pop(k)) for k in ("usl", "lsl", "target") if k in item
+        }
         if "characteristic" in item:
             name = check_tag(str(item["characteristic"]), what="SPC characteristic")
             raw = item.get("values", item.get("value"))
             values = raw if isinstance(raw, list) else [raw]
             numbers = [_number(name, v) for v in values]
-            samples.append({"ts": ts, "characteristic": name, "values": numbers, "spec": spec})
+            samples.append(SpcSample(ts=ts, characteristic=name, values=numbers, spec=spec))
         else:
             for name, value in item.items():
                 check_tag(name, what="SPC characteristic")
                 values = value if isinstance(value, list) else [value]
                 numbers = [_number(name, v) for v in values]
-                samples.append(
-                    {"ts": ts, "characteristic": str(name), "values": numbers, "spec": {}}
-                )
+                samples.append(SpcSample(ts=ts, characteristic=str(name), values=numbers, spec={}))
     if not samples or any(not s["values"] for s in samples):
         raise InvalidPayload("no_values", "an SPC message needs at least one measured value")
     if len(samples) > MAX_SAMPLES:
@@ -241,7 +196,7 @@ def _spc_samples(doc: Any) -> list[dict[str, Any]]:
     return samples
 
 
-def _alert(obj: dict[str, Any], head: dict[str, Any]) -> AlertMessage:
+def _alert(obj: dict[str, Any], head: Envelope) -> AlertMessage:
     obj = dict(obj)
     ts = _pop_ts(obj)
     kind = next((str(obj.pop(k)) for k in ("type", "code", "alarm", "name") if k in obj), "")
@@ -249,7 +204,7 @@ def _alert(obj: dict[str, Any], head: dict[str, Any]) -> AlertMessage:
     if not kind and not message:
         raise InvalidPayload("no_alert", "an alert needs a 'type' (or 'code') or a 'message'")
     raw = str(obj.pop("severity", obj.pop("level", "warning"))).lower()
-    severity = {
+    severity: str = {
         "error": "critical",
         "fatal": "critical",
         "high": "critical",
@@ -265,9 +220,10 @@ def _alert(obj: dict[str, Any], head: dict[str, Any]) -> AlertMessage:
     check_document(obj, what="alert details", limit=MAX_DETAILS_BYTES, reason="details_too_large")
     return AlertMessage(
         **head,
+        kind="alert",
         ts=ts,
         type=check_name(kind or "alert", what="alert type"),
-        severity=severity,  # type: ignore[arg-type]
+        severity=cast(Severity, severity),
         message=check_text(message, what="alert message"),
         details=obj,
     )
@@ -363,9 +319,9 @@ def _epoch_ms(value: int | float) -> int:
 
 def has_own_identity(message: Message) -> bool:
     """True when the message carries its own time, so equal bytes mean the same message."""
-    if isinstance(message, RealtimeMessage | SpcMessage):
-        return all(s.ts is not None for s in message.samples)
-    return message.ts is not None
+    if message["kind"] == "realtime" or message["kind"] == "spc":
+        return all(s["ts"] is not None for s in message["samples"])
+    return message["ts"] is not None
 
 
 def _type(value: Any) -> str:

@@ -40,6 +40,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from conveyor_messages.contract import RealtimeMessage
+
 MIN_TIME_MS = -9_223_372_036_854
 MAX_TIME_MS = 9_223_372_036_854
 """InfluxDB's time range (int64 ns, 1677-09-21 .. 2262-04-11) in whole milliseconds."""
@@ -140,7 +142,7 @@ def point_time(message: Mapping[str, Any], part: Mapping[str, Any] | None = None
     return int(own) if own is not None else int(message["received_at"])
 
 
-def realtime_lines(message: Mapping[str, Any]) -> list[str]:
+def realtime_lines(message: RealtimeMessage) -> list[str]:
     """The message's points, one per signal of each sample. The common point (a plain name, a
     number or a boolean, a time in range) is written here directly, which is what a worker
     spends most of its time on; anything else goes through :func:`line`, which gives the same
@@ -149,6 +151,7 @@ def realtime_lines(message: Mapping[str, Any]) -> list[str]:
     head = None  # "realtime,machine=<escaped>", escaped at its first use as in line()
     short = type(machine) is str and 0 < len(machine) <= _CACHED
     out = []
+    value: Any  # checked by type here: a job from elsewhere may not keep the contract
     for sample in message["samples"]:
         ts = point_time(message, sample)
         plain = short and MIN_TIME_MS <= ts <= MAX_TIME_MS

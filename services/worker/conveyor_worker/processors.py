@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from conveyor_messages import Kind, default_queue, queue_for_kind
+from conveyor_messages.contract import AlertMessage, RealtimeMessage, SpcMessage
 from redis import exceptions as redis_errors
 
 from conveyor_worker.errors import SinkUnavailable, WebhookFailed
@@ -317,7 +318,7 @@ class _Newest:
     received_at: Any
 
 
-def _newest_per_machine(messages: Iterable[Any]) -> dict[str, _Newest]:
+def _newest_per_machine(messages: Iterable[RealtimeMessage]) -> dict[str, _Newest]:
     """Per machine, per signal, the value with the newest time; of equal times, the later
     message's (as writing the messages one after another would keep)."""
     machines: dict[str, _Newest] = {}
@@ -420,7 +421,7 @@ async def process_spc(ctx: Context, jobs: Sequence[Job], deadline: float | None 
     return failed
 
 
-def _spc_points(msg: Mapping[str, Any]) -> tuple[str, list[SpcPoint]]:
+def _spc_points(msg: SpcMessage) -> tuple[str, list[SpcPoint]]:
     """The machine and samples of an SPC message, checked to make points before any of them
     touches a window: a message that cannot be written must not judge others."""
     machine = msg["machine"]
@@ -471,7 +472,7 @@ def _limits(previous: list[list[float]], min_points: int) -> Limits | None:
 
 
 def _spc_alert(
-    msg: Mapping[str, Any],
+    msg: SpcMessage,
     name: str,
     ts: int,
     rule: int,
@@ -479,23 +480,23 @@ def _spc_alert(
     limits: Limits,
     point_id: str,
 ) -> NewJob:
-    data = {
-        "kind": "alert",
-        "machine": msg["machine"],
-        "topic": msg["topic"],
-        "received_at": msg["received_at"],
-        "ts": ts,
-        "type": f"spc_rule_{rule}:{name}",
-        "severity": "critical" if rule == 1 else "warning",
-        "message": f"{name}: {RULES[rule]} (last {points[-1]:.6g}; CL {limits.centre:.6g}, "
+    data = AlertMessage(
+        kind="alert",
+        machine=msg["machine"],
+        topic=msg["topic"],
+        received_at=msg["received_at"],
+        ts=ts,
+        type=f"spc_rule_{rule}:{name}",
+        severity="critical" if rule == 1 else "warning",
+        message=f"{name}: {RULES[rule]} (last {points[-1]:.6g}; CL {limits.centre:.6g}, "
         f"UCL {limits.ucl:.6g}, LCL {limits.lcl:.6g})",
-        "details": {
+        details={
             "rule": rule,
             "characteristic": name,
             "values": list(points),
             "limits": limits.as_dict(),
         },
-    }
+    )
     return NewJob(data, job_id=f"spc:{point_id}:{rule}")
 
 
