@@ -47,14 +47,16 @@ from reliable_queue import QueueStats, UsageError
 
 log = logging.getLogger(__name__)
 
-API_ERRORS = (kopf.TemporaryError, ApiException, HTTPError, OSError)
+API_ERRORS = (kopf.TemporaryError, InvalidSpec, ApiException, HTTPError, OSError)
 """What a call to the Kubernetes API may raise when it is refused or unreachable."""
 
 DEFAULT_POLLING_INTERVAL_S = MessageQueueSpec.model_fields["polling_interval_seconds"].default
 RECHECK_INTERVAL_S = 5.0
 """How often a long wait between polls reads the live spec's pollingIntervalSeconds again."""
-NOT_YET_S = 1.0
-"""When a poll could not look yet (the Deployment is being made): how soon it tries again."""
+STALE_RETRY_S = 1.0
+"""After a poll made stale by a newer spec: how soon the next one comes."""
+TRACEBACK_EVERY_S = 60.0
+"""A poll failing the same unexpected way every time logs its traceback at most this often."""
 STOP_GRACE_S = 5.0
 """When the daemon is stopped: how long a poll in flight may take to finish before it is
 cancelled."""
@@ -68,38 +70,45 @@ async def autoscale(
     spec."""
     op, state = Operator.of(memo), QueueState.of(memo)
     state.restart()
+    traced_at = -TRACEBACK_EVERY_S
     while not stopped:
-        started, looked = time.monotonic(), True
+        started, current = time.monotonic(), True
         patch = kopf.Patch()
         try:
-            looked = await poll(op, body, state, patch, started)
-            if patch:
+            current = await poll(op, body, state, patch, started)
+            if patch and current:
                 await patch_status(op.apis, body, dict(patch.status))
         except API_ERRORS as exc:  # the API refused or was away: the next poll tries again
             op.config.metrics.errors.labels("api").inc()
             reason = getattr(exc, "reason", None) or exc
             log.warning("poll of MessageQueue %s: %s: %s", _name(body), type(exc).__name__, reason)
-        except Exception:  # a bug: said, counted, and the queue still polled
+        except Exception as exc:  # a bug: said, counted, and the queue still polled
             op.config.metrics.errors.labels("poll").inc()
-            log.exception("poll of MessageQueue %s failed", _name(body))
-        if looked:
+            if started - traced_at >= TRACEBACK_EVERY_S:
+                traced_at = started
+                log.exception("poll of MessageQueue %s failed", _name(body))
+            else:
+                log.error("poll of MessageQueue %s failed: %r", _name(body), exc)
+        if current:
             await _sleep_interval(body, stopped, started)
         else:
-            await stopped.wait(NOT_YET_S)
+            await stopped.wait(STALE_RETRY_S)
 
 
 async def poll(
     op: Operator, body: kopf.Body, state: QueueState, patch: kopf.Patch, now: float
 ) -> bool:
-    """One poll of the queue: read, decide, apply, and the status in ``patch``. False when it
-    could not look yet (no Deployment yet, or a spec newer than this body): poll again soon."""
+    """One poll of the queue: read, decide, apply, and the status in ``patch``. False when a
+    reconcile of a newer spec ran meanwhile, so what this poll decided is stale (and its
+    status is not written): poll again soon."""
     queues, apis, config = op.queues, op.apis, op.config
+    generation = body["metadata"].get("generation") or 0  # ``body`` is live: kept current
+    if _deleting(body):
+        return True  # the delete handler's now; the daemon is being stopped
     try:
         mq = MessageQueueSpec.parse(body["spec"])
     except UsageError:
         return True  # Ready=False, InvalidSpec: said by the reconcile; nothing to scale
-    if (body["metadata"].get("generation") or 0) < state.generation:
-        return False  # a body older than the spec the last reconcile applied: wait for the new
     metrics, queue = config.metrics, mq.queue
     if state.waiting:  # for the queue's owner to let go, or for Redis to come back
         try:
@@ -115,8 +124,13 @@ async def poll(
             refuse(body, patch, "QueueClaimed", claimed.refusal(queue))
         return True
     current = await current_replicas(apis, body)
-    if current is None:
-        return False  # the create handler has not made the Deployment yet, or cannot
+    if current is None:  # being made by the create handler, or deleted by hand: (re)made
+        await run_queue(op, body, state, patch)
+        current = await current_replicas(apis, body)
+        if current is None:
+            return True  # refused (Ready=False says why) or not the queue's owner
+    if _deleting(body):
+        return True  # no claim made again after the delete handler released it
     started = time.perf_counter()
     try:
         claimed = await claim(queues, apis, body)  # re-made if Redis lost it
@@ -161,8 +175,10 @@ async def poll(
             max_replicas=scaling_spec.max_replicas,
         )
         replicas, concurrency = plan.replicas, plan.concurrency
-    if (body["metadata"].get("generation") or 0) < state.generation:
+    if generation < state.generation:
         return False  # a reconcile of a newer spec ran meanwhile: this poll's view is stale
+    if _deleting(body):
+        return True  # nothing written after the delete handler released the queue
     # Judged once no early return can keep the Alerting condition from being written.
     if state.alerts is None:
         state.alerts = resumed((body.get("status") or {}).get("conditions") or [])
@@ -282,12 +298,16 @@ async def _sleep_interval(body: kopf.Body, stopped: kopf.DaemonStopped, started:
 
 
 def polling_interval(body: kopf.Body) -> float:
-    """The spec's pollingIntervalSeconds; the default when unset or not a valid one (a spec the
-    reconcile refused)."""
+    """The spec's pollingIntervalSeconds when it is a whole number of seconds, at least 1;
+    otherwise (unset, or a spec the reconcile refused) the default."""
     interval = (body.get("spec") or {}).get("pollingIntervalSeconds")
     if isinstance(interval, int) and not isinstance(interval, bool) and interval >= 1:
         return float(interval)
     return float(DEFAULT_POLLING_INTERVAL_S)
+
+
+def _deleting(body: kopf.Body) -> bool:
+    return bool(body["metadata"].get("deletionTimestamp"))
 
 
 def _name(body: kopf.Body) -> str:

@@ -91,6 +91,14 @@ async def test_default_queues_become_deployments_and_policy(
         return d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] != 1
 
     await eventually(repaired, timeout=30, interval=0.5, what="drift corrected")
+    # Deleted by hand: the next poll makes it again, as the reconcile would.
+    kube.kubectl("delete", "-n", ns, "deploy/alerts-worker")
+    await eventually(
+        lambda: replicas(kube, ns, "alerts-worker") is not None,
+        timeout=30,
+        interval=0.5,
+        what="the deleted Deployment made again",
+    )
 
 
 async def test_backlog_scales_up_within_two_polls_and_delete_honours_policy(
@@ -159,7 +167,7 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 125
     await eventually(gone, timeout=60, interval=0.5, what="Deployment and Redis data deleted")
 
 
-async def test_each_queue_polls_on_its_own_interval_and_a_shorter_one_applies_soon(
+async def test_a_queue_polls_on_its_own_interval_and_a_shorter_one_applies_soon(
     operator: tuple[KubeCluster, str, CliProcess], client: QueueClient
 ) -> None:
     """One autoscaler per MessageQueue sleeps that queue's pollingIntervalSeconds: polled

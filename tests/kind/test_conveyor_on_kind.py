@@ -544,7 +544,8 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
 
     # Scaling for latency, and the same burst by depth alone beside it. The depth target here
     # holds a whole burst on one pod, so every pod beyond the first is the latency target's
-    # (arrival + backlog / T, at the per-pod rate the operator learns from the first polls).
+    # (arrival + backlog / T, at the per-pod rate the operator has learned from this queue's
+    # busy polls, the first burst's included, and keeps learning as pods drain).
     # Pods of half the CPU, so that one cannot keep up with the burst (a fifth of a core did).
     for_latency = {
         "targetDepthPerReplica": DEPTH_ONLY_TARGET,
@@ -567,7 +568,9 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
         f"{depth_only.describe()}"
     )
     # The bound this test states: with the target, the oldest wait is back under it within
-    # LATENCY_BOUND_S of the backlog; by depth alone it need not be.
+    # LATENCY_BOUND_S of the backlog. On one 2-core node depth alone does about as well (the
+    # node's CPU is the limit, not the pods: benchmarks.md), so what tells the two apart is
+    # that the target, and only the target, took the queue past one pod.
     assert with_target.back_under_s <= LATENCY_BOUND_S, with_target.describe()
     assert with_target.peak > depth_only.peak == 1, (with_target, depth_only)
 
