@@ -6,7 +6,9 @@ command with a message that names the variable and says what it should be.
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -15,6 +17,21 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def library_default(where: str, *, scale: float = 1) -> Callable[[], Any]:
+    """A default factory reading the default of a library's dataclass field
+    (``module:Class.field``), times ``scale`` for another unit: each default is written once,
+    in the library, and a command imports only the libraries of the settings it builds."""
+    module, _, attribute = where.partition(":")
+    cls_name, _, name = attribute.partition(".")
+
+    def factory() -> Any:
+        fields = getattr(importlib.import_module(module), cls_name).__dataclass_fields__
+        value = fields[name].default
+        return value * scale if scale != 1 else value
+
+    return factory
 
 
 class SettingsError(Exception):
@@ -153,17 +170,23 @@ class MqttSettings(BaseSettings):
         "with its own `MQTT_CLIENT_ID`)",
     )
     protocol: Literal["5", "3.1.1"] = Field(
-        default="5", description="MQTT version; 3.1.1 uses `clean_session=false`"
+        default_factory=library_default("conveyor_ingestor.broker:BrokerConfig.protocol"),
+        description="MQTT version; 3.1.1 uses `clean_session=false`",
     )
-    keepalive: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive, seconds")
+    keepalive: int = Field(
+        default_factory=library_default("conveyor_ingestor.broker:BrokerConfig.keepalive"),
+        ge=5,
+        le=3600,
+        description="MQTT keepalive, seconds",
+    )
     session_expiry_s: int = Field(
-        default=7 * 86_400,
+        default_factory=library_default("conveyor_ingestor.broker:BrokerConfig.session_expiry_s"),
         ge=0,
         description="MQTT 5: how long the broker keeps the ingestor's session (and its messages) "
         "while it is away",
     )
     receive_maximum: int = Field(
-        default=2000,
+        default_factory=library_default("conveyor_ingestor.broker:BrokerConfig.receive_maximum"),
         ge=1,
         le=65535,
         description="MQTT 5 receive window: QoS 1 messages the broker sends before they are "
@@ -210,32 +233,48 @@ class IngestSettings(BaseSettings):
     )
     routes_file: Path | None = Field(default=None, description="routing table as a JSON file")
     batch_size: int = Field(
-        default=1000, ge=1, le=10_000, description="most messages enqueued in one script call"
+        default_factory=library_default("conveyor_ingestor.ingesting:IngestOptions.batch_size"),
+        ge=1,
+        le=10_000,
+        description="most messages enqueued in one script call",
     )
     flush_ms: float = Field(
-        default=5.0, ge=0, le=1000, description="longest wait, ms, for a batch to fill"
+        default_factory=library_default(
+            "conveyor_ingestor.ingesting:IngestOptions.flush_interval", scale=1000
+        ),
+        ge=0,
+        le=1000,
+        description="longest wait, ms, for a batch to fill",
     )
     max_payload_bytes: int = Field(
-        default=256 * 1024,
+        default_factory=library_default(
+            "conveyor_ingestor.ingesting:IngestOptions.max_payload_bytes"
+        ),
         ge=64,
         le=64 * 1024 * 1024,
         description="larger payloads go to `dead:ingest` as oversized; with MQTT 5 the broker is "
         "told a Maximum Packet Size of this + 68 KiB",
     )
     dead_max_count: int = Field(
-        default=100_000, ge=1, le=100_000_000, description="most letters kept in `dead:ingest`"
+        default_factory=library_default("conveyor_ingestor.ingesting:IngestOptions.dead_max_count"),
+        ge=1,
+        le=100_000_000,
+        description="most letters kept in `dead:ingest`",
     )
     dead_max_bytes: int = Field(
-        default=32 * 1024 * 1024,
+        default_factory=library_default("conveyor_ingestor.ingesting:IngestOptions.dead_max_bytes"),
         ge=1024 * 1024,  # far above one letter (4 KiB of payload, 1 KiB of topic, the error)
         le=16 * 1024**3,
         description="most bytes of `dead:ingest` (payloads, errors, ids, per-letter overhead)",
     )
     inbox_max_messages: int = Field(
-        default=10_000, ge=1, le=10_000_000, description="QoS 0 dropped beyond this backlog"
+        default_factory=library_default("conveyor_ingestor.broker:BrokerConfig.inbox_max_messages"),
+        ge=1,
+        le=10_000_000,
+        description="QoS 0 dropped beyond this backlog",
     )
     inbox_max_bytes: int = Field(
-        default=32 * 1024 * 1024,
+        default_factory=library_default("conveyor_ingestor.broker:BrokerConfig.inbox_max_bytes"),
         ge=64 * 1024,
         le=16 * 1024**3,
         description="QoS 0 dropped beyond this backlog in bytes",
@@ -268,13 +307,19 @@ class InfluxSettings(BaseSettings):
     token: SecretStr = Field(
         default=SecretStr(""), description="API token; for InfluxDB 1.8 `<user>:<password>`"
     )
-    org: str = Field(default="-", description="organisation (InfluxDB 1.8 ignores it)")
+    org: str = Field(
+        default_factory=library_default("conveyor_worker.influx:InfluxConfig.org"),
+        description="organisation (InfluxDB 1.8 ignores it)",
+    )
     bucket: str = Field(
         default="conveyor/autogen",
         description="bucket; for InfluxDB 1.8 `<database>/<retention policy>`",
     )
     timeout_s: float = Field(
-        default=10.0, gt=0, le=300, description="timeout of one write request, seconds"
+        default_factory=library_default("conveyor_worker.influx:InfluxConfig.timeout_s"),
+        gt=0,
+        le=300,
+        description="timeout of one write request, seconds",
     )
 
     @field_validator("url", mode="before")
@@ -301,22 +346,25 @@ class WorkerSettings(BaseSettings):
         "`alerts` 50)",
     )
     worker_cache_ttl_s: int = Field(
-        default=86_400,
+        default_factory=library_default("conveyor_worker.processors:SinkSettings.cache_ttl_s"),
         ge=1,
         description="seconds a machine's latest values (`conveyor:latest:{machine}`) outlive its "
         "last realtime message",
     )
     worker_machine_ttl_s: int = Field(
-        default=30 * 86_400,
+        default_factory=library_default("conveyor_worker.processors:SinkSettings.machine_ttl_s"),
         ge=60,
         description="seconds a machine's SPC windows and tech configuration outlive its last "
         "message (each message renews them)",
     )
     worker_spc_window: int = Field(
-        default=100, ge=10, le=10_000, description="SPC points kept per machine and characteristic"
+        default_factory=library_default("conveyor_worker.processors:SinkSettings.spc_window"),
+        ge=10,
+        le=10_000,
+        description="SPC points kept per machine and characteristic",
     )
     worker_spc_min_points: int = Field(
-        default=20,
+        default_factory=library_default("conveyor_worker.processors:SinkSettings.spc_min_points"),
         ge=2,
         le=10_000,
         description="SPC points needed before control limits are computed and rules checked",
@@ -327,13 +375,17 @@ class WorkerSettings(BaseSettings):
         "retries the job",
     )
     alert_suppress_s: float = Field(
-        default=300.0,
+        default_factory=library_default("conveyor_worker.processors:SinkSettings.alert_suppress_s"),
         ge=1,
         description="repeats of one alert type per machine within this many seconds are folded "
         "into the first",
     )
     alert_history_max: int = Field(
-        default=10_000, ge=1, description="alerts kept in the stream `conveyor:alerts:history`"
+        default_factory=library_default(
+            "conveyor_worker.processors:SinkSettings.alert_history_max"
+        ),
+        ge=1,
+        description="alerts kept in the stream `conveyor:alerts:history`",
     )
 
     @field_validator("alert_webhooks")
@@ -373,13 +425,21 @@ class GatewaySettings(BaseSettings):
         "`*`: any",
     )
     max_connections: int = Field(
-        default=1000, ge=1, le=1_000_000, description="open WebSocket connections at most"
+        default_factory=library_default("conveyor_gateway.config:GatewayConfig.max_connections"),
+        ge=1,
+        le=1_000_000,
+        description="open WebSocket connections at most",
     )
     client_buffer: int = Field(
-        default=1000, ge=10, le=1_000_000, description="messages a WebSocket client may lag"
+        default_factory=library_default("conveyor_gateway.config:GatewayConfig.client_buffer"),
+        ge=10,
+        le=1_000_000,
+        description="messages a WebSocket client may lag",
     )
     client_buffer_bytes: int = Field(
-        default=4 * 1024 * 1024,
+        default_factory=library_default(
+            "conveyor_gateway.config:GatewayConfig.client_buffer_bytes"
+        ),
         ge=64 * 1024,
         le=1024 * 1024 * 1024,
         description="bytes a WebSocket client may lag",

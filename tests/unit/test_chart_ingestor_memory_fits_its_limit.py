@@ -25,7 +25,7 @@ def _bytes(quantity: str) -> int:
 def test_worst_case_ingestor_memory_fits_the_default_limit() -> None:
     ingestor = yaml.safe_load(VALUES.read_text())["ingestor"]
     window = ingestor["receiveMaximum"] * (ingestor["maxPayloadBytes"] + PACKET_HEADER_ROOM)
-    inbox = IngestSettings.model_fields["inbox_max_bytes"].default
+    inbox = IngestSettings.model_fields["inbox_max_bytes"].get_default(call_default_factory=True)
     limit = _bytes(ingestor["resources"]["limits"]["memory"])
     headroom = 128 * 1024**2  # the interpreter, paho, redis-py, a batch written, one validated
     assert window + inbox + headroom <= limit, (
