@@ -374,6 +374,14 @@ class WorkerSettings(BaseSettings):
         description="comma-separated http(s) URLs to POST alerts to (JSON); an error answer "
         "retries the job",
     )
+    alert_webhook_timeout_s: float = Field(
+        default_factory=library_default(
+            "conveyor_worker.processors:SinkSettings.webhook_timeout_s"
+        ),
+        gt=0,
+        le=300,
+        description="seconds one webhook call may take; past it the alert's job is retried",
+    )
     alert_suppress_s: float = Field(
         default_factory=library_default("conveyor_worker.processors:SinkSettings.alert_suppress_s"),
         ge=1,

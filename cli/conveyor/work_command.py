@@ -152,6 +152,7 @@ async def cmd_work(args: argparse.Namespace) -> int:
                 alert_suppress_s=sinks.alert_suppress_s,
                 alert_history_max=sinks.alert_history_max,
                 webhooks=sinks.webhooks(),
+                webhook_timeout_s=sinks.alert_webhook_timeout_s,
                 spc_window=sinks.worker_spc_window,
                 spc_min_points=sinks.worker_spc_min_points,
             ),

@@ -107,6 +107,16 @@ def replicas(kind: Kind, deployment: str) -> int:
     return int(kind.get("deployment", deployment)["spec"].get("replicas", 0))
 
 
+WORKERS = ("conveyor", "workers", "--json")
+WEBHOOK_TIMEOUT_S = 30.0  # the scale-in test's job: an alert whose webhook never answers
+
+
+def queue_stats(kind: Kind, queue: str) -> dict[str, Any]:
+    out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", "conveyor", "queues", "--json")
+    stats: dict[str, Any] = json.loads(out)["queues"].get(queue, {})
+    return stats
+
+
 def realtime(kind: Kind) -> dict[str, float]:
     out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", "conveyor", "queues", "--json")
     stats: dict[str, float] = json.loads(out)["queues"].get("mqtt_realtime", {})
@@ -410,6 +420,138 @@ def test_helm_upgrade_applies_the_charts_newer_crds(kind: Kind, release: Release
     hook_rbac = "clusterrole,clusterrolebinding"
     left = kind.kubectl("get", hook_rbac, "conveyor-crds.conveyor", check=False).strip()
     assert left == ""
+
+
+def test_scale_in_removes_the_idle_pods_and_interrupts_nothing(
+    kind: Kind, release: Release
+) -> None:
+    """The alerts queue on 4 real pods, one of them busy with a job of 30 s (an alert whose
+    webhook the workers' NetworkPolicy never lets through, with ALERT_WEBHOOK_TIMEOUT_S 30);
+    its minReplicas lowered to 1 meanwhile. The operator sets the pods' deletion costs from the
+    jobs they hold, so the 3 idle pods go and the busy one stays. Its job's one attempt ends
+    where it would have anyway, at the webhook's timeout: had its pod been removed, the 20 s
+    drain would have cut it short and it would have run again (twice as long), or been
+    recovered after a SIGKILL."""
+    original = kind.get("mq", "alerts")["spec"]
+    hook = "http://conveyor-gateway:8000/hook"  # inside the release; egress refused
+    spec = {
+        "minReplicas": 4,
+        "maxReplicas": 4,
+        "concurrency": 1,
+        "targetDepthPerReplica": 1,
+        "pollingIntervalSeconds": 1,
+        "scaleDown": {"stabilizationWindowSeconds": 0},
+        "retry": {"maxRetries": 0},
+        "worker": {
+            "env": [
+                {"name": "ALERT_WEBHOOKS", "value": hook},
+                {"name": "ALERT_WEBHOOK_TIMEOUT_S", "value": str(WEBHOOK_TIMEOUT_S)},
+                {"name": "WORKER_BATCH_SIZE", "value": "1"},
+            ]
+        },
+    }
+    kind.kubectl("patch", "mq", "alerts", "--type", "merge", "-p", json.dumps({"spec": spec}))
+    try:
+
+        def pods() -> set[str]:
+            items = kind.get("pods", "-l", "app.kubernetes.io/instance=alerts")["items"]
+            return {p["metadata"]["name"] for p in items}
+
+        def held() -> dict[str, int]:
+            out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", *WORKERS, "alerts")
+            return {w.rpartition(":")[0]: n for w, n in json.loads(out).items()}
+
+        def four_new_workers() -> bool:  # the pods of the new template, each with its worker
+            live = pods()
+            return len(live) == 4 and set(held()) == live
+
+        wait_until(four_new_workers, what="4 alerts worker pods", timeout=180, interval=1)
+        recovered = queue_stats(kind, "alerts")["recovered"]
+        alert = {"machine": f"scale-in-{secrets.token_hex(3)}", "type": "door", "severity": "info"}
+        job = kind.kubectl(
+            "exec",
+            "deploy/conveyor-gateway",
+            "--",
+            "conveyor",
+            "enqueue",
+            "alerts",
+            json.dumps(
+                {
+                    **alert,
+                    "topic": "",
+                    "received_at": 0,
+                    "kind": "alert",
+                    "ts": None,
+                    "message": "scale-in test",
+                    "details": {},
+                }
+            ),
+        ).strip()
+        wait_until(
+            lambda: sum(held().values()) == 1,
+            what="a pod to hold the job",
+            timeout=30,
+            interval=0.5,
+        )
+        [busy] = [pod for pod, jobs in held().items() if jobs]
+        idle = pods() - {busy}
+        kind.kubectl(
+            "patch", "mq", "alerts", "--type", "merge", "-p", '{"spec": {"minReplicas": 1}}'
+        )
+        wait_until(
+            lambda: replicas(kind, "alerts-worker") == 1,
+            what="the scale-in",
+            timeout=30,
+            interval=0.5,
+        )
+
+        def settled() -> bool:
+            live = [
+                p["metadata"]["name"]
+                for p in kind.get("pods", "-l", "app.kubernetes.io/instance=alerts")["items"]
+                if not p["metadata"].get("deletionTimestamp")
+            ]
+            return live == [busy]
+
+        wait_until(settled, what=f"only the busy pod {busy} left", timeout=30, interval=0.5)
+        assert busy in pods()  # the busy one stayed; the idle ones went
+        assert not idle & {
+            p["metadata"]["name"]
+            for p in kind.get("pods", "-l", "app.kubernetes.io/instance=alerts")["items"]
+            if not p["metadata"].get("deletionTimestamp")
+        }
+
+        def letter() -> dict[str, Any] | None:
+            out = kind.kubectl(
+                "exec",
+                "deploy/conveyor-gateway",
+                "--",
+                "conveyor",
+                "dlq",
+                "list",
+                "alerts",
+                "--json",
+            )
+            return next((d for d in json.loads(out)["items"] if d["id"] == job), None)
+
+        wait_until(
+            lambda: letter() is not None, what="the job's attempt to end", timeout=60, interval=1
+        )
+        dead = letter()
+        assert dead is not None
+        # One attempt, ended by its webhook's timeout: not cut short by a drain and run again
+        # (that would take twice as long), nor lost with a killed pod (a recovery).
+        assert (dead["attempts"], dead["recoveries"]) == (1, 0), dead
+        assert f"did not answer within {WEBHOOK_TIMEOUT_S:.1f}s" in dead["error"], dead
+        assert dead["failed_at"] - dead["enqueued_at"] < 2 * WEBHOOK_TIMEOUT_S, dead
+        assert queue_stats(kind, "alerts")["recovered"] == recovered
+        kind.notes.append(
+            f"scale-in: alerts 4 -> 1 with {busy} busy: {len(idle)} idle pods removed, the busy "
+            "one kept; its job's attempt ended by its webhook's timeout, none interrupted"
+        )
+    finally:
+        restore = [{"op": "replace", "path": "/spec", "value": original}]
+        kind.kubectl("patch", "mq", "alerts", "--type", "json", "-p", json.dumps(restore))
 
 
 def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None:
