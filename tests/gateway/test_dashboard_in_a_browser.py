@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from conveyor_plant.keys import live_channel
 from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 
-from reliable_queue.keys import QUEUE_REGISTRY, live_channel
+from reliable_queue.keys import QUEUE_REGISTRY
 from tests.gateway.conftest import TOKEN, GatewayProcess
 from tests.helpers import ROOT, CliProcess, start_cli, wait_until
 from tests.mqtt import publish

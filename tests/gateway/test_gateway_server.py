@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from conveyor_plant.keys import latest_values, live_channel
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from reliable_queue.keys import latest_values, live_channel
 from tests.gateway.conftest import TOKEN, GatewayProcess
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conveyor_plant.keys import live_channel
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from reliable_queue.keys import live_channel
 from tests.gateway.conftest import Gateway
 from tests.helpers import wait_until
 

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from conveyor_gateway.live import LiveHub, Subscription
 from conveyor_gateway.metrics import GatewayMetrics
+from conveyor_plant.keys import live_channel
 
-from reliable_queue.keys import live_channel
 from tests.helpers import eventually
 from tests.servers import RedisServer
 

@@ -9,9 +9,9 @@ import json
 from collections.abc import Callable
 
 import pytest
+from conveyor_plant.keys import ALERT_HISTORY, latest_values
 
 from reliable_queue import NewDeadLetter
-from reliable_queue.keys import ALERT_HISTORY, latest_values
 from tests.gateway.conftest import TOKEN, Gateway
 
 pytestmark = pytest.mark.integration

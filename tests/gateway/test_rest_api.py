@@ -7,9 +7,9 @@ import json
 from collections.abc import Callable
 
 import pytest
+from conveyor_plant.keys import ALERT_HISTORY, latest_values, tech_config
 
 from reliable_queue import Job, NewDeadLetter
-from reliable_queue.keys import ALERT_HISTORY, latest_values, tech_config
 from tests.gateway.conftest import TOKEN, Gateway
 from tests.helpers import wait_until
 from tests.servers import RedisServer

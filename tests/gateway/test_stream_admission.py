@@ -12,10 +12,10 @@ import pytest
 from conveyor_gateway.live import LiveHub, Subscription
 from conveyor_gateway.metrics import GatewayMetrics
 from conveyor_gateway.security import origin_allowed
+from conveyor_plant.keys import live_channel
 from starlette.testclient import WebSocketDenialResponse, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from reliable_queue.keys import live_channel
 from tests.gateway.conftest import TOKEN, Gateway
 from tests.helpers import wait_until
 

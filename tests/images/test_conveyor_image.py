@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from conveyor_plant.keys import latest_values
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
-from reliable_queue.keys import latest_values
 from tests.helpers import ROOT, eventually, probe
 from tests.mqtt import publish
 from tests.servers import MosquittoServer, free_port

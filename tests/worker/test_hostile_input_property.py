@@ -21,12 +21,12 @@ import pytest
 from conveyor_ingestor import IngestOptions, InvalidPayload, parse_message
 from conveyor_ingestor.limits import MAX_TIME_MS, MIN_TIME_MS
 from conveyor_ingestor.routing import Kind
+from conveyor_plant.keys import tech_config
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
-from reliable_queue.keys import tech_config
 from tests.helpers import eventually
 from tests.worker.conftest import StartWorker
 

@@ -9,11 +9,11 @@ import json
 from typing import Any
 
 import pytest
+from conveyor_plant.keys import latest_times, latest_values
 from conveyor_worker import Context, SinkSettings, WorkerMetrics
 from conveyor_worker.processors import process_realtime
 
 from reliable_queue import Job, QueueClient
-from reliable_queue.keys import latest_times, latest_values
 from tests.helpers import eventually
 from tests.worker.conftest import message
 

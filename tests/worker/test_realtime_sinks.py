@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conveyor_plant.keys import latest_values
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
-from reliable_queue.keys import latest_values
 from tests.helpers import eventually
 from tests.worker.conftest import StartWorker, message
 

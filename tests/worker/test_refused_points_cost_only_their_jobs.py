@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conveyor_plant.keys import latest_values, spc_window, tech_config
 from conveyor_worker import Context, InfluxConfig, InfluxSink, SinkSettings, WorkerMetrics
 from conveyor_worker import build_worker as make_worker
 
 from conveyor.local_servers import InfluxServer, influxd_binary
 from reliable_queue import DeadLetter, QueueClient, Worker
-from reliable_queue.keys import latest_values, spc_window, tech_config
 from tests.helpers import eventually
 from tests.servers import require_binary
 from tests.worker.conftest import message

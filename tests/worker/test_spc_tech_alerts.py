@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from conveyor_plant.keys import ALERT_HISTORY, tech_config
 from conveyor_worker import SinkSettings
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import Job, QueueClient
-from reliable_queue.keys import ALERT_HISTORY, tech_config
 from tests.helpers import eventually
 from tests.worker.conftest import StartWorker, message
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.resources import files
 from typing import cast
 
+from conveyor_plant import machine_ids, machine_state, recent_alerts
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -39,7 +40,7 @@ from conveyor_gateway.security import SecurityHeaders, bearer_token, token_match
 from conveyor_gateway.stream import StreamGate, stream_endpoint
 from reliable_queue import QueueClient, QueueUnavailable, UsageError
 from reliable_queue.cancelling import cancel_and_wait
-from reliable_queue.keys import ALERT_HISTORY, latest_values, tech_config, validate_queue_name
+from reliable_queue.keys import validate_queue_name
 
 log = logging.getLogger(__name__)
 
@@ -196,48 +197,34 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
 
     async def machines(request: Request) -> Response:
         authorize_read(request)
-        found: list[str] = []
-        async for key in client.redis.scan_iter(match=latest_values("*"), count=500):
-            name = key.decode() if isinstance(key, bytes) else key
-            found.append(name.split("{", 1)[1].rsplit("}", 1)[0])
-            if len(found) >= MACHINES_LISTED:
-                break
-        return JSONResponse({"machines": sorted(found), "truncated": len(found) >= MACHINES_LISTED})
+        found, truncated = await machine_ids(client.redis, limit=MACHINES_LISTED)
+        return JSONResponse({"machines": found, "truncated": truncated})
 
     async def machine(request: Request) -> Response:
         authorize_read(request)
         machine_id = cast(str, request.path_params["machine"])
         if not 0 < len(machine_id) <= MAX_MACHINE_ID:
             raise ApiError(422, f"a machine id has 1 to {MAX_MACHINE_ID} characters")
-        pipe = client.redis.pipeline(transaction=False)
-        pipe.hgetall(latest_values(machine_id))
-        pipe.get(tech_config(machine_id))
-        raw, tech = await pipe.execute()
-        if not raw and tech is None:
+        state = await machine_state(client.redis, machine_id)
+        if state is None:
             raise ApiError(
                 404,
                 f"nothing known of machine {machine_id!r}: no value from it within the cache "
                 "TTL (WORKER_CACHE_TTL_S); check that it publishes to <machine>/realtime",
             )
-        values = {k.decode(): json.loads(v) for k, v in raw.items() if k != b"_ts"}
-        updated = int(raw[b"_ts"]) if b"_ts" in raw else None
         return JSONResponse(
             {
                 "machine": machine_id,
-                "values": values,
-                "updated_ms": updated,
-                "config": json.loads(tech) if tech is not None else None,
+                "values": state.values,
+                "updated_ms": state.updated_ms,
+                "config": state.config,
             }
         )
 
     async def alerts(request: Request) -> Response:
         authorize_read(request)
         limit = int_param(request, "limit", 50, 1, MAX_PAGE)
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            await client.redis.xrevrange(ALERT_HISTORY, count=limit),
-        )
-        return JSONResponse({"alerts": [json.loads(fields[b"alert"]) for _, fields in entries]})
+        return JSONResponse({"alerts": await recent_alerts(client.redis, limit=limit)})
 
     async def dead_letters(request: Request) -> Response:
         authorize_read(request)

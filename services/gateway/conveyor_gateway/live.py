@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor_plant.keys import LIVE_CHANNEL_PATTERN
 from redis.exceptions import RedisError
 
 from conveyor_gateway.metrics import GatewayMetrics
 from reliable_queue.backoff import Backoff
-from reliable_queue.keys import LIVE_CHANNEL_PATTERN
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from conveyor_messages import Kind, default_queue, queue_for_kind
 from conveyor_messages.contract import AlertMessage, RealtimeMessage, SpcMessage
+from conveyor_plant.keys import (
+    ALERT_HISTORY,
+    alert_seen,
+    latest_times,
+    latest_values,
+    live_channel,
+    spc_window,
+    tech_config,
+)
 from redis import exceptions as redis_errors
 
 from conveyor_worker.errors import SinkUnavailable, WebhookFailed
@@ -47,15 +56,6 @@ from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.points import point_time, realtime_lines, spc_line, tech_line
 from conveyor_worker.spc import RULES, Limits, check_rules, individual_limits, subgroup_limits
 from reliable_queue import Job, NewJob, PermanentError, QueueClient, Retry
-from reliable_queue.keys import (
-    ALERT_HISTORY,
-    alert_seen,
-    latest_times,
-    latest_values,
-    live_channel,
-    spc_window,
-    tech_config,
-)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,60 @@
+"""Reading the plant's state as the workers leave it (:mod:`conveyor_plant.keys`): the machines
+with cached values, one machine's latest values and configuration, the latest alerts. The
+format is written once, here and in the keys' docstrings; the gateway serves what these
+return."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, cast
+
+from conveyor_plant.keys import ALERT_HISTORY, LATEST_UPDATED_FIELD, latest_values, tech_config
+from reliable_queue.connection import RedisClient
+
+_UPDATED = LATEST_UPDATED_FIELD.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class MachineState:
+    """A machine's newest value of each signal, the newest sample time (ms) among them, and
+    its current technical configuration (``{"version", "ts", "config"}``), each None when
+    unknown."""
+
+    values: dict[str, Any]
+    updated_ms: int | None
+    config: Any | None
+
+
+async def machine_ids(redis: RedisClient, *, limit: int) -> tuple[list[str], bool]:
+    """The ids of machines with cached values (a SCAN, so no more than ``limit``), sorted, and
+    whether there were more."""
+    found: list[str] = []
+    async for key in redis.scan_iter(match=latest_values("*"), count=500):
+        name = key.decode() if isinstance(key, bytes) else key
+        found.append(name.split("{", 1)[1].rsplit("}", 1)[0])
+        if len(found) >= limit:
+            break
+    return sorted(found), len(found) >= limit
+
+
+async def machine_state(redis: RedisClient, machine: str) -> MachineState | None:
+    """What is known of ``machine``; None when nothing is (no value within the cache's TTL,
+    no configuration)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(latest_values(machine))
+    pipe.get(tech_config(machine))
+    raw, tech = cast(tuple[dict[bytes, bytes], bytes | None], await pipe.execute())
+    if not raw and tech is None:
+        return None
+    values = {k.decode(): json.loads(v) for k, v in raw.items() if k != _UPDATED}
+    updated = int(raw[_UPDATED]) if _UPDATED in raw else None
+    return MachineState(values, updated, json.loads(tech) if tech is not None else None)
+
+
+async def recent_alerts(redis: RedisClient, *, limit: int) -> list[Any]:
+    """The latest processed alerts, newest first, each as the alerts worker recorded it."""
+    entries = cast(
+        list[tuple[bytes, dict[bytes, bytes]]], await redis.xrevrange(ALERT_HISTORY, count=limit)
+    )
+    return [json.loads(fields[b"alert"]) for _, fields in entries]
