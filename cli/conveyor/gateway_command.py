@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from conveyor_plant import PlantState
+
 from conveyor.settings import GatewaySettings, RedisSettings, SettingsError, load
 from conveyor.startup import wait_for_redis
 from reliable_queue import QueueClient
@@ -50,11 +52,13 @@ async def cmd_gateway(args: argparse.Namespace) -> int:
         log.info("GATEWAY_API_TOKEN is not set: replaying and deleting dead letters is off")
     if not settings.read_auth:
         log.warning("GATEWAY_READ_AUTH is off: anyone who reaches the gateway reads plant data")
-    async with QueueClient.from_url(
-        redis_settings.effective_url(), cluster=redis_settings.cluster
-    ) as client:
+    url, cluster = redis_settings.effective_url(), redis_settings.cluster
+    async with (
+        QueueClient.from_url(url, cluster=cluster) as client,
+        PlantState.from_url(url, cluster=cluster) as plant,
+    ):
         await wait_for_redis(client, redis_settings.startup_wait_s)
-        app = create_app(client, config)
+        app = create_app(client, plant, config)
         server_config = uvicorn.Config(
             app,
             host=host,

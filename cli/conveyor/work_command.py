@@ -8,6 +8,7 @@ import logging
 import signal
 
 from conveyor_messages import DEFAULT_QUEUES, default_queue
+from conveyor_plant import PlantState
 
 from conveyor.handlers import load_handler, log_job
 from conveyor.probes import ProbeServer
@@ -122,9 +123,11 @@ async def cmd_work(args: argparse.Namespace) -> int:
     sinks = load(WorkerSettings)
     probes_at = load(ProbeSettings)
     metrics = WorkerMetrics()
-    async with QueueClient.from_url(
-        redis_settings.effective_url(), cluster=redis_settings.cluster
-    ) as client:
+    url, cluster = redis_settings.effective_url(), redis_settings.cluster
+    async with (
+        QueueClient.from_url(url, cluster=cluster) as client,
+        PlantState.from_url(url, cluster=cluster) as plant,
+    ):
         await wait_for_redis(client, redis_settings.startup_wait_s)
         sink = None
         if influx.url:
@@ -145,6 +148,7 @@ async def cmd_work(args: argparse.Namespace) -> int:
             )
         ctx = Context(
             client=client,
+            plant=plant,
             influx=sink,
             settings=SinkSettings(
                 cache_ttl_s=sinks.worker_cache_ttl_s,

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 import pytest
 from conveyor_gateway import GatewayConfig, create_app
+from conveyor_plant import PlantState
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -45,8 +46,9 @@ def make_gateway(redis_url: str) -> Iterator[Callable[..., Gateway]]:
 
     def make(*, url: str | None = None, **config: Any) -> Gateway:
         client = QueueClient.from_url(url or redis_url)
+        plant = PlantState.from_url(url or redis_url)
         settings = {"api_token": TOKEN, "sample_interval_s": 0.1, **config}
-        app = create_app(client, GatewayConfig(**settings))
+        app = create_app(client, plant, GatewayConfig(**settings))
         app_lifespan = app.router.lifespan_context
 
         @contextlib.asynccontextmanager
@@ -57,6 +59,7 @@ def make_gateway(redis_url: str) -> Iterator[Callable[..., Gateway]]:
             async with app_lifespan(app):
                 yield
             await client.close()
+            await plant.close()
 
         app.router.lifespan_context = lifespan
         http = TestClient(app)

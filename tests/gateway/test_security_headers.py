@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from conveyor_gateway import GatewayConfig, create_app
+from conveyor_plant import PlantState
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from reliable_queue import QueueClient
@@ -77,7 +78,8 @@ def test_a_server_error(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(client, "stats", broken)
     http = TestClient(
-        create_app(client, GatewayConfig(api_token=TOKEN)), raise_server_exceptions=False
+        create_app(client, PlantState.from_url(redis_url), GatewayConfig(api_token=TOKEN)),
+        raise_server_exceptions=False,
     )
     r = http.get("/stats")
     assert r.status_code == 500

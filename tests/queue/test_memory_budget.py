@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import pytest
 from conveyor_ingestor import parse_message
+from conveyor_plant import PlantState
 from conveyor_worker import Context, SinkSettings, WorkerMetrics, build_worker
 
 from reliable_queue import NewDeadLetter, NewJob, QueueClient, Worker
@@ -138,7 +139,13 @@ async def test_redis_memory_per_machine_job_and_dead_letter_is_within_budget(
         ("mqtt_spc", [_spc(m, 1) for m in machines]),
     ):
         await client.enqueue_many(queue, jobs)
-    ctx = Context(client=client, influx=None, settings=SinkSettings(), metrics=WorkerMetrics())
+    ctx = Context(
+        client=client,
+        plant=PlantState(client.redis),
+        influx=None,
+        settings=SinkSettings(),
+        metrics=WorkerMetrics(),
+    )
     workers: list[Worker] = []
     for queue in queues[:3]:
         worker = build_worker(

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from conveyor_ingestor import DEFAULT_ROUTES
 from conveyor_messages import DEFAULT_QUEUES, Kind, default_queue, queue_for_kind
+from conveyor_plant import PlantState
 from conveyor_worker import Context, SinkSettings, WorkerMetrics, processor_for
 
 from reliable_queue import QueueClient, QueuePolicy
@@ -59,7 +60,13 @@ def test_the_ingestors_default_routes_are_the_tables() -> None:
 async def test_every_default_queue_has_a_processor_and_no_other_queue_does() -> None:
     client = QueueClient.from_url("redis://127.0.0.1:9")  # never connected: nothing runs
     try:
-        ctx = Context(client=client, influx=None, settings=SinkSettings(), metrics=WorkerMetrics())
+        ctx = Context(
+            client=client,
+            plant=PlantState(client.redis),
+            influx=None,
+            settings=SinkSettings(),
+            metrics=WorkerMetrics(),
+        )
         assert {q.name: processor_for(q.name, ctx) is not None for q in DEFAULT_QUEUES} == {
             q.name: True for q in DEFAULT_QUEUES
         }

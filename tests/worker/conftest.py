@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from conveyor_ingestor import parse_message
+from conveyor_plant import PlantState
 from conveyor_worker import (
     Context,
     InfluxConfig,
@@ -53,7 +54,11 @@ async def start_worker(client: QueueClient, influx: InfluxServer) -> AsyncIterat
             InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket)) if with_influx else None
         )
         ctx = Context(
-            client=client, influx=sink, settings=settings or SinkSettings(), metrics=WorkerMetrics()
+            client=client,
+            plant=PlantState(client.redis),
+            influx=sink,
+            settings=settings or SinkSettings(),
+            metrics=WorkerMetrics(),
         )
         worker = build_worker(
             client=client,

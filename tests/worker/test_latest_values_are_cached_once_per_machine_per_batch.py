@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from conveyor_plant import PlantState
 from conveyor_plant.keys import latest_times, latest_values
 from conveyor_worker import Context, SinkSettings, WorkerMetrics
 from conveyor_worker.processors import process_realtime
@@ -49,7 +50,13 @@ async def events_of(client: QueueClient, jobs: list[Job], ctx: Context) -> list[
 async def test_newest_value_per_signal_in_one_call_and_one_event_per_machine(
     client: QueueClient,
 ) -> None:
-    ctx = Context(client=client, influx=None, settings=SinkSettings(), metrics=WorkerMetrics())
+    ctx = Context(
+        client=client,
+        plant=PlantState(client.redis),
+        influx=None,
+        settings=SinkSettings(),
+        metrics=WorkerMetrics(),
+    )
     await client.redis.hset(latest_values("a"), mapping={"old": "1.0"})
     await client.redis.hset(latest_times("a"), mapping={"old": str(TS + 100)})
     jobs = [
@@ -80,7 +87,13 @@ async def test_newest_value_per_signal_in_one_call_and_one_event_per_machine(
 
 
 async def test_a_script_redis_lost_is_loaded_again(client: QueueClient) -> None:
-    ctx = Context(client=client, influx=None, settings=SinkSettings(), metrics=WorkerMetrics())
+    ctx = Context(
+        client=client,
+        plant=PlantState(client.redis),
+        influx=None,
+        settings=SinkSettings(),
+        metrics=WorkerMetrics(),
+    )
     first = message("realtime", "r", {"timestamp": TS, "values": {"t": 1.0}})
     await events_of(client, [job(1, first)], ctx)
     await client.redis.script_flush()

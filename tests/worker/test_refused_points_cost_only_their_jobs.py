@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conveyor_plant import PlantState
 from conveyor_plant.keys import latest_values, spc_window, tech_config
 from conveyor_worker import Context, InfluxConfig, InfluxSink, SinkSettings, WorkerMetrics
 from conveyor_worker import build_worker as make_worker
@@ -53,6 +54,7 @@ async def start(client: QueueClient, influx: InfluxServer) -> AsyncIterator[Call
     ) -> Started:
         ctx = Context(
             client=client,
+            plant=PlantState(client.redis),
             influx=sink or InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket)),
             settings=SinkSettings(machine_ttl_s=TTL),
             metrics=WorkerMetrics(),

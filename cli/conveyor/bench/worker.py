@@ -118,6 +118,7 @@ class _Meter:
 async def _bench(
     args: argparse.Namespace, rs: RedisServer, influx: InfluxServer
 ) -> list[tuple[str, ...]]:
+    from conveyor_plant import PlantState
     from conveyor_worker import (
         Context,
         InfluxConfig,
@@ -133,7 +134,10 @@ async def _bench(
     n, size = args.messages, args.batch_size
     client = QueueClient.from_url(rs.url)
     sink = InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket))
-    ctx = Context(client=client, influx=sink, settings=SinkSettings(), metrics=WorkerMetrics())
+    plant = PlantState.from_url(rs.url)
+    ctx = Context(
+        client=client, plant=plant, influx=sink, settings=SinkSettings(), metrics=WorkerMetrics()
+    )
     rows = []
     try:
         jobs = [
@@ -172,6 +176,7 @@ async def _bench(
     finally:
         await ctx.close()
         await client.close()
+        await plant.close()
     return rows
 
 

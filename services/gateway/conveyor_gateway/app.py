@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.resources import files
 from typing import cast
 
-from conveyor_plant import machine_ids, machine_state, recent_alerts
+from conveyor_plant import PlantState
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -61,11 +61,14 @@ class _GatewayApp(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Starlette:
+def create_app(
+    client: QueueClient, plant: PlantState, config: GatewayConfig | None = None
+) -> Starlette:
+    """The gateway over the queues (``client``) and the plant's state (``plant``)."""
     cfg = config or GatewayConfig()
     metrics = GatewayMetrics()
     hub = LiveHub(
-        client.redis,
+        plant.redis,
         buffer=cfg.client_buffer,
         buffer_bytes=cfg.client_buffer_bytes,
         metrics=metrics,
@@ -197,7 +200,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
 
     async def machines(request: Request) -> Response:
         authorize_read(request)
-        found, truncated = await machine_ids(client.redis, limit=MACHINES_LISTED)
+        found, truncated = await plant.machine_ids(limit=MACHINES_LISTED)
         return JSONResponse({"machines": found, "truncated": truncated})
 
     async def machine(request: Request) -> Response:
@@ -205,7 +208,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
         machine_id = cast(str, request.path_params["machine"])
         if not 0 < len(machine_id) <= MAX_MACHINE_ID:
             raise ApiError(422, f"a machine id has 1 to {MAX_MACHINE_ID} characters")
-        state = await machine_state(client.redis, machine_id)
+        state = await plant.machine_state(machine_id)
         if state is None:
             raise ApiError(
                 404,
@@ -224,7 +227,7 @@ def create_app(client: QueueClient, config: GatewayConfig | None = None) -> Star
     async def alerts(request: Request) -> Response:
         authorize_read(request)
         limit = int_param(request, "limit", 50, 1, MAX_PAGE)
-        return JSONResponse({"alerts": await recent_alerts(client.redis, limit=limit)})
+        return JSONResponse({"alerts": await plant.recent_alerts(limit=limit)})
 
     async def dead_letters(request: Request) -> Response:
         authorize_read(request)

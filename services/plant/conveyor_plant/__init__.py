@@ -3,6 +3,12 @@ configuration, SPC windows, alert de-duplication, the alert history and the live
 where it lives (``keys``) and how it is read (``reading``). The workers write it, the gateway
 reads it; the queue library knows none of it."""
 
-from conveyor_plant.reading import MachineState, machine_ids, machine_state, recent_alerts
+from conveyor_plant.reading import (
+    MachineState,
+    PlantState,
+    machine_ids,
+    machine_state,
+    recent_alerts,
+)
 
-__all__ = ["MachineState", "machine_ids", "machine_state", "recent_alerts"]
+__all__ = ["MachineState", "PlantState", "machine_ids", "machine_state", "recent_alerts"]

@@ -10,9 +10,41 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from conveyor_plant.keys import ALERT_HISTORY, LATEST_UPDATED_FIELD, latest_values, tech_config
-from reliable_queue.connection import RedisClient
+from reliable_queue.connection import RedisClient, connect
 
 _UPDATED = LATEST_UPDATED_FIELD.encode()
+
+
+class PlantState:
+    """The plant's state in Redis, over a connection of its own (``PlantState.from_url``),
+    beside the queue's: the workers write through :attr:`redis` (pipelines of the keys in
+    :mod:`conveyor_plant.keys`), the gateway reads through the methods and subscribes to the
+    live channels. ``async with PlantState.from_url(url) as plant: ...``"""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+
+    @classmethod
+    def from_url(cls, url: str, *, cluster: bool = False) -> PlantState:
+        return cls(connect(url, cluster=cluster))
+
+    async def __aenter__(self) -> PlantState:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def machine_ids(self, *, limit: int) -> tuple[list[str], bool]:
+        return await machine_ids(self.redis, limit=limit)
+
+    async def machine_state(self, machine: str) -> MachineState | None:
+        return await machine_state(self.redis, machine)
+
+    async def recent_alerts(self, *, limit: int) -> list[Any]:
+        return await recent_alerts(self.redis, limit=limit)
 
 
 @dataclass(frozen=True, slots=True)

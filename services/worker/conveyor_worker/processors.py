@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from conveyor_messages import Kind, default_queue, queue_for_kind
 from conveyor_messages.contract import AlertMessage, RealtimeMessage, SpcMessage
+from conveyor_plant import PlantState
 from conveyor_plant.keys import (
     ALERT_HISTORY,
     alert_seen,
@@ -92,18 +93,20 @@ class SinkSettings:
 
 
 class Context:
-    """What processors share: the queue client (and its Redis), the sinks, settings, metrics."""
+    """What processors share: the queue client, the plant's state in Redis, the sinks,
+    settings, metrics."""
 
     def __init__(
         self,
         *,
         client: QueueClient,
+        plant: PlantState,
         influx: InfluxSink | None,
         settings: SinkSettings,
         metrics: WorkerMetrics,
     ) -> None:
         self.client = client
-        self.redis = client.redis
+        self.redis = plant.redis  # the plant's state: cache, SPC windows, tech, alerts, stream
         self.influx = influx
         self.settings = settings
         self.metrics = metrics
