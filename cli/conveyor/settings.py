@@ -6,6 +6,7 @@ command with a message that names the variable and says what it should be.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 from collections.abc import Callable
@@ -29,7 +30,9 @@ def library_default(where: str, *, scale: float = 1) -> Callable[[], Any]:
     def factory() -> Any:
         fields = getattr(importlib.import_module(module), cls_name).__dataclass_fields__
         value = fields[name].default
-        return value * scale if scale != 1 else value
+        if value is dataclasses.MISSING:
+            raise TypeError(f"{where} has no plain default to read")
+        return round(value * scale, 9) if scale != 1 else value
 
     return factory
 
@@ -307,16 +310,16 @@ class InfluxSettings(BaseSettings):
     token: SecretStr = Field(
         default=SecretStr(""), description="API token; for InfluxDB 1.8 `<user>:<password>`"
     )
-    org: str = Field(
-        default_factory=library_default("conveyor_worker.influx:InfluxConfig.org"),
-        description="organisation (InfluxDB 1.8 ignores it)",
-    )
+    # Written here as well as in conveyor_worker.influx.InfluxConfig (a test keeps them equal):
+    # the operator builds these settings, and reading the worker's would import the InfluxDB
+    # and HTTP clients into it.
+    org: str = Field(default="-", description="organisation (InfluxDB 1.8 ignores it)")
     bucket: str = Field(
         default="conveyor/autogen",
         description="bucket; for InfluxDB 1.8 `<database>/<retention policy>`",
     )
     timeout_s: float = Field(
-        default_factory=library_default("conveyor_worker.influx:InfluxConfig.timeout_s"),
+        default=10.0,
         gt=0,
         le=300,
         description="timeout of one write request, seconds",
@@ -378,9 +381,11 @@ class WorkerSettings(BaseSettings):
         default_factory=library_default(
             "conveyor_worker.processors:SinkSettings.webhook_timeout_s"
         ),
-        gt=0,
+        ge=0.1,
         le=300,
-        description="seconds one webhook call may take; past it the alert's job is retried",
+        description="seconds one webhook call may take; past it the alert's job is retried. "
+        "Keep it below the worker's drain timeout (20 s): a call still running when that ends "
+        "is cut short, and the alert is posted again",
     )
     alert_suppress_s: float = Field(
         default_factory=library_default("conveyor_worker.processors:SinkSettings.alert_suppress_s"),

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "processors' default applies: mqtt_* "
         f"{PROCESSOR_TIMEOUT_S:g}s, or {INFLUX_WRITES} x INFLUX_TIMEOUT_S if longer; alerts "
         f"{PROCESSOR_TIMEOUT_S:g}s plus "
-        "the webhook timeout per webhook per alert of a batch (WORKER_BATCH_SIZE); --handler: "
+        "ALERT_WEBHOOK_TIMEOUT_S per webhook per alert of a batch (WORKER_BATCH_SIZE); --handler: "
         "none. The mqtt_* processors' InfluxDB writes (re-writes finding the jobs InfluxDB "
         "refuses included) end by 80% of the batch's timeout; jobs not settled by then are "
         "retried.",

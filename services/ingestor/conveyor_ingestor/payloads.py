@@ -35,11 +35,9 @@ from conveyor_messages.contract import (
     AlertMessage,
     Envelope,
     Message,
-    RealtimeMessage,
     Sample,
     Scalar,
     Severity,
-    SpcMessage,
     SpcSample,
     TechMessage,
     validate_message,
@@ -89,9 +87,9 @@ def parse_job(
     doc, head = _decode(machine=machine, topic=topic, payload=payload, received_at=received_at)
     message: Message
     if kind == "realtime":
-        message = RealtimeMessage(**head, kind="realtime", samples=_realtime_samples(doc))
+        message = {**head, "kind": "realtime", "samples": _realtime_samples(doc)}
     elif kind == "spc":
-        message = SpcMessage(**head, kind="spc", samples=_spc_samples(doc))
+        message = {**head, "kind": "spc", "samples": _spc_samples(doc)}
     else:
         message = _document(kind, doc, head)
     return message, has_own_identity(message)
@@ -114,7 +112,7 @@ def _decode(*, machine: str, topic: str, payload: bytes, received_at: int) -> tu
     except RecursionError as exc:
         raise InvalidPayload("not_json", "payload nests too deeply") from exc
     check_unicode(text, doc)
-    return doc, Envelope(machine=machine, topic=topic, received_at=received_at)
+    return doc, {"machine": machine, "topic": topic, "received_at": received_at}
 
 
 def _document(kind: Kind, doc: Any, head: Envelope) -> TechMessage | AlertMessage:
@@ -163,7 +161,7 @@ def _realtime_samples(doc: Any) -> list[Sample]:
         else:
             values = item
         checked = {check_tag(k, what="signal name"): _scalar(k, v) for k, v in values.items()}
-        samples.append(Sample(ts=ts, values=checked))
+        samples.append({"ts": ts, "values": checked})
     if not samples or not any(s["values"] for s in samples):
         raise InvalidPayload("no_values", "the message carries no values")
     return samples
@@ -182,13 +180,15 @@ def _spc_samples(doc: Any) -> list[SpcSample]:
             raw = item.get("values", item.get("value"))
             values = raw if isinstance(raw, list) else [raw]
             numbers = [_number(name, v) for v in values]
-            samples.append(SpcSample(ts=ts, characteristic=name, values=numbers, spec=spec))
+            samples.append({"ts": ts, "characteristic": name, "values": numbers, "spec": spec})
         else:
             for name, value in item.items():
                 check_tag(name, what="SPC characteristic")
                 values = value if isinstance(value, list) else [value]
                 numbers = [_number(name, v) for v in values]
-                samples.append(SpcSample(ts=ts, characteristic=str(name), values=numbers, spec={}))
+                samples.append(
+                    {"ts": ts, "characteristic": str(name), "values": numbers, "spec": {}}
+                )
     if not samples or any(not s["values"] for s in samples):
         raise InvalidPayload("no_values", "an SPC message needs at least one measured value")
     if len(samples) > MAX_SAMPLES:

@@ -5,8 +5,12 @@ read, and checked whole by :func:`validate_message` (pydantic) where a test or a
 proof.
 
 Every message has the envelope: ``machine`` (the topic level its route names), ``topic`` and
-``received_at`` (epoch ms, when the ingestor took it), and ``kind``. Times (``ts``) are epoch
-milliseconds, or None when the machine sent none (the worker then uses ``received_at``).
+``received_at`` (epoch ms, when the ingestor took it; for a queue alert, when the operator made
+it), and ``kind``. Times (``ts``) are epoch milliseconds, or None when the machine sent none
+(the worker then uses ``received_at``). Every field is present in what the ingestor writes
+(``details`` and ``spec`` empty when there are none). What the types cannot say (names,
+texts and times within the sinks' bounds, finite numbers, JSON-safe documents) the ingestor
+checks as it builds them (``conveyor_ingestor.limits``).
 """
 
 from __future__ import annotations
@@ -102,7 +106,9 @@ def _adapter(kind: Kind) -> TypeAdapter[Any]:
 
 
 def validate_message(kind: Kind, data: Any) -> Message:
-    """``data`` checked against the contract of ``kind`` (every field, none extra, no
-    coercion of a wrong type); raises pydantic's ``ValidationError`` saying what differs."""
+    """``data`` checked against the contract of ``kind``: every field there, none extra, each
+    of its type in pydantic's strict mode (no text for a number; an int where a float is
+    declared is taken, and comes back as a float). Returns the checked copy; raises pydantic's
+    ``ValidationError`` saying what differs."""
     checked: Message = _adapter(kind).validate_python(data, strict=True)
     return checked
