@@ -10,7 +10,8 @@ import logging
 import os
 import secrets
 import signal
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,7 @@ from conveyor.settings import (
 
 if TYPE_CHECKING:
     from conveyor_operator.allowances import Allowances
+    from conveyor_operator.rendering import WorkerDefaults
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class OperatorSettings(BaseSettings):
         default=f"conveyor:{__version__}",
         min_length=1,
         description="image of worker pods, and the one a MessageQueue may always name",
+    )
+    worker_image_pull_policy: Literal["", "Always", "IfNotPresent", "Never"] = Field(
+        default="", description="worker pods' imagePullPolicy; empty: the cluster's default"
     )
     worker_resources: str = Field(default="{}", description="JSON resources of worker pods")
     worker_drain_timeout_s: int = Field(
@@ -224,6 +229,24 @@ def worker_env(
     return env
 
 
+def worker_defaults(settings: OperatorSettings, env: Sequence[Mapping[str, Any]]) -> WorkerDefaults:
+    """What every worker Deployment gets from the operator's settings (the chart sets them:
+    tests/cluster/test_chart_values_reach_worker_pods.py follows each chart value through)."""
+    from conveyor_operator.rendering import WorkerDefaults
+
+    return WorkerDefaults(
+        image=settings.worker_image,
+        image_pull_policy=settings.worker_image_pull_policy,
+        resources=json.loads(settings.worker_resources),
+        drain_timeout_s=settings.worker_drain_timeout_s,
+        grace_period_s=settings.worker_grace_period_s,
+        env=tuple(env),
+        service_account=settings.worker_service_account,
+        release=settings.release,
+        image_pull_secrets=tuple(_names(settings.image_pull_secrets)),
+    )
+
+
 def _has_password(url: str) -> bool:
     _, userinfo, _ = split_credentials(url)
     return bool(userinfo and userinfo.partition(":")[2])
@@ -256,7 +279,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def cmd_operator(args: argparse.Namespace) -> int:
     import kopf
     from conveyor_operator.handlers import OperatorConfig, build_registry
-    from conveyor_operator.rendering import WorkerDefaults
     from kubernetes import config as kube_config
 
     settings = load(OperatorSettings)
@@ -278,16 +300,7 @@ async def cmd_operator(args: argparse.Namespace) -> int:
         redis_url=redis_settings.effective_url(),
         redis_cluster=redis_settings.cluster,
         allowances=settings.allowances(),
-        worker=WorkerDefaults(
-            image=settings.worker_image,
-            resources=json.loads(settings.worker_resources),
-            drain_timeout_s=settings.worker_drain_timeout_s,
-            grace_period_s=settings.worker_grace_period_s,
-            env=tuple(env),
-            service_account=settings.worker_service_account,
-            release=settings.release,
-            image_pull_secrets=tuple(_names(settings.image_pull_secrets)),
-        ),
+        worker=worker_defaults(settings, env),
     )
     stop = asyncio.Event()
     probes_at = load(ProbeSettings)

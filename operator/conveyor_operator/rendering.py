@@ -38,6 +38,8 @@ class WorkerDefaults:
     release: str = ""
     """The Helm release, as the value of :data:`RELEASE_LABEL`; empty: no such label."""
     image_pull_secrets: Sequence[str] = ()
+    image_pull_policy: str = ""
+    """The worker container's ``imagePullPolicy``; empty: the cluster's default."""
 
 
 # Kubernetes' own pattern for a resource quantity (500m, 1, 2Gi, 1e3).
@@ -92,13 +94,16 @@ def render_deployment(
         "args": args,
         "env": [*defaults.env, *(worker.get("env") or [])],
         "ports": [{"name": "http-probes", "containerPort": 8080}],
+        # The probes of the chart's pods (conveyor.probes; a test holds them equal).
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http-probes"},
             "periodSeconds": 10,
+            "failureThreshold": 3,
         },
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "http-probes"},
             "periodSeconds": 5,
+            "failureThreshold": 2,
         },
         "resources": dict(worker.get("resources") or defaults.resources),
         "securityContext": {
@@ -123,6 +128,8 @@ def render_deployment(
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
+    if defaults.image_pull_policy:
+        container["imagePullPolicy"] = defaults.image_pull_policy
     if defaults.service_account:
         pod["serviceAccountName"] = defaults.service_account
     if defaults.image_pull_secrets:
