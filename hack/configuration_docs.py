@@ -1,5 +1,5 @@
 """Writes docs/configuration.md from the settings models: every pydantic-settings class in the
-`conveyor` package (cli/conveyor/, benchmarks aside), each field with its environment variable,
+`conveyor` package (cli/conveyor/), each field with its environment variable,
 type, default, bounds and description, and the commands that read it.
 `python hack/configuration_docs.py --check` fails if the file is stale or a field has no
 description (CI runs it through tests/unit/test_configuration_docs_are_current.py)."""
@@ -23,7 +23,6 @@ from pydantic_settings import BaseSettings
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "configuration.md"
 FIRST = "conveyor.settings"  # the shared models come first, then the rest by module name
-SKIP = ("conveyor.bench",)  # benchmark harnesses: tooling, not the product's configuration
 
 HEAD = (
     """# Configuration
@@ -134,11 +133,7 @@ def _bounds(name: str, field: FieldInfo) -> str:
 def _models() -> list[type[BaseSettings]]:
     import conveyor
 
-    names = [
-        m.name
-        for m in pkgutil.walk_packages(conveyor.__path__, "conveyor.")
-        if not m.name.startswith(SKIP)
-    ]
+    names = [m.name for m in pkgutil.walk_packages(conveyor.__path__, "conveyor.")]
     found: list[type[BaseSettings]] = []
     for module_name in sorted(names, key=lambda n: (n != FIRST, n)):
         module = importlib.import_module(module_name)

@@ -14,7 +14,7 @@
 #                             conveyor:dev (override with CONVEYOR_IMAGE)
 #   hack/images.sh services   the chart's in-release Redis and Mosquitto for offline clusters,
 #                             FROM the Debian base: conveyor.local/redis:7.0 and
-#                             conveyor.local/mosquitto:2.0 (hack/kind/images)
+#                             conveyor.local/mosquitto:2.0 (tests/infra/kind/images)
 #   hack/images.sh            docker, base, python and conveyor, in order
 #
 # Everything is idempotent: an image that exists is kept (the Conveyor image is rebuilt, and
@@ -68,7 +68,7 @@ start_dockerd() {
 
 # A --privileged container asks runc for every capability; where the host's bounding set
 # lacks one (this workplace's machines lack CAP_SYS_RESOURCE) runc fails with "unable to
-# apply caps: operation not permitted". runc-hostcaps (hack/kind/runc-hostcaps) drops what
+# apply caps: operation not permitted". runc-hostcaps (tests/infra/kind/runc-hostcaps) drops what
 # the host cannot grant and runs runc; a host with every capability keeps plain runc.
 RUNTIME_NAME=runc-hostcaps
 RUNTIME_PATH=/usr/local/sbin/runc-hostcaps
@@ -170,7 +170,7 @@ build_services() {
     [[ $name == mosquitto ]] && tag=$MOSQUITTO_IMAGE
     say "building $tag FROM $BASE_IMAGE"
     docker_build "$IMAGES/build-$name.log" "$tag" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-      -f "$ROOT/hack/kind/images/$name.Dockerfile" "$ROOT/hack/kind/images"
+      -f "$ROOT/tests/infra/kind/images/$name.Dockerfile" "$ROOT/tests/infra/kind/images"
   done
 }
 

@@ -22,7 +22,7 @@ ruff check .
 ruff format --check .
 
 step "mypy --strict"
-mypy -p reliable_queue -p conveyor_messages -p conveyor_plant -p conveyor_ingestor -p conveyor_worker -p conveyor_gateway -p conveyor_operator -p conveyor
+mypy -p reliable_queue -p conveyor_messages -p conveyor_plant -p conveyor_ingestor -p conveyor_worker -p conveyor_gateway -p conveyor_operator -p conveyor -p bench
 
 step "import boundaries"
 lint-imports

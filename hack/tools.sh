@@ -8,13 +8,14 @@
 #   k8s       the test control plane: etcd, kube-apiserver, kube-controller-manager,
 #             kube-scheduler and kubectl (Kubernetes 1.34, built rather than the PyPI wheel,
 #             which only has 1.36+, too far from this server), kwok and kwokctl, helm.
-#   kind      kind itself, and what its offline node image is made of (hack/kind-node.sh):
-#             kubelet, kubeadm and kube-proxy at the control plane's version, etcd and CoreDNS
-#             at the versions that kubeadm release pins, the pause program and runc-hostcaps
-#             (hack/kind/), and kind-netpol (hack/kind/netpol: the node's NetworkPolicy
-#             enforcement: kube-network-policies' engine at the version its go.mod pins), into
+#   kind      kind itself, and what its offline node image is made of
+#             (tests/infra/kind/node-image.sh): kubelet, kubeadm and kube-proxy at the control
+#             plane's version, etcd and CoreDNS at the versions that kubeadm release pins, the
+#             pause program and runc-hostcaps (tests/infra/kind/), and kind-netpol
+#             (tests/infra/kind/netpol: the node's NetworkPolicy enforcement:
+#             kube-network-policies' engine at the version its go.mod pins), into
 #             $CACHE/kind-node/bin.
-#   telegraf  only when named (never by default): Telegraf for `conveyor bench pipeline`, built
+#   telegraf  only when named (never by default): Telegraf for `hack/bench.sh pipeline`, built
 #             with build tags that keep only the plugins the benchmark uses (mqtt_consumer, the
 #             JSON parser, the unpivot processor, outputs.influxdb). About a minute on two cores.
 set -euo pipefail
@@ -132,28 +133,29 @@ node_k8s() {
   BIN=$NODE_BIN build_k8s "$1"
 }
 
-# A program of this repository (hack/kind/NAME/main.go, standard library only), static.
+# A program of this repository (tests/infra/kind/NAME/main.go, standard library only), static.
 # go_program NAME
 go_program() {
-  local name=$1 src="$ROOT/hack/kind/$1/main.go" target="$NODE_BIN/$1"
+  local name=$1 src="$ROOT/tests/infra/kind/$1/main.go" target="$NODE_BIN/$1"
   if [[ -x $target && $target -nt $src ]]; then
     return
   fi
   need_go
   mkdir -p "$NODE_BIN"
-  say "building $name (hack/kind/$name)"
-  (cd "$ROOT/hack/kind/$name" && CGO_ENABLED=0 go build -o "$target.tmp" -ldflags "-s -w" main.go) \
+  say "building $name (tests/infra/kind/$name)"
+  (cd "$ROOT/tests/infra/kind/$name" && CGO_ENABLED=0 go build -o "$target.tmp" -ldflags "-s -w" main.go) \
     || die "building $name failed"
   mv "$target.tmp" "$target"
 }
 
-# kind-netpol (hack/kind/netpol, a module of its own: its go.mod pins kube-network-policies)
-# imports client-go, as the kubelet does. Built in a copy of the module whose shared
-# dependencies are replaced by the versions k8s.io/kubernetes $K8S_VERSION builds with, it reuses
-# what the kubelet's build compiled: seconds, where compiling its own client-go takes a minute and
-# a half on two cores. (Without the kubelet's wrapper module it builds as pinned.)
+# kind-netpol (tests/infra/kind/netpol, a module of its own: its go.mod pins
+# kube-network-policies) imports client-go, as the kubelet does. Built in a copy of the module
+# whose shared dependencies are replaced by the versions k8s.io/kubernetes $K8S_VERSION builds
+# with, it reuses what the kubelet's build compiled: seconds, where compiling its own client-go
+# takes a minute and a half on two cores. (Without the kubelet's wrapper module it builds as
+# pinned.)
 netpol_program() {
-  local dir="$ROOT/hack/kind/netpol" target="$NODE_BIN/kind-netpol"
+  local dir="$ROOT/tests/infra/kind/netpol" target="$NODE_BIN/kind-netpol"
   if [[ -x $target && -z $(find "$dir" "${BASH_SOURCE[0]}" -type f -newer "$target") ]]; then
     return
   fi
@@ -161,7 +163,7 @@ netpol_program() {
   mkdir -p "$NODE_BIN"
   local build="$CACHE/src/kind-netpol" kubernetes="$CACHE/src/kubernetes-$K8S_VERSION"
   rm -rf "$build" && mkdir -p "$build" && cp "$dir"/main.go "$dir"/go.mod "$dir"/go.sum "$build/"
-  say "building kind-netpol (hack/kind/netpol)"
+  say "building kind-netpol (tests/infra/kind/netpol)"
   local log="$CACHE/build-kind-netpol.log"
   if ! (
     cd "$build"

@@ -1,136 +1,31 @@
-"""``conveyor bench ...``: measurements printed as tables, never asserted in tests."""
+"""``conveyor bench ...``: gone from the product; says where the benchmarks are now.
+
+The benchmarks (their peers' drivers and installers, Telegraf, a local control plane) are
+tooling: they live in the repository's ``bench/`` and run from a checkout (issue 17). The
+subcommand stays, hidden, so that an old script fails with the new command instead of
+``invalid choice``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import shlex
 
+from reliable_queue import UsageError
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
+MOVED = (
+    "the benchmarks are not part of the installed conveyor command any more: from a checkout "
+    "of the repository, run hack/bench.sh {what} (or python -m bench {what} from its root, "
+    "with the project's virtualenv); see docs/benchmarks.md"
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("bench", help="measure throughput, latency and memory on this machine")
-    bsub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
-    q = bsub.add_parser("queue", help="the reliable queue against redis-benchmark and peers")
-    q.add_argument("--messages", type=int, default=50_000, help="jobs per throughput run")
-    q.add_argument("--peers", default="rq,arq,dramatiq,celery,bullmq", help="peers to run, or ''")
-    q.add_argument("--redis-url", help="use this Redis instead of starting one (it gets FLUSHALL)")
+    # No option of its own (not even --help): whatever follows ``bench`` is quoted back.
+    p = sub.add_parser("bench", add_help=False, prefix_chars="\0")
+    p.add_argument("rest", nargs="*")
 
-    async def run_queue(args: argparse.Namespace) -> int:
-        from conveyor.bench.queue import run
+    async def run(args: argparse.Namespace) -> int:
+        raise UsageError(MOVED.format(what=shlex.join(args.rest) or "WHAT"))
 
-        return await run(args)
-
-    q.set_defaults(run=run_queue)
-
-    i = bsub.add_parser("ingest", help="MQTT -> Redis at QoS 1 against the broker's own limit")
-    i.add_argument("--messages", type=int, default=50_000, help="messages per contender")
-
-    async def run_ingest(args: argparse.Namespace) -> int:
-        from conveyor.bench.ingest import run
-
-        return run(args)
-
-    i.set_defaults(run=run_ingest)
-
-    pl = bsub.add_parser(
-        "pipeline",
-        help="MQTT -> InfluxDB end to end at 1, 2 and 4 workers, CPU per message, Telegraf",
-    )
-    pl.add_argument("--messages", type=int, default=50_000, help="messages per run")
-    pl.add_argument(
-        "--rounds",
-        type=_positive,
-        default=2,
-        help="one-worker runs alternating with Telegraf's; the best of each is compared",
-    )
-    pl.add_argument(
-        "--telegraf",
-        action="store_true",
-        help="build Telegraf first if it is not built (bash hack/tools.sh telegraf; minutes)",
-    )
-
-    async def run_pipeline(args: argparse.Namespace) -> int:
-        from conveyor.bench.pipeline import run
-
-        return run(args)
-
-    pl.set_defaults(run=run_pipeline)
-
-    w = bsub.add_parser("worker", help="CPU per realtime job of the worker, Redis and InfluxDB")
-    w.add_argument("--messages", type=int, default=20_000, help="jobs per run")
-    w.add_argument("--batch-size", type=int, default=200, help="WORKER_BATCH_SIZE")
-    w.add_argument("--concurrency", type=int, default=3, help="batches at once")
-    w.add_argument("--profile", metavar="FILE", help="cProfile the worker run into FILE")
-
-    async def run_worker(args: argparse.Namespace) -> int:
-        from conveyor.bench.worker import run
-
-        return await asyncio.to_thread(run, args)
-
-    w.set_defaults(run=run_worker)
-
-    g = bsub.add_parser("gateway", help="the live stream fanned out to many WebSocket clients")
-    g.add_argument("--clients", default="100,1000", help="client counts, comma-separated")
-    g.add_argument("--messages", type=int, default=1_000, help="messages per throughput run")
-    g.add_argument("--rate", type=int, default=20, help="messages/s in the latency run")
-    g.add_argument("--seconds", type=float, default=5, help="length of the latency run")
-
-    async def run_gateway(args: argparse.Namespace) -> int:
-        from conveyor.bench.gateway import run
-
-        return await asyncio.to_thread(run, args)
-
-    g.set_defaults(run=run_gateway)
-
-    a = bsub.add_parser("autoscale", help="backlog -> replicas on a local control plane vs KEDA")
-    a.add_argument("--jobs", type=int, default=20_000, help="backlog per round")
-    a.add_argument("--rounds", type=int, default=3, help="rounds per polling interval")
-    a.add_argument("--intervals", default="1,5", help="polling intervals to try, in seconds")
-    a.add_argument(
-        "--latency-jobs", type=int, default=1200, help="burst of 50 ms jobs, latency scenario"
-    )
-    a.add_argument("--latency-target", type=float, default=10.0, help="its targetLatencySeconds")
-    a.add_argument("--scale-in-rounds", type=int, default=3, help="rounds of the scale-in")
-
-    async def run_autoscale(args: argparse.Namespace) -> int:
-        from conveyor.bench.autoscale import run
-
-        return await asyncio.to_thread(run, args)
-
-    a.set_defaults(run=run_autoscale)
-
-    s = bsub.add_parser(
-        "soak", help="normal traffic beside a misbehaving device flood: latency, memory, losses"
-    )
-    s.add_argument(
-        "--seconds",
-        type=float,
-        default=180,
-        help="whole soak; the first quarter (10-60 s) without the flood",
-    )
-    s.add_argument("--machines", type=int, default=20, help="machines of the normal traffic")
-    s.add_argument("--rate", type=float, default=100, help="normal realtime messages/s in all")
-    s.add_argument("--flood-rate", type=float, default=300, help="flood messages/s")
-    s.add_argument(
-        "--max-payload-bytes", type=int, default=256 * 1024, help="INGEST_MAX_PAYLOAD_BYTES"
-    )
-    s.add_argument("--seed", type=int, default=15, help="seed of the flood's random choices")
-    s.add_argument(
-        "--flood-groups",
-        default="random_topic,valid,malformed",
-        help="what the flood sends: random topics, valid messages of new machines, malformed "
-        "and oversized payloads (comma-separated; to see what each costs)",
-    )
-
-    async def run_soak(args: argparse.Namespace) -> int:
-        from conveyor.bench.soak import run
-
-        return await asyncio.to_thread(run, args)
-
-    s.set_defaults(run=run_soak)
+    p.set_defaults(run=run)

@@ -1,7 +1,7 @@
-"""A real Kubernetes control plane on this machine, for the cluster tests and ``conveyor bench
-autoscale``: kwokctl's binary runtime with etcd, kube-apiserver, kube-controller-manager and
-kube-scheduler built by hack/tools.sh, nodes and pods simulated by kwok. Nothing is
-downloaded: every binary is passed by path."""
+"""A real Kubernetes control plane on this machine, for the cluster tests and the autoscaling
+benchmark (``hack/bench.sh autoscale``): kwokctl's binary runtime with etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler built by hack/tools.sh, nodes and pods simulated by
+kwok. Nothing is downloaded: every binary is passed by path."""
 
 from __future__ import annotations
 

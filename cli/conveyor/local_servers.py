@@ -1,7 +1,7 @@
 """Redis (and later other servers) as child processes on free loopback ports.
 
-Used by the tests' fixtures, by ``conveyor bench`` and by ``conveyor dev``: each starts its
-own servers so that nothing depends on what happens to run on the machine.
+Used by the tests' fixtures, by the benchmarks (``bench/``) and by ``conveyor dev``: each
+starts its own servers so that nothing depends on what happens to run on the machine.
 """
 
 from __future__ import annotations

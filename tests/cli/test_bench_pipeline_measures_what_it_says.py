@@ -1,5 +1,6 @@
-"""``conveyor bench pipeline``'s measuring parts: the broker holds messages for a subscriber's
-session made ahead of it, and a process's CPU figure includes what its children burn."""
+"""The pipeline benchmark's measuring parts (``bench/``, ``hack/bench.sh pipeline``): the broker
+holds messages for a subscriber's session made ahead of it, and a process's CPU figure includes
+what its children burn."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from conveyor.bench import cpu
-from conveyor.bench.broker_sessions import drop_session, hold_session
-from conveyor.bench.mqtt_publish import publish_all
+from bench import cpu
+from bench.broker_sessions import drop_session, hold_session
+from bench.mqtt_publish import publish_all
 from tests.helpers import wait_until
 from tests.servers import MosquittoServer
 

@@ -1,5 +1,6 @@
-"""Privileged containers, which kind's nodes are, on this host: runc-hostcaps (hack/kind/) drops
-the capabilities the host's bounding set lacks, and only those, before runc runs."""
+"""Privileged containers, which kind's nodes are, on this host: runc-hostcaps
+(tests/infra/kind/runc-hostcaps) drops the capabilities the host's bounding set lacks, and only
+those, before runc runs."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conveyor.bench.mqtt_publish import publish_all
+from bench.mqtt_publish import publish_all
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
 from tests.helpers import CliProcess, eventually, start_cli, wait_until

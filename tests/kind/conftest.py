@@ -1,10 +1,11 @@
 """A kind cluster with the Conveyor, Redis and Mosquitto images loaded, for the end-to-end suite.
 
-Needs nothing from a registry: the node image is built here (``hack/kind-node.sh``: Kubernetes
-from the Go module proxy, Debian's containerd) and so are the images the chart runs
-(``hack/images.sh conveyor services``). ``KIND_NODE_IMAGE`` picks another node image (GitHub
-Actions runs kind's published ones); ``KIND_CLUSTER`` names an existing cluster to use;
-``CONVEYOR_IMAGE`` an image to load instead of building one; ``KIND_KEEP=1`` keeps the cluster.
+Needs nothing from a registry: the node image is built here
+(``tests/infra/kind/node-image.sh``: Kubernetes from the Go module proxy, Debian's containerd)
+and so are the images the chart runs (``hack/images.sh conveyor services``).
+``KIND_NODE_IMAGE`` picks another node image (GitHub Actions runs kind's published ones);
+``KIND_CLUSTER`` names an existing cluster to use; ``CONVEYOR_IMAGE`` an image to load instead
+of building one; ``KIND_KEEP=1`` keeps the cluster.
 The suite installs into the namespace ``conveyor``, which the fixture creates under the
 ``restricted`` Pod Security Standard.
 Without kind or a Docker engine the suite skips, saying what to run; in CI it fails.
@@ -139,7 +140,9 @@ def kind() -> Iterator[Kind]:
     if not name:
         node = os.environ.get("KIND_NODE_IMAGE", "")
         if not node:
-            out = _timed(timings, "node image", "bash", str(ROOT / "hack/kind-node.sh"))
+            out = _timed(
+                timings, "node image", "bash", str(ROOT / "tests/infra/kind/node-image.sh")
+            )
             node = out.split()[-1]
         name = "conveyor-e2e"
         subprocess.run(["kind", "delete", "cluster", "--name", name], capture_output=True)

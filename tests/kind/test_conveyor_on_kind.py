@@ -204,7 +204,7 @@ def burst(
 
 @dataclass
 class Release:
-    """The chart installed with hack/kind/values.yaml; ``simulator_password`` is the broker
+    """The chart installed with tests/infra/kind/values.yaml; ``simulator_password`` is the broker
     password of the publisher user the simulator runs as."""
 
     simulator_password: str
@@ -212,7 +212,7 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(kind: Kind) -> Iterator[Release]:
-    # hack/kind/values.yaml (the offline node: local images, no volume provisioner), with the
+    # tests/infra/kind/values.yaml (the offline node: local images, no volume provisioner), with the
     # images this run loaded.
     values = {
         "image.repository": kind.image.rsplit(":", 1)[0],
@@ -223,7 +223,7 @@ def release(kind: Kind) -> Iterator[Release]:
         "mqtt.image.tag": MOSQUITTO_IMAGE.rsplit(":", 1)[1],
     }
     sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
-    # The broker's users beyond the ingestor (mqtt.devicesSecret in hack/kind/values.yaml):
+    # The broker's users beyond the ingestor (mqtt.devicesSecret in tests/infra/kind/values.yaml):
     # the simulator, a publisher of every machine's topics, and one machine's device user.
     simulator_password = secrets.token_hex(16)
     kind.kubectl(
@@ -243,7 +243,7 @@ def release(kind: Kind) -> Iterator[Release]:
         "--timeout",
         "10m",
         "-f",
-        str(ROOT / "hack/kind/values.yaml"),
+        str(ROOT / "tests/infra/kind/values.yaml"),
         *sets,
     )
     kind.timings["helm install"] = time.monotonic() - started

@@ -1,6 +1,6 @@
 """NetworkPolicies are enforced on the kind cluster (kind-netpol in the offline node image, see
-hack/kind/netpol; kindnet on kind's published node images), so the chart's policies hold in the
-suite as they would on a plant's cluster. In two namespaces of the test's own, under the
+tests/infra/kind/netpol; kindnet on kind's published node images), so the chart's policies hold
+in the suite as they would on a plant's cluster. In two namespaces of the test's own, under the
 restricted Pod Security Standard, clients connecting through Services:
 
 - a Redis server behind a default-deny ingress policy and a policy admitting one label of its

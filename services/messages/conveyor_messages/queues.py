@@ -50,7 +50,7 @@ class DefaultQueue:
     """Records of finished jobs the queue keeps, to look up (``conveyor`` job state, the
     gateway): its MessageQueue's ``spec.retention.finished.maxCount`` in the chart. None for
     realtime values: thousands arrive a second, so a record would be gone within the second,
-    and keeping it costs Redis about 2 µs a message (``conveyor bench pipeline``)."""
+    and keeping it costs Redis about 2 µs a message (``hack/bench.sh pipeline``)."""
 
 
 DEFAULT_QUEUES: tuple[DefaultQueue, ...] = (

@@ -1,1 +1,0 @@
-"""Benchmarks: figures printed as tables beside the physical limit and peers, never asserted."""

@@ -1,5 +1,0 @@
-# The pod sandbox image: hack/kind/pause, a static binary, and nothing else.
-FROM scratch
-COPY pause /pause
-USER 65535:65535
-ENTRYPOINT ["/pause"]
