@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio
 
 from conveyor.local_servers import InfluxServer, influxd_binary
 from reliable_queue import QueueClient
@@ -42,6 +43,17 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 async def client(redis_url: str) -> AsyncIterator[QueueClient]:
     async with QueueClient.from_url(redis_url) as c:
         yield c
+
+
+@pytest.fixture
+async def raw_redis(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A connection of the test's own to ``redis_url``, beside the libraries': to read the keys
+    they write and to do to Redis what no library should (FLUSHALL, SCRIPT FLUSH, a lost key)."""
+    r = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        yield r
+    finally:
+        await r.aclose()
 
 
 @pytest.fixture(scope="session")

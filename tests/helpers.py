@@ -1,4 +1,5 @@
-"""Small helpers shared by tests: polling with a deadline and running the CLI.
+"""Small helpers shared by tests: polling with a deadline, running the CLI, and a worker's
+``Context`` as ``conveyor work`` builds it.
 
 ``eventually`` is the one way a test waits: for a condition, with a deadline, saying what it
 waited for and the last value it saw when the condition never came. ``wait_until`` is the
@@ -8,6 +9,7 @@ same loop for code that cannot await (sync tests, TestClient, kubectl).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import signal
@@ -17,10 +19,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar, overload
 
+from conveyor_plant import PlantState
+from conveyor_worker import Context, InfluxSink, SinkSettings, WorkerMetrics
+
+from reliable_queue import QueueClient
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,3 +228,29 @@ class CliProcess:
 
 def start_cli(*args: str, redis_url: str | None = None, **env: str) -> CliProcess:
     return CliProcess(args, redis_url=redis_url, env=env)
+
+
+@contextlib.asynccontextmanager
+async def worker_context(
+    client: QueueClient,
+    redis_url: str,
+    *,
+    influx: InfluxSink | None = None,
+    settings: SinkSettings | None = None,
+) -> AsyncIterator[Context]:
+    """What the built-in processors share, as ``conveyor work`` builds it: ``client``, the
+    plant's state over a connection of its own to ``redis_url``, ``influx`` (None: no
+    InfluxDB), ``settings`` (None: the defaults) and fresh metrics. On exit the context closes
+    (its InfluxDB sink too), then the plant's connection."""
+    async with PlantState.from_url(redis_url) as plant:
+        ctx = Context(
+            client=client,
+            plant=plant,
+            influx=influx,
+            settings=settings or SinkSettings(),
+            metrics=WorkerMetrics(),
+        )
+        try:
+            yield ctx
+        finally:
+            await ctx.close()

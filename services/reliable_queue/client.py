@@ -36,10 +36,14 @@ from reliable_queue.working import (
 
 
 class QueueClient:
-    """Enqueue, work, inspect. ``async with QueueClient.from_url(url) as client: ...``"""
+    """Enqueue, work, inspect. ``async with QueueClient.from_url(url) as client: ...``
+
+    Its Redis connection is its own: what the queue keeps in Redis, and how, is the library's
+    to change, so callers go through these methods (the plant's state has its own connection,
+    ``conveyor_plant.PlantState``)."""
 
     def __init__(self, redis: RedisClient) -> None:
-        self.redis = redis
+        self._redis = redis
         self._scripts = Scripts(redis)
         self._producer = Producer(redis, self._scripts)
 
@@ -54,12 +58,12 @@ class QueueClient:
         await self.close()
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self._redis.aclose()
 
     async def ping(self) -> None:
         """Raise QueueUnavailable unless Redis answers."""
         with redis_boundary("ping Redis"):
-            await self.redis.ping()
+            await self._redis.ping()
 
     @property
     def duplicates_skipped(self) -> int:
@@ -152,7 +156,7 @@ class QueueClient:
         if worker_id:
             options = dataclasses.replace(options, worker_id=worker_id)
         return Worker(
-            redis=self.redis,
+            redis=self._redis,
             scripts=self._scripts,
             queue=_queue(queue),
             handler=handler,
@@ -188,7 +192,7 @@ class QueueClient:
     async def queues(self) -> list[str]:
         """Every queue that has been used, sorted."""
         with redis_boundary("list queues"):
-            names = cast(set[bytes], await self.redis.smembers(QUEUE_REGISTRY))
+            names = cast(set[bytes], await self._redis.smembers(QUEUE_REGISTRY))
         return sorted(n.decode() for n in names)
 
     async def queue_stats(self, queue: str) -> QueueStats:
@@ -214,7 +218,7 @@ class QueueClient:
         """Where a job is: pending, delayed, processing, dead, finished; None if unknown."""
         k = QueueKeys.for_queue(_queue(queue))
         with redis_boundary("look up a job"):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             for key in (k.pending, k.delayed, k.active, k.dead, k.done):
                 pipe.zscore(key, job_id)
             scores = await pipe.execute()
@@ -231,7 +235,7 @@ class QueueClient:
 
         with redis_boundary("read a job"):
             key = QueueKeys.for_queue(_queue(queue)).jobs
-            env = cast(bytes | None, await self.redis.hget(key, job_id))
+            env = cast(bytes | None, await self._redis.hget(key, job_id))
         return None if env is None else from_json(split_envelope(env)[2])
 
     # --- dead letters -------------------------------------------------------------------------
@@ -240,7 +244,7 @@ class QueueClient:
         self, queue: str, *, offset: int = 0, limit: int = 100
     ) -> list[DeadLetter]:
         """The dead letters of ``queue`` (``dead:<queue>`` also accepted), newest first."""
-        return await list_dead(self.redis, _queue(queue), offset=offset, limit=limit)
+        return await list_dead(self._redis, _queue(queue), offset=offset, limit=limit)
 
     async def add_dead_letters(
         self, queue: str, letters: Sequence[NewDeadLetter], *, cap: DeadLetterCap | None = None
@@ -251,7 +255,7 @@ class QueueClient:
         return await add_dead(self._scripts, _queue(queue), letters, cap=cap)
 
     async def dead_letter_count(self, queue: str) -> int:
-        return await count_dead(self.redis, _queue(queue))
+        return await count_dead(self._redis, _queue(queue))
 
     async def replay_dead_letters(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         """Back to pending with fresh attempts; every dead letter when ``job_ids`` is None."""
@@ -266,7 +270,7 @@ class QueueClient:
     async def get_policy(self, queue: str) -> QueuePolicy:
         k = QueueKeys.for_queue(_queue(queue))
         with redis_boundary("read a queue policy"):
-            raw = cast(dict[bytes, bytes], await self.redis.hgetall(k.config))
+            raw = cast(dict[bytes, bytes], await self._redis.hgetall(k.config))
         return QueuePolicy.from_redis(raw)
 
     async def set_policy(self, queue: str, **changes: Any) -> QueuePolicy:
@@ -282,7 +286,7 @@ class QueueClient:
         ``policy`` are deleted); workers apply it within a heartbeat."""
         k = QueueKeys.for_queue(_queue(queue))
         with redis_boundary("write a queue policy"):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             pipe.hset(k.config, mapping=policy.to_redis())  # type: ignore[arg-type]
             if unset := policy.unset_fields():
                 pipe.hdel(k.config, *unset)
@@ -305,15 +309,15 @@ class QueueClient:
 
     async def queue_owner(self, queue: str) -> QueueOwner | None:
         """Who owns ``queue``; None if nobody has claimed it."""
-        return await read_owner(self.redis, _queue(queue))
+        return await read_owner(self._redis, _queue(queue))
 
     async def delete_queue(self, queue: str) -> None:
         """Delete every key of a queue: its jobs, dead letters, counters and policy (not its
         claim: see :meth:`release_queue`)."""
         k = QueueKeys.for_queue(_queue(queue))
         with redis_boundary(f"delete queue {k.queue!r}"):
-            await self.redis.delete(*k.all())
-            await self.redis.srem(QUEUE_REGISTRY, k.queue)
+            await self._redis.delete(*k.all())
+            await self._redis.srem(QUEUE_REGISTRY, k.queue)
 
 
 def _queue(name: str) -> str:

@@ -10,6 +10,7 @@ import time
 import uuid
 
 import pytest
+from redis.asyncio import Redis
 
 from reliable_queue import Job, QueueClient
 from tests.cluster.conftest import KubeCluster, start_operator
@@ -102,7 +103,7 @@ async def test_default_queues_become_deployments_and_policy(
 
 
 async def test_backlog_scales_up_within_two_polls_and_delete_honours_policy(
-    operator: tuple[KubeCluster, str, CliProcess], client: QueueClient
+    operator: tuple[KubeCluster, str, CliProcess], client: QueueClient, raw_redis: Redis
 ) -> None:
     kube, ns, proc = operator
     mq = """apiVersion: conveyor.io/v1alpha1
@@ -160,7 +161,7 @@ spec: {queue: bursty, minReplicas: 1, maxReplicas: 8, targetDepthPerReplica: 125
     kube.kubectl("delete", "-n", ns, "mq/bursty", "--timeout=60s")
 
     async def gone() -> bool:
-        return replicas(kube, ns, "bursty-worker") is None and not await client.redis.exists(
+        return replicas(kube, ns, "bursty-worker") is None and not await raw_redis.exists(
             "conveyor:{bursty}:pending"
         )
 

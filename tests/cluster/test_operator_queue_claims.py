@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from reliable_queue import QueueClient, QueueOwner
 from tests.cluster.conftest import KubeCluster, start_operator
@@ -176,7 +177,10 @@ async def test_a_claim_left_by_a_messagequeue_that_is_gone_is_taken_over(
 
 
 async def test_workers_of_a_queue_that_became_anothers_scale_to_zero(
-    two_teams: tuple[KubeCluster, str, str, list[CliProcess]], client: QueueClient, redis_url: str
+    two_teams: tuple[KubeCluster, str, str, list[CliProcess]],
+    client: QueueClient,
+    redis_url: str,
+    raw_redis: Redis,
 ) -> None:
     kube, team_a, team_b, procs = two_teams
     apply(kube, team_a, "first", "contested")
@@ -194,7 +198,7 @@ async def test_workers_of_a_queue_that_became_anothers_scale_to_zero(
     # The first's operator is down when Redis forgets the claim (a flush, a restore): the
     # second, waiting, claims the queue; the first, back, must stop consuming it.
     assert procs[0].stop() == 0
-    await client.redis.delete("conveyor:{contested}:owner")
+    await raw_redis.delete("conveyor:{contested}:owner")
     await eventually(
         lambda: replicas(kube, team_b, "second") == 1,
         timeout=60,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from conveyor_plant.keys import latest_values
+from redis.asyncio import Redis
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
@@ -93,6 +94,7 @@ async def test_ingestor_and_worker_containers_move_messages(
     redis_url: str,
     mosquitto: MosquittoServer,
     influx: InfluxServer,
+    raw_redis: Redis,
 ) -> None:
     run_id = uuid.uuid4().hex[:8]
     common = [
@@ -157,5 +159,5 @@ async def test_ingestor_and_worker_containers_move_messages(
     await eventually(processed, timeout=60, what="30 jobs done by the worker container")
     [series] = influx.query("SELECT count(value) FROM realtime WHERE signal='temp'")
     assert series["values"][0][1] == 30  # type: ignore[index]
-    latest = await client.redis.hgetall(latest_values("press2"))
+    latest = await raw_redis.hgetall(latest_values("press2"))
     assert json.loads(latest[b"temp"]) == 20.0 + 29

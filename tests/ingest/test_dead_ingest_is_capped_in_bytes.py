@@ -21,9 +21,9 @@ from conveyor_ingestor import (
     broker_config,
 )
 from conveyor_ingestor.ingesting import DEAD_TOPIC_CHARS, REJECTS_LOGGED_PER_INTERVAL
+from redis.asyncio import Redis
 
 from reliable_queue import NewDeadLetter, QueueClient
-from reliable_queue.connection import RedisClient
 from reliable_queue.dead_letters import LETTER_OVERHEAD_BYTES, DeadLetterCap
 from reliable_queue.keys import QueueKeys
 from tests.helpers import eventually
@@ -36,7 +36,10 @@ KEYS = QueueKeys.for_queue("ingest")
 
 
 async def test_a_flood_of_rejected_payloads_keeps_dead_ingest_under_its_byte_cap(
-    mosquitto: MosquittoServer, client: QueueClient, caplog: pytest.LogCaptureFixture
+    mosquitto: MosquittoServer,
+    client: QueueClient,
+    caplog: pytest.LogCaptureFixture,
+    raw_redis: Redis,
 ) -> None:
     cap, flood = 512 * 1024, 600
     routes = RoutingTable(DEFAULT_ROUTES)
@@ -69,12 +72,12 @@ async def test_a_flood_of_rejected_payloads_keeps_dead_ingest_under_its_byte_cap
         await subscriber.stop()
 
     kept = await client.dead_letter_count("ingest")
-    accounted = await _recount(client.redis)
+    accounted = await _recount(raw_redis)
     assert 0.9 * cap <= accounted <= cap
     assert kept < flood
     evicted = flood - kept
     assert ingestor.metrics.dead_evicted._value.get() == evicted
-    assert await _counted(client.redis, "dead_evicted") == evicted
+    assert await _counted(raw_redis, "dead_evicted") == evicted
     # The oldest went first: the newest letters are the ones kept.
     letters = await client.dead_letters("ingest", limit=flood)
     numbers = sorted(int(d.data["payload"][:6]) for d in letters)
@@ -82,7 +85,7 @@ async def test_a_flood_of_rejected_payloads_keeps_dead_ingest_under_its_byte_cap
     # What Redis really spends on them stays under the cap too.
     used = 0
     for key in (KEYS.jobs, KEYS.dead, KEYS.dead_info):
-        used += int(await client.redis.memory_usage(key, samples=0) or 0)
+        used += int(await raw_redis.memory_usage(key, samples=0) or 0)
     assert used <= cap, f"{used:,} bytes in Redis for a cap of {cap:,}"
     # A flood of bad input is not a flood of log lines.
     lines = [r.getMessage() for r in caplog.records]
@@ -123,7 +126,9 @@ async def test_a_letter_keeps_only_the_start_of_a_huge_topic(
     assert len(letter.error) < 1024
 
 
-async def test_count_cap_and_a_total_that_survives_purge_and_replay(client: QueueClient) -> None:
+async def test_count_cap_and_a_total_that_survives_purge_and_replay(
+    client: QueueClient, raw_redis: Redis
+) -> None:
     cap = DeadLetterCap(max_count=40, max_bytes=64 * 1024)
 
     def letters(start: int, n: int) -> list[NewDeadLetter]:
@@ -134,7 +139,7 @@ async def test_count_cap_and_a_total_that_survives_purge_and_replay(client: Queu
 
     done = await client.add_dead_letters("ingest", letters(0, 30), cap=cap)
     assert (done.added, done.evicted) == (30, 0)
-    assert await _counted(client.redis) == await _recount(client.redis)
+    assert await _counted(raw_redis) == await _recount(raw_redis)
 
     ids = [d.id for d in await client.dead_letters("ingest", limit=10)]
     assert await client.purge_dead_letters("ingest", ids[:5]) == 5
@@ -142,21 +147,21 @@ async def test_count_cap_and_a_total_that_survives_purge_and_replay(client: Queu
     done = await client.add_dead_letters("ingest", letters(30, 30), cap=cap)
     assert (done.added, done.evicted) == (30, 10)  # 20 left + 30 new, capped at 40
     assert await client.dead_letter_count("ingest") == 40
-    assert await _counted(client.redis) == await _recount(client.redis)
+    assert await _counted(raw_redis) == await _recount(raw_redis)
 
     small = DeadLetterCap(max_bytes=20 * 1024)
     done = await client.add_dead_letters("ingest", [], cap=small)
     assert done.added == 0
     assert done.evicted > 0
-    assert await _recount(client.redis) <= small.max_bytes
-    assert await _counted(client.redis) == await _recount(client.redis)
+    assert await _recount(raw_redis) <= small.max_bytes
+    assert await _counted(raw_redis) == await _recount(raw_redis)
 
 
-async def _counted(redis: RedisClient, field: str = "dead_bytes") -> int:
+async def _counted(redis: Redis, field: str = "dead_bytes") -> int:
     return int(cast(bytes, await redis.hget(KEYS.counters, field)))
 
 
-async def _recount(redis: RedisClient) -> int:
+async def _recount(redis: Redis) -> int:
     """The weight of every letter in dead:ingest, as dead_add.lua defines it."""
     total = 0
     for raw in cast(list[bytes], await redis.zrange(KEYS.dead, 0, -1)):

@@ -51,7 +51,8 @@ async def test_enqueue_to_a_full_redis_is_queue_unavailable_and_recovers(
         # Nothing half-written: every stored job is pending, and the counters agree.
         stats = await client.queue_stats("full")
         assert stats.pending == accepted == stats.enqueued
-        assert await client.redis.hlen("conveyor:{full}:jobs") == accepted
+        with redis.Redis.from_url(full_redis.url) as raw:
+            assert raw.hlen("conveyor:{full}:jobs") == accepted
         # A batch is refused as a whole, through the same mapping.
         with pytest.raises(QueueUnavailable, match="out of memory"):
             await client.enqueue_many("full", [PAYLOAD] * 10)

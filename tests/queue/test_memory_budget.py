@@ -18,13 +18,13 @@ from typing import Any, cast
 
 import pytest
 from conveyor_ingestor import parse_message
-from conveyor_plant import PlantState
-from conveyor_worker import Context, SinkSettings, WorkerMetrics, build_worker
+from conveyor_worker import SinkSettings, build_worker
+from redis.asyncio import Redis
 
 from reliable_queue import NewDeadLetter, NewJob, QueueClient, Worker
 from reliable_queue.dead_letters import DeadLetterCap
 from reliable_queue.keys import QueueKeys
-from tests.helpers import eventually
+from tests.helpers import eventually, worker_context
 
 pytestmark = pytest.mark.integration
 
@@ -90,17 +90,17 @@ def _spc(machine: str, points: int) -> dict[str, Any]:
     return _message("spc", machine, samples)
 
 
-async def _used(client: QueueClient) -> int:
+async def _used(redis: Redis) -> int:
     """Allocator bytes, less the clients' buffers (a large enqueue leaves a query buffer that
     Redis shrinks later: not data)."""
-    info = await client.redis.info("memory")
+    info = await redis.info("memory")
     return int(info["used_memory"]) - int(info["mem_clients_normal"])
 
 
-async def _key_bytes(client: QueueClient, *patterns: str) -> int:
+async def _key_bytes(redis: Redis, *patterns: str) -> int:
     """MEMORY USAGE (every element counted) of the keys matching ``patterns``, summed."""
-    keys = [k for p in patterns async for k in client.redis.scan_iter(match=p, count=1000)]
-    pipe = client.redis.pipeline(transaction=False)
+    keys = [k for p in patterns async for k in redis.scan_iter(match=p, count=1000)]
+    pipe = redis.pipeline(transaction=False)
     for key in keys:
         pipe.memory_usage(key, samples=0)
     return sum(int(n or 0) for n in await pipe.execute())
@@ -119,11 +119,11 @@ async def _drain(client: QueueClient, queues: tuple[str, ...]) -> None:
 
 async def _delete_queues(client: QueueClient, queues: tuple[str, ...]) -> None:
     for q in queues:
-        await client.redis.delete(*QueueKeys.for_queue(q).all())
+        await client.delete_queue(q)
 
 
 async def test_redis_memory_per_machine_job_and_dead_letter_is_within_budget(
-    client: QueueClient,
+    client: QueueClient, redis_url: str, raw_redis: Redis
 ) -> None:
     started = time.monotonic()
     figures: dict[str, float] = {}
@@ -132,49 +132,47 @@ async def test_redis_memory_per_machine_job_and_dead_letter_is_within_budget(
 
     # --- machines: one realtime, one tech and one SPC message each, by real workers ----------
     await client.ping()
-    before = await _used(client)
+    before = await _used(raw_redis)
     for queue, jobs in (
         ("mqtt_realtime", [_realtime(m, 0) for m in machines]),
         ("mqtt_tech", [_tech(m) for m in machines]),
         ("mqtt_spc", [_spc(m, 1) for m in machines]),
     ):
         await client.enqueue_many(queue, jobs)
-    ctx = Context(
-        client=client,
-        plant=PlantState(client.redis),
-        influx=None,
-        settings=SinkSettings(),
-        metrics=WorkerMetrics(),
-    )
     workers: list[Worker] = []
-    for queue in queues[:3]:
-        worker = build_worker(
-            client=client, queue=queue, ctx=ctx, concurrency=8, batch_size=100, drain_timeout=5
-        )
-        assert worker is not None
-        await worker.start()
-        workers.append(worker)
-    try:
-        await _drain(client, queues[:3])
-        await _delete_queues(client, queues)
-        figures["per machine, 1-point SPC windows"] = per_machine_one_point = (
-            await _used(client) - before
-        ) / MACHINES
-        figures["per machine, its keys' MEMORY USAGE"] = (
-            await _key_bytes(client, "conveyor:*{press-*") / MACHINES
-        )
+    async with worker_context(client, redis_url) as ctx:
+        try:
+            for queue in queues[:3]:
+                worker = build_worker(
+                    client=client,
+                    queue=queue,
+                    ctx=ctx,
+                    concurrency=8,
+                    batch_size=100,
+                    drain_timeout=5,
+                )
+                assert worker is not None
+                await worker.start()
+                workers.append(worker)
+            await _drain(client, queues[:3])
+            await _delete_queues(client, queues)
+            figures["per machine, 1-point SPC windows"] = per_machine_one_point = (
+                await _used(raw_redis) - before
+            ) / MACHINES
+            figures["per machine, its keys' MEMORY USAGE"] = (
+                await _key_bytes(raw_redis, "conveyor:*{press-*") / MACHINES
+            )
 
-        # --- SPC windows filled to WORKER_SPC_WINDOW points on a few machines ----------------
-        full = machines[:FULL_WINDOW_MACHINES]
-        one_point = await _key_bytes(client, *(f"conveyor:spc:{{{m}}}:*" for m in full))
-        await client.enqueue_many("mqtt_spc", [_spc(m, WINDOW - 1) for m in full])
-        await _drain(client, ("mqtt_spc",))
-    finally:
-        for worker in workers:
-            await worker.stop()
-        await ctx.close()
+            # --- SPC windows filled to WORKER_SPC_WINDOW points on a few machines ------------
+            full = machines[:FULL_WINDOW_MACHINES]
+            one_point = await _key_bytes(raw_redis, *(f"conveyor:spc:{{{m}}}:*" for m in full))
+            await client.enqueue_many("mqtt_spc", [_spc(m, WINDOW - 1) for m in full])
+            await _drain(client, ("mqtt_spc",))
+        finally:
+            for worker in workers:
+                await worker.stop()
     await _delete_queues(client, queues)
-    full_windows = await _key_bytes(client, *(f"conveyor:spc:{{{m}}}:*" for m in full))
+    full_windows = await _key_bytes(raw_redis, *(f"conveyor:spc:{{{m}}}:*" for m in full))
     points = FULL_WINDOW_MACHINES * len(CHARACTERISTICS) * (WINDOW - 1)
     figures["per SPC window point"] = per_point = (full_windows - one_point) / points
     figures["per machine, full SPC windows"] = per_machine = (
@@ -184,10 +182,10 @@ async def test_redis_memory_per_machine_job_and_dead_letter_is_within_budget(
     # --- queued jobs: realtime messages as the ingestor enqueues them -------------------------
     jobs = [_realtime(machines[i % MACHINES], i) for i in range(JOBS)]
     payload = sum(len(json.dumps(j, separators=(",", ":"))) for j in jobs) / JOBS
-    before = await _used(client)
+    before = await _used(raw_redis)
     await client.enqueue_many("budget_jobs", [NewJob(j) for j in jobs])
     assert (await client.queue_stats("budget_jobs")).pending == JOBS
-    per_job = (await _used(client) - before) / JOBS
+    per_job = (await _used(raw_redis) - before) / JOBS
     figures["per queued job (payload bytes)"] = payload
     figures["per queued job"] = per_job
     await _delete_queues(client, ("budget_jobs",))
@@ -210,11 +208,11 @@ async def test_redis_memory_per_machine_job_and_dead_letter_is_within_budget(
     ]
     letter_bytes = sum(len(json.dumps(d.data)) + len(d.error) for d in letters) / LETTERS
     cap = DeadLetterCap(max_bytes=1 << 40)  # no eviction; keeps the running byte total
-    before = await _used(client)
+    before = await _used(raw_redis)
     await client.add_dead_letters("budget_dead", letters, cap=cap)
-    per_letter = (await _used(client) - before) / LETTERS
+    per_letter = (await _used(raw_redis) - before) / LETTERS
     counters = QueueKeys.for_queue("budget_dead").counters
-    counted = int(cast(bytes, await client.redis.hget(counters, "dead_bytes")))
+    counted = int(cast(bytes, await raw_redis.hget(counters, "dead_bytes")))
     figures["per dead letter (payload + error bytes)"] = letter_bytes
     figures["per dead letter"] = per_letter
     figures["per dead letter, as the byte cap counts it"] = counted / LETTERS

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.asyncio import Redis
 
 from reliable_queue import QueueClient, QueueOwner, UsageError
 
@@ -68,13 +69,13 @@ async def test_concurrent_claims_leave_exactly_one_owner(client: QueueClient) ->
     assert winner.startswith("uid-")
 
 
-async def test_deleting_the_data_keeps_the_claim(client: QueueClient) -> None:
+async def test_deleting_the_data_keeps_the_claim(client: QueueClient, raw_redis: Redis) -> None:
     await client.claim_queue("orders", TEAM_A)
     await client.enqueue("orders", {"n": 1})
     await client.delete_queue("orders")
     assert (await client.queue_stats("orders")).pending == 0
     assert TEAM_A.same_as(await client.queue_owner("orders"))
-    assert await client.redis.exists("conveyor:{orders}:owner")  # in the queue's slot
+    assert await raw_redis.exists("conveyor:{orders}:owner")  # in the queue's slot
 
 
 def test_an_owner_needs_a_uid() -> None:

@@ -8,6 +8,7 @@ import itertools
 import time
 
 import pytest
+from redis.asyncio import Redis
 
 from reliable_queue import Job, PermanentError, QueueClient, Retry
 from tests.helpers import eventually
@@ -106,7 +107,7 @@ async def test_replay_all_and_purge(client: QueueClient) -> None:
     assert await client.job_data("bulk", "anything") is None
 
 
-async def test_dead_letter_retention_caps_the_count(client: QueueClient) -> None:
+async def test_dead_letter_retention_caps_the_count(client: QueueClient, raw_redis: Redis) -> None:
     await client.set_policy("capped", dead_max_count=10, max_retries=0)
 
     async def handler(job: Job) -> None:
@@ -128,8 +129,7 @@ async def test_dead_letter_retention_caps_the_count(client: QueueClient) -> None
     assert await client.dead_letter_count("capped") == 10
     letters = await client.dead_letters("capped", limit=100)
     assert {d.data["i"] for d in letters} <= set(range(200))
-    r = client.redis
-    assert await r.hlen("conveyor:{capped}:jobs") == 10  # trimmed payloads are gone too
+    assert await raw_redis.hlen("conveyor:{capped}:jobs") == 10  # trimmed payloads are gone too
 
 
 async def _dead(client: QueueClient, queue: str, job_id: str) -> bool:
@@ -137,7 +137,7 @@ async def _dead(client: QueueClient, queue: str, job_id: str) -> bool:
 
 
 async def test_retention_by_age_drops_old_dead_letters_and_finished_records(
-    client: QueueClient,
+    client: QueueClient, raw_redis: Redis
 ) -> None:
     await client.set_policy("aged", dead_max_age_s=0.5, done_max_age_s=0.5, max_retries=0)
 
@@ -161,5 +161,5 @@ async def test_retention_by_age_drops_old_dead_letters_and_finished_records(
 
     await eventually(trimmed, timeout=5, what="records older than 0.5 s trimmed by the reaper")
     await worker.stop()
-    assert await client.redis.hlen("conveyor:{aged}:jobs") == 0
-    assert await client.redis.hlen("conveyor:{aged}:dead_info") == 0
+    assert await raw_redis.hlen("conveyor:{aged}:jobs") == 0
+    assert await raw_redis.hlen("conveyor:{aged}:dead_info") == 0

@@ -18,11 +18,10 @@ import pytest
 import yaml
 from conveyor_ingestor import DEFAULT_ROUTES
 from conveyor_messages import DEFAULT_QUEUES, Kind, default_queue, queue_for_kind
-from conveyor_plant import PlantState
-from conveyor_worker import Context, SinkSettings, WorkerMetrics, processor_for
+from conveyor_worker import processor_for
 
 from reliable_queue import QueueClient, QueuePolicy
-from tests.helpers import ROOT
+from tests.helpers import ROOT, worker_context
 
 TABLE = "DEFAULT_QUEUES (services/messages/conveyor_messages/queues.py)"
 VALUES = ROOT / "charts" / "conveyor" / "values.yaml"
@@ -58,22 +57,16 @@ def test_the_ingestors_default_routes_are_the_tables() -> None:
 
 
 async def test_every_default_queue_has_a_processor_and_no_other_queue_does() -> None:
-    client = QueueClient.from_url("redis://127.0.0.1:9")  # never connected: nothing runs
-    try:
-        ctx = Context(
-            client=client,
-            plant=PlantState(client.redis),
-            influx=None,
-            settings=SinkSettings(),
-            metrics=WorkerMetrics(),
-        )
+    nowhere = "redis://127.0.0.1:9"  # never connected: nothing runs
+    async with (
+        QueueClient.from_url(nowhere) as client,
+        worker_context(client, nowhere) as ctx,
+    ):
         assert {q.name: processor_for(q.name, ctx) is not None for q in DEFAULT_QUEUES} == {
             q.name: True for q in DEFAULT_QUEUES
         }
         assert processor_for("custom", ctx) is None
         assert ctx.settings.alerts_queue == queue_for_kind("alert").name
-    finally:
-        await client.close()
 
 
 def test_conveyor_work_follows_the_table() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -9,18 +10,11 @@ from typing import Any
 
 import pytest
 from conveyor_ingestor import parse_message
-from conveyor_plant import PlantState
-from conveyor_worker import (
-    Context,
-    InfluxConfig,
-    InfluxSink,
-    SinkSettings,
-    WorkerMetrics,
-    build_worker,
-)
+from conveyor_worker import InfluxConfig, InfluxSink, SinkSettings, build_worker
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient, Worker
+from tests.helpers import worker_context
 
 StartWorker = Callable[..., Any]
 
@@ -39,8 +33,11 @@ def message(kind: Any, machine: str, doc: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def start_worker(client: QueueClient, influx: InfluxServer) -> AsyncIterator[StartWorker]:
-    started: list[tuple[Worker, Context]] = []
+async def start_worker(
+    client: QueueClient, redis_url: str, influx: InfluxServer
+) -> AsyncIterator[StartWorker]:
+    started: list[Worker] = []
+    contexts = contextlib.AsyncExitStack()
 
     async def start(
         queue: str,
@@ -53,12 +50,8 @@ async def start_worker(client: QueueClient, influx: InfluxServer) -> AsyncIterat
         sink = (
             InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket)) if with_influx else None
         )
-        ctx = Context(
-            client=client,
-            plant=PlantState(client.redis),
-            influx=sink,
-            settings=settings or SinkSettings(),
-            metrics=WorkerMetrics(),
+        ctx = await contexts.enter_async_context(
+            worker_context(client, redis_url, influx=sink, settings=settings)
         )
         worker = build_worker(
             client=client,
@@ -70,10 +63,10 @@ async def start_worker(client: QueueClient, influx: InfluxServer) -> AsyncIterat
         )
         assert worker is not None
         await worker.start()
-        started.append((worker, ctx))
+        started.append(worker)
         return worker
 
-    yield start
-    for worker, ctx in started:
-        await worker.stop()
-        await ctx.close()
+    async with contexts:  # closed once every worker has stopped
+        yield start
+        for worker in started:
+            await worker.stop()

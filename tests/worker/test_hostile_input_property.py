@@ -24,6 +24,7 @@ from conveyor_ingestor.routing import Kind
 from conveyor_plant.keys import tech_config
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
@@ -168,10 +169,12 @@ class Expected:
 
 
 class Pipeline:
-    """The workers of the three queues and a running count of the jobs each has done."""
+    """The workers of the three queues, a running count of the jobs each has done, and a Redis
+    connection of the test's own (for the plant's state the workers leave)."""
 
-    def __init__(self, client: QueueClient, influx: InfluxServer) -> None:
+    def __init__(self, client: QueueClient, redis: Redis, influx: InfluxServer) -> None:
         self.client = client
+        self.redis = redis
         self.influx = influx
         self.done: dict[str, int] = defaultdict(int)
         self.examples = 0
@@ -208,11 +211,11 @@ class Pipeline:
 
 @pytest.fixture
 async def pipeline(
-    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+    client: QueueClient, raw_redis: Redis, influx: InfluxServer, start_worker: StartWorker
 ) -> Pipeline:
     for queue in QUEUES.values():
         await start_worker(queue, batch_size=4)
-    return Pipeline(client, influx)
+    return Pipeline(client, raw_redis, influx)
 
 
 def ingest(kind: Kind, machine: str, doc: Any, received_at: int) -> dict[str, Any] | str:
@@ -249,7 +252,7 @@ async def test_every_message_is_written_exactly_or_refused_with_a_reason(
     # A machine's tech config is written only when it changes: forget earlier examples'.
     stale = {tech_config(m) for k, m, _ in batch if k == "tech"}
     if stale:
-        await pipeline.client.redis.delete(*stale)
+        await pipeline.redis.delete(*stale)
     for i, (kind, machine, doc) in enumerate([*batch, ("realtime", "good machine", good)]):
         outcome = ingest(kind, machine, doc, received_at=TS + 10**7 + 1000 * n + i)
         if machine != "good machine":

@@ -9,13 +9,13 @@ import json
 from typing import Any
 
 import pytest
-from conveyor_plant import PlantState
 from conveyor_plant.keys import latest_times, latest_values
-from conveyor_worker import Context, SinkSettings, WorkerMetrics
+from conveyor_worker import Context
 from conveyor_worker.processors import process_realtime
+from redis.asyncio import Redis
 
 from reliable_queue import Job, QueueClient
-from tests.helpers import eventually
+from tests.helpers import eventually, worker_context
 from tests.worker.conftest import message
 
 pytestmark = pytest.mark.integration
@@ -28,8 +28,8 @@ def job(n: int, data: dict[str, Any]) -> Job:
     )
 
 
-async def events_of(client: QueueClient, jobs: list[Job], ctx: Context) -> list[dict[str, Any]]:
-    pubsub = client.redis.pubsub()
+async def events_of(raw_redis: Redis, jobs: list[Job], ctx: Context) -> list[dict[str, Any]]:
+    pubsub = raw_redis.pubsub()
     await pubsub.psubscribe("conveyor:live:*")
     assert await process_realtime(ctx, jobs) == {}
     events: list[dict[str, Any]] = []
@@ -48,24 +48,18 @@ async def events_of(client: QueueClient, jobs: list[Job], ctx: Context) -> list[
 
 
 async def test_newest_value_per_signal_in_one_call_and_one_event_per_machine(
-    client: QueueClient,
+    client: QueueClient, redis_url: str, raw_redis: Redis
 ) -> None:
-    ctx = Context(
-        client=client,
-        plant=PlantState(client.redis),
-        influx=None,
-        settings=SinkSettings(),
-        metrics=WorkerMetrics(),
-    )
-    await client.redis.hset(latest_values("a"), mapping={"old": "1.0"})
-    await client.redis.hset(latest_times("a"), mapping={"old": str(TS + 100)})
+    await raw_redis.hset(latest_values("a"), mapping={"old": "1.0"})
+    await raw_redis.hset(latest_times("a"), mapping={"old": str(TS + 100)})
     jobs = [
         job(1, message("realtime", "a", {"timestamp": TS + 10, "values": {"t": 3.0, "p": 1}})),
         job(2, message("realtime", "b", {"timestamp": TS + 1, "values": {"t": 7.0}})),
         job(3, message("realtime", "a", {"timestamp": TS + 5, "values": {"t": 2.0, "old": 9}})),
         job(4, message("realtime", "a", {"timestamp": TS + 10, "values": {"p": 2, "s": "ON"}})),
     ]
-    events = await events_of(client, jobs, ctx)
+    async with worker_context(client, redis_url) as ctx:
+        events = await events_of(raw_redis, jobs, ctx)
     assert sorted(e["machine"] for e in events) == ["a", "b"], events
     [a] = [e for e in events if e["machine"] == "a"]
     assert a == {
@@ -74,7 +68,7 @@ async def test_newest_value_per_signal_in_one_call_and_one_event_per_machine(
         "ts": TS + 10,
         "values": {"t": 3.0, "p": 2, "old": 9, "s": "ON"},  # equal times: the later job's
     }
-    cached = await client.redis.hgetall(latest_values("a"))
+    cached = await raw_redis.hgetall(latest_values("a"))
     assert {k: json.loads(v) for k, v in cached.items()} == {
         b"t": 3.0,
         b"p": 2,
@@ -82,22 +76,18 @@ async def test_newest_value_per_signal_in_one_call_and_one_event_per_machine(
         b"s": "ON",
         b"_ts": TS + 10,
     }
-    assert 0 < await client.redis.ttl(latest_times("a")) <= 86_400
-    assert await client.redis.hget(latest_values("b"), "t") == b"7.0"
+    assert 0 < await raw_redis.ttl(latest_times("a")) <= 86_400
+    assert await raw_redis.hget(latest_values("b"), "t") == b"7.0"
 
 
-async def test_a_script_redis_lost_is_loaded_again(client: QueueClient) -> None:
-    ctx = Context(
-        client=client,
-        plant=PlantState(client.redis),
-        influx=None,
-        settings=SinkSettings(),
-        metrics=WorkerMetrics(),
-    )
+async def test_a_script_redis_lost_is_loaded_again(
+    client: QueueClient, redis_url: str, raw_redis: Redis
+) -> None:
     first = message("realtime", "r", {"timestamp": TS, "values": {"t": 1.0}})
-    await events_of(client, [job(1, first)], ctx)
-    await client.redis.script_flush()
     second = message("realtime", "r", {"timestamp": TS + 1, "values": {"t": 2.0}})
-    events = await events_of(client, [job(2, second)], ctx)
+    async with worker_context(client, redis_url) as ctx:
+        await events_of(raw_redis, [job(1, first)], ctx)
+        await raw_redis.script_flush()
+        events = await events_of(raw_redis, [job(2, second)], ctx)
     assert events[-1]["values"] == {"t": 2.0}
-    assert await client.redis.hget(latest_values("r"), "t") == b"2.0"
+    assert await raw_redis.hget(latest_values("r"), "t") == b"2.0"

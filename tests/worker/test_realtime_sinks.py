@@ -8,6 +8,7 @@ import json
 
 import pytest
 from conveyor_plant.keys import latest_values
+from redis.asyncio import Redis
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
@@ -19,9 +20,9 @@ TS = 1_750_000_000_000
 
 
 async def test_points_cache_and_stream(
-    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+    client: QueueClient, influx: InfluxServer, start_worker: StartWorker, raw_redis: Redis
 ) -> None:
-    pubsub = client.redis.pubsub()
+    pubsub = raw_redis.pubsub()
     await pubsub.psubscribe("conveyor:live:*")
     jobs = [
         message(
@@ -47,10 +48,10 @@ async def test_points_cache_and_stream(
     flags = influx.query("SELECT flag, text FROM realtime WHERE signal='run' OR signal='mode'")
     assert flags  # booleans and strings land in their own fields
 
-    latest = await client.redis.hgetall(latest_values("m1"))
+    latest = await raw_redis.hgetall(latest_values("m1"))
     assert json.loads(latest[b"temp"]) == 69.0
     assert latest[b"_ts"] == str(TS + 49).encode()
-    assert 0 < await client.redis.ttl(latest_values("m1")) <= 86_400
+    assert 0 < await raw_redis.ttl(latest_values("m1")) <= 86_400
 
     # One event per machine per batch, with the newest value of each signal.
     events: list[dict[str, object]] = []
@@ -120,7 +121,7 @@ async def test_influx_outage_retries_and_writes_each_point_once(
 
 
 async def test_a_late_older_message_does_not_replace_a_newer_value(
-    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+    client: QueueClient, influx: InfluxServer, start_worker: StartWorker, raw_redis: Redis
 ) -> None:
     # Jobs of one machine run in parallel and are retried: the cache keeps, per signal, the
     # value with the newest timestamp (seen in the image test: an older temp won).
@@ -136,7 +137,7 @@ async def test_a_late_older_message_does_not_replace_a_newer_value(
             return (await client.queue_stats("mqtt_realtime")).completed == n
 
         await eventually(done, timeout=20, what=f"job {n} done")
-    latest = await client.redis.hgetall(latest_values("late"))
+    latest = await raw_redis.hgetall(latest_values("late"))
     assert json.loads(latest[b"temp"]) == 30.0  # not the late 25.0
     assert json.loads(latest[b"pressure"]) == 5.5  # nothing newer for it: the late one counts
     assert latest[b"_ts"] == str(TS + 10).encode()

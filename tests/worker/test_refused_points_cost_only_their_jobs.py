@@ -18,6 +18,7 @@ while jobs at ``TS`` are not concerned."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -25,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor_plant import PlantState
 from conveyor_plant.keys import latest_values, spc_window, tech_config
-from conveyor_worker import Context, InfluxConfig, InfluxSink, SinkSettings, WorkerMetrics
+from conveyor_worker import InfluxConfig, InfluxSink, SinkSettings, WorkerMetrics
 from conveyor_worker import build_worker as make_worker
+from redis.asyncio import Redis
 
 from conveyor.local_servers import InfluxServer, influxd_binary
 from reliable_queue import DeadLetter, QueueClient, Worker
-from tests.helpers import eventually
+from tests.helpers import eventually, worker_context
 from tests.servers import require_binary
 from tests.worker.conftest import message
 
@@ -45,19 +46,23 @@ Started = tuple[Worker, WorkerMetrics]
 
 
 @pytest.fixture
-async def start(client: QueueClient, influx: InfluxServer) -> AsyncIterator[Callable[..., Any]]:
+async def start(
+    client: QueueClient, redis_url: str, influx: InfluxServer
+) -> AsyncIterator[Callable[..., Any]]:
     """A worker of a default queue, with its metrics at hand."""
-    started: list[tuple[Worker, Context]] = []
+    started: list[Worker] = []
+    contexts = contextlib.AsyncExitStack()
 
     async def run(
         queue: str, *, sink: InfluxSink | None = None, timeout_s: float | None = None
     ) -> Started:
-        ctx = Context(
-            client=client,
-            plant=PlantState(client.redis),
-            influx=sink or InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket)),
-            settings=SinkSettings(machine_ttl_s=TTL),
-            metrics=WorkerMetrics(),
+        ctx = await contexts.enter_async_context(
+            worker_context(
+                client,
+                redis_url,
+                influx=sink or InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket)),
+                settings=SinkSettings(machine_ttl_s=TTL),
+            )
         )
         worker = make_worker(
             client=client, queue=queue, ctx=ctx, concurrency=1, batch_size=200, drain_timeout=5
@@ -67,13 +72,13 @@ async def start(client: QueueClient, influx: InfluxServer) -> AsyncIterator[Call
             worker.default_timeout_s = timeout_s
             ctx.timed_by = worker
         await worker.start()
-        started.append((worker, ctx))
+        started.append(worker)
         return worker, ctx.metrics
 
-    yield run
-    for worker, ctx in started:
-        await worker.stop()
-        await ctx.close()
+    async with contexts:  # closed once every worker has stopped
+        yield run
+        for worker in started:
+            await worker.stop()
 
 
 def write_raw(influx: InfluxServer, line: str) -> None:
@@ -111,7 +116,7 @@ def rejected(metrics: WorkerMetrics, measurement: str) -> float | None:
 
 
 async def test_poisoned_realtime_jobs_fail_alone(
-    client: QueueClient, influx: InfluxServer, start: Callable[..., Any]
+    client: QueueClient, influx: InfluxServer, start: Callable[..., Any], raw_redis: Redis
 ) -> None:
     # `text` holds floats in TS's shard, `value` strings in OLD's: conflicts for the others.
     write_raw(influx, f"realtime,machine=seed,signal=s text=1.0 {TS}")
@@ -149,15 +154,15 @@ async def test_poisoned_realtime_jobs_fail_alone(
     assert worker.counters.retried == 0
     assert rejected(metrics, "realtime") == 2  # the two points InfluxDB refused
     for machine in ("bad-1", "bad-2", "bad-3", "bad-4"):
-        assert not await client.redis.exists(latest_values(machine))  # no side effect
-    assert await client.redis.exists(latest_values("good-3"))
+        assert not await raw_redis.exists(latest_values(machine))  # no side effect
+    assert await raw_redis.exists(latest_values("good-3"))
 
     await client.enqueue("mqtt_realtime", message("realtime", "good-0", {"temp": 1.0}))
     await settled(client, "mqtt_realtime", done=41, dead=4)  # and the worker goes on
 
 
 async def test_a_refused_spc_point_judges_nothing_and_raises_no_alert(
-    client: QueueClient, influx: InfluxServer, start: Callable[..., Any]
+    client: QueueClient, influx: InfluxServer, start: Callable[..., Any], raw_redis: Redis
 ) -> None:
     in_control = [10.0 + (0.05 if i % 2 else -0.05) * (1 + i % 3) for i in range(25)]
     jobs = [
@@ -178,19 +183,19 @@ async def test_a_refused_spc_point_judges_nothing_and_raises_no_alert(
     assert "field type conflict" in letter.error
     assert (await client.queue_stats("alerts")).pending == 1  # 10.9's, not 50.0's
     window = [
-        json.loads(e)["id"] for e in await client.redis.lrange(spc_window("lathe", "bore"), 0, -1)
+        json.loads(e)["id"] for e in await raw_redis.lrange(spc_window("lathe", "bore"), 0, -1)
     ]
     assert len(window) == len(jobs)
     assert not any(point.startswith("far:") for point in window)
-    assert 0 < await client.redis.ttl(spc_window("lathe", "bore")) <= TTL
+    assert 0 < await raw_redis.ttl(spc_window("lathe", "bore")) <= TTL
     [series] = influx.query("SELECT count(value) FROM spc")
     assert series["values"][0][1] == len(jobs)  # type: ignore[index]
 
 
 async def test_tech_changes_around_a_refused_one_are_numbered_in_order(
-    client: QueueClient, influx: InfluxServer, start: Callable[..., Any]
+    client: QueueClient, influx: InfluxServer, start: Callable[..., Any], raw_redis: Redis
 ) -> None:
-    await client.redis.set(
+    await raw_redis.set(
         tech_config("cnc-8"),
         json.dumps({"version": 1, "ts": TS, "config": {"fw": "2.0"}}),
         ex=100,
@@ -210,7 +215,7 @@ async def test_tech_changes_around_a_refused_one_are_numbered_in_order(
     [letter] = await client.dead_letters("mqtt_tech")
     assert letter.id == "evil"
     assert "field type conflict" in letter.error
-    current = json.loads(await client.redis.get(tech_config("cnc-9")) or "null")
+    current = json.loads(await raw_redis.get(tech_config("cnc-9")) or "null")
     assert (current["version"], current["config"]) == (2, {"fw": "1.1"})
     # (in TS's shard only: a query across shards of two field types returns one of them)
     rows = influx.query(
@@ -218,9 +223,9 @@ async def test_tech_changes_around_a_refused_one_are_numbered_in_order(
     )
     written: list[list[Any]] = rows[0]["values"]  # type: ignore[assignment]
     assert [(r[1], json.loads(r[2])["fw"]) for r in written] == [(1, "1.0"), (2, "1.1")]
-    assert 0 < await client.redis.ttl(tech_config("cnc-9")) <= TTL
+    assert 0 < await raw_redis.ttl(tech_config("cnc-9")) <= TTL
     # a machine still sending the same configuration keeps it: the message renewed its age
-    assert 100 < await client.redis.ttl(tech_config("cnc-8")) <= TTL
+    assert 100 < await raw_redis.ttl(tech_config("cnc-8")) <= TTL
 
 
 class SlowInflux(InfluxSink):

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from conveyor_plant.keys import ALERT_HISTORY, tech_config
 from conveyor_worker import SinkSettings
+from redis.asyncio import Redis
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import Job, QueueClient
@@ -66,9 +67,9 @@ async def test_spc_rule_violation_becomes_an_alert(
 
 
 async def test_tech_keeps_current_config_history_and_changes(
-    client: QueueClient, influx: InfluxServer, start_worker: StartWorker
+    client: QueueClient, influx: InfluxServer, start_worker: StartWorker, raw_redis: Redis
 ) -> None:
-    pubsub = client.redis.pubsub()
+    pubsub = raw_redis.pubsub()
     await pubsub.subscribe("conveyor:live:cnc-1")
     docs = [
         {"fw": "1.0", "feed": 100, "timestamp": TS},
@@ -78,7 +79,7 @@ async def test_tech_keeps_current_config_history_and_changes(
     await client.enqueue_many("mqtt_tech", [message("tech", "cnc-1", d) for d in docs])
     await start_worker("mqtt_tech", batch_size=1)
     await eventually(lambda: _done(client, "mqtt_tech", 3), what="tech jobs done")
-    current = json.loads(await client.redis.get(tech_config("cnc-1")))
+    current = json.loads(await raw_redis.get(tech_config("cnc-1")))
     assert current["version"] == 2  # the repeat of 1.0 was not a change
     assert current["config"] == {"fw": "1.1", "feed": 100}
     rows = influx.query("SELECT version, config FROM tech WHERE machine='cnc-1'")
@@ -110,9 +111,9 @@ async def webhook() -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_alerts_are_deduplicated_kept_streamed_and_delivered(
-    client: QueueClient, start_worker: StartWorker, webhook: dict[str, Any]
+    client: QueueClient, start_worker: StartWorker, webhook: dict[str, Any], raw_redis: Redis
 ) -> None:
-    pubsub = client.redis.pubsub()
+    pubsub = raw_redis.pubsub()
     await pubsub.subscribe("conveyor:live:press-2")
     overheat = {"type": "overheat", "severity": "critical", "message": "120 C"}
     await client.enqueue_many(
@@ -128,7 +129,7 @@ async def test_alerts_are_deduplicated_kept_streamed_and_delivered(
     )
     await eventually(lambda: _done(client, "alerts", 3), what="alerts done")
     assert [p["alert"]["type"] for p in webhook["received"]] == ["overheat", "door_open"]
-    history = await client.redis.xrange(ALERT_HISTORY)
+    history = await raw_redis.xrange(ALERT_HISTORY)
     assert [json.loads(fields[b"alert"])["type"] for _, fields in history] == [
         "overheat",
         "door_open",
@@ -138,7 +139,7 @@ async def test_alerts_are_deduplicated_kept_streamed_and_delivered(
 
 
 async def test_failing_webhook_retries_then_dead_letters(
-    client: QueueClient, start_worker: StartWorker, webhook: dict[str, Any]
+    client: QueueClient, start_worker: StartWorker, webhook: dict[str, Any], raw_redis: Redis
 ) -> None:
     webhook["status"] = 500
     await client.set_policy("alerts", max_retries=2, backoff_base_s=0.2)
@@ -156,7 +157,7 @@ async def test_failing_webhook_retries_then_dead_letters(
     assert "answered 500" in letter.error
     assert f"http://127.0.0.1:{webhook['url'].split(':')[2].split('/')[0]}/..." in letter.error
     assert "s3cr3t" not in letter.error
-    assert await client.redis.xlen(ALERT_HISTORY) == 0  # never recorded as delivered
+    assert await raw_redis.xlen(ALERT_HISTORY) == 0  # never recorded as delivered
 
 
 async def _done(client: QueueClient, queue: str, n: int) -> bool:
