@@ -11,7 +11,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import httpx
 import pytest
+import redis
 from conveyor_gateway import GatewayConfig, create_app
+from conveyor_gateway.state import GatewayState
 from conveyor_plant import PlantState
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -37,7 +39,22 @@ class Gateway:
         async def call() -> T:
             return await fn(*args, **kwargs)
 
-        return self.http.portal.call(call)  # type: ignore[union-attr]
+        return self.http.portal.call(call)  # type: ignore[union-attr,no-any-return]
+
+    @property
+    def state(self) -> GatewayState:
+        """The app's parts (live hub, stats history, metrics...), as its endpoints see them."""
+        state = self.http.app.state.gateway  # type: ignore[attr-defined]
+        assert isinstance(state, GatewayState)
+        return state
+
+
+@pytest.fixture
+def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
+    """A connection of the test's own, to write what the workers would (the gateway's
+    clients are not the test's to borrow)."""
+    with redis.Redis.from_url(redis_url) as r:
+        yield r
 
 
 @pytest.fixture

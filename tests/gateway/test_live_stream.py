@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import redis
 from conveyor_plant.keys import live_channel
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
@@ -17,13 +18,13 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.integration
 
 
-def publish(gateway: Gateway, machine: str, event: dict[str, object]) -> None:
+def publish(r: redis.Redis, machine: str, event: dict[str, object]) -> None:
     """What the workers do after processing a message."""
-    gateway.run(gateway.client.redis.publish, live_channel(machine), json.dumps(event))
+    r.publish(live_channel(machine), json.dumps(event))
 
 
 def subscribed(gateway: Gateway) -> None:
-    hub = gateway.http.app.state.hub  # type: ignore[attr-defined]
+    hub = gateway.state.hub
     wait_until(lambda: hub.subscribed, interval=0.01, what="the live stream subscribed to Redis")
 
 
@@ -36,7 +37,7 @@ def receive_event(ws: WebSocketTestSession) -> dict[str, object]:
     return event
 
 
-def test_only_the_machines_and_kinds_asked_for(gateway: Gateway) -> None:
+def test_only_the_machines_and_kinds_asked_for(gateway: Gateway, raw_redis: redis.Redis) -> None:
     subscribed(gateway)
     with gateway.http.websocket_connect("/ws?machines=m1,m3&kinds=realtime") as ws:
         hello = receive_event(ws)
@@ -46,26 +47,26 @@ def test_only_the_machines_and_kinds_asked_for(gateway: Gateway) -> None:
             "buffer": 1000,
             "buffer_bytes": 4 * 1024 * 1024,
         }
-        publish(gateway, "m2", realtime("m2", 1.0))  # another machine
-        publish(gateway, "m1", {"kind": "alert", "machine": "m1", "type": "x"})  # another kind
-        publish(gateway, "m1", realtime("m1", 2.0))
+        publish(raw_redis, "m2", realtime("m2", 1.0))  # another machine
+        publish(raw_redis, "m1", {"kind": "alert", "machine": "m1", "type": "x"})  # another kind
+        publish(raw_redis, "m1", realtime("m1", 2.0))
         assert receive_event(ws) == realtime("m1", 2.0)
 
         ws.send_json({"action": "subscribe", "machines": ["*"], "kinds": ["alert"]})
         assert receive_event(ws)["subscription"] == {"machines": ["*"], "kinds": ["alert"]}
-        publish(gateway, "m9", realtime("m9", 3.0))
-        publish(gateway, "m9", {"kind": "alert", "machine": "m9", "type": "overheat"})
+        publish(raw_redis, "m9", realtime("m9", 3.0))
+        publish(raw_redis, "m9", {"kind": "alert", "machine": "m9", "type": "overheat"})
         assert receive_event(ws)["type"] == "overheat"
 
 
-def test_every_client_gets_its_copy(gateway: Gateway) -> None:
+def test_every_client_gets_its_copy(gateway: Gateway, raw_redis: redis.Redis) -> None:
     subscribed(gateway)
     with gateway.http.websocket_connect("/ws") as a, gateway.http.websocket_connect("/ws") as b:
         receive_event(a)
         receive_event(b)
-        assert gateway.http.app.state.hub.clients == 2  # type: ignore[attr-defined]
+        assert gateway.state.hub.clients == 2
         for i in range(20):
-            publish(gateway, f"m{i % 4}", realtime(f"m{i % 4}", float(i)))
+            publish(raw_redis, f"m{i % 4}", realtime(f"m{i % 4}", float(i)))
         for ws in (a, b):
             got = [receive_event(ws)["values"] for _ in range(20)]
             assert got == [{"temp": float(i)} for i in range(20)]

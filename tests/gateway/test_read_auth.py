@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 
 import pytest
+import redis
 from conveyor_plant.keys import ALERT_HISTORY, latest_values
 
 from reliable_queue import NewDeadLetter
@@ -28,21 +29,17 @@ READS = [
 OPEN = ["/healthz", "/metrics", "/openapi.json", "/", "/static/dashboard.js"]
 
 
-def plant_data(gateway: Gateway) -> None:
-    async def write() -> None:
-        r = gateway.client.redis
-        await r.hset(latest_values("press-1"), mapping={"temp": "21.5", "_ts": "1"})
-        await r.xadd(ALERT_HISTORY, {"alert": json.dumps({"machine": "press-1"})})
-        letter = NewDeadLetter(data={"recipe": "secret"}, reason="permanent", error="bad")
-        await gateway.client.add_dead_letters("mqtt_tech", [letter])
-
-    gateway.run(write)
+def plant_data(gateway: Gateway, r: redis.Redis) -> None:
+    r.hset(latest_values("press-1"), mapping={"temp": "21.5", "_ts": "1"})
+    r.xadd(ALERT_HISTORY, {"alert": json.dumps({"machine": "press-1"})})
+    letter = NewDeadLetter(data={"recipe": "secret"}, reason="permanent", error="bad")
+    gateway.run(gateway.client.add_dead_letters, "mqtt_tech", [letter])
 
 
 @pytest.fixture
-def guarded(make_gateway: Callable[..., Gateway]) -> Gateway:
+def guarded(make_gateway: Callable[..., Gateway], raw_redis: redis.Redis) -> Gateway:
     gateway = make_gateway(read_requires_token=True)
-    plant_data(gateway)
+    plant_data(gateway, raw_redis)
     return gateway
 
 
@@ -82,8 +79,8 @@ def test_probes_metrics_and_the_dashboard_stay_open(guarded: Gateway) -> None:
     assert guarded.http.get("/readyz").status_code in (200, 503)  # not 401: a probe
 
 
-def test_reads_are_open_when_read_auth_is_off(gateway: Gateway) -> None:
-    plant_data(gateway)
+def test_reads_are_open_when_read_auth_is_off(gateway: Gateway, raw_redis: redis.Redis) -> None:
+    plant_data(gateway, raw_redis)
     for path in READS:
         assert gateway.http.get(path).status_code == 200, path
 
@@ -91,7 +88,7 @@ def test_reads_are_open_when_read_auth_is_off(gateway: Gateway) -> None:
 def test_the_openapi_document_states_the_auth_of_each_operation(
     make_gateway: Callable[..., Gateway],
 ) -> None:
-    bearer = [{"bearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     for read_auth in (True, False):
         paths = make_gateway(read_requires_token=read_auth).http.get("/openapi.json").json()
         paths = paths["paths"]

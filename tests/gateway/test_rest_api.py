@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 import pytest
+import redis
 from conveyor_plant.keys import ALERT_HISTORY, latest_values, tech_config
 
 from reliable_queue import Job, NewDeadLetter
@@ -53,18 +54,14 @@ def test_stats_have_the_documented_shape_and_a_throughput(gateway: Gateway) -> N
         gateway.run(stop)
 
 
-def test_machine_values_and_configuration(gateway: Gateway) -> None:
-    async def write() -> None:
-        r = gateway.client.redis
-        await r.hset(
-            latest_values("press-7"),
-            mapping={"temp": "21.5", "mode": '"AUTO"', "_ts": "1750000000000"},
-        )
-        await r.set(
-            tech_config("press-7"), json.dumps({"version": 3, "ts": 1, "config": {"rpm": 900}})
-        )
-
-    gateway.run(write)
+def test_machine_values_and_configuration(gateway: Gateway, raw_redis: redis.Redis) -> None:
+    raw_redis.hset(
+        latest_values("press-7"),
+        mapping={"temp": "21.5", "mode": '"AUTO"', "_ts": "1750000000000"},
+    )
+    raw_redis.set(
+        tech_config("press-7"), json.dumps({"version": 3, "ts": 1, "config": {"rpm": 900}})
+    )
     doc = gateway.http.get("/machines/press-7").json()
     assert doc == {
         "machine": "press-7",
@@ -78,13 +75,10 @@ def test_machine_values_and_configuration(gateway: Gateway) -> None:
     assert "nothing known of machine 'press-8'" in missing.json()["error"]
 
 
-def test_alerts_newest_first(gateway: Gateway) -> None:
-    async def write() -> None:
-        for i in range(3):
-            alert = {"id": f"a{i}", "kind": "alert", "machine": "m", "type": f"t{i}"}
-            await gateway.client.redis.xadd(ALERT_HISTORY, {"alert": json.dumps(alert)})
-
-    gateway.run(write)
+def test_alerts_newest_first(gateway: Gateway, raw_redis: redis.Redis) -> None:
+    for i in range(3):
+        alert = {"id": f"a{i}", "kind": "alert", "machine": "m", "type": f"t{i}"}
+        raw_redis.xadd(ALERT_HISTORY, {"alert": json.dumps(alert)})
     alerts = gateway.http.get("/alerts?limit=2").json()["alerts"]
     assert [a["id"] for a in alerts] == ["a2", "a1"]
 

@@ -164,8 +164,15 @@ def test_past_the_connection_cap_clients_are_refused_with_1013(
     assert 'conveyor_gateway_websocket_refused_total{reason="capacity"}' in metrics
 
 
+class NoRedis:
+    """The hub's dispatch alone: nothing here subscribes."""
+
+    def pubsub(self, *, ignore_subscribe_messages: bool) -> object:
+        raise AssertionError("not subscribed in this test")
+
+
 def test_a_client_past_its_byte_bound_is_marked_for_dropping() -> None:
-    hub = LiveHub(None, buffer=1_000, buffer_bytes=10_000, metrics=GatewayMetrics())
+    hub = LiveHub(NoRedis(), buffer=1_000, buffer_bytes=10_000, metrics=GatewayMetrics())
     slow = hub.connect(Subscription())
     # 2,000 bytes in 1,030 characters: the bound is in bytes, as memory is.
     message = json.dumps(

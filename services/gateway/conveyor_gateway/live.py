@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from conveyor_plant.keys import LIVE_CHANNEL_PATTERN
 from redis.exceptions import RedisError
@@ -100,12 +100,20 @@ class LiveClient:
         return text
 
 
+class PubSubClient(Protocol):
+    """What the hub subscribes through: any redis client (the gateway passes the plant state's
+    own connection, ``PlantState.redis``; a test, one of its own). A fresh ``pubsub()`` per
+    subscription, so that a lost connection is replaced, not reused."""
+
+    def pubsub(self, *, ignore_subscribe_messages: bool) -> Any: ...
+
+
 class LiveHub:
     """Reads ``conveyor:live:*`` and fans out; reconnects with backoff when Redis goes away
     (jittered, so that the gateway replicas do not all resubscribe at the same moments)."""
 
     def __init__(
-        self, redis: Any, *, buffer: int, buffer_bytes: int, metrics: GatewayMetrics
+        self, redis: PubSubClient, *, buffer: int, buffer_bytes: int, metrics: GatewayMetrics
     ) -> None:
         self._redis = redis
         self._buffer = buffer

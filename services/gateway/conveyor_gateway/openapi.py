@@ -1,389 +1,125 @@
-"""The gateway's OpenAPI 3.1 document, written out by hand so that it says exactly what the
-endpoints accept and answer (a schemathesis run checks the two agree).
+"""The gateway's OpenAPI 3.1 document, made from what the code runs: the route table
+(:data:`conveyor_gateway.routes.OPERATIONS`: paths, methods, parameters with their bounds,
+access) and the JSON Schema of the pydantic models the endpoints answer with
+(:mod:`conveyor_gateway.models`). Nothing here repeats a path, a limit or a field; a
+schemathesis run checks the document against the running gateway.
 
-It describes the running gateway: every operation states its ``security`` - the bearer token
-for replay and delete always, for reads when the gateway requires it (``read_auth``), none for
-the probes and metrics.
+It describes one configuration: every operation states its ``security`` - the bearer token
+for replay and delete always, for reads when the gateway requires it (``read_requires_token``),
+none for the probes, metrics, this document and the dashboard.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Mapping
 from importlib.metadata import version
 from typing import Any
 
-from reliable_queue.keys import QUEUE_NAME_PATTERN
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
-_ERROR = {
-    "type": "object",
-    "required": ["error", "status"],
-    "properties": {
-        "error": {"type": "string", "description": "what went wrong and what to do"},
-        "status": {"type": "integer"},
-    },
-}
-_INT = {"type": "integer"}
-_QUEUE_STATS = {
-    "type": "object",
-    "required": ["pending", "processing", "delayed", "failed", "completed", "workers"],
-    "properties": {
-        "pending": _INT,
-        "processing": _INT,
-        "delayed": _INT,
-        "failed": {"type": "integer", "description": "dead letters in dead:<queue>"},
-        "completed": _INT,
-        "enqueued": _INT,
-        "retried": _INT,
-        "dead_lettered": _INT,
-        "recovered": _INT,
-        "finished_records": _INT,
-        "oldest_pending_age_s": {"type": "number"},
-        "workers": {"type": "integer", "description": "live workers (heartbeat within 10 s)"},
-        "completed_last_minute": _INT,
-        "enqueued_last_minute": _INT,
-        "rate_per_s": {"type": "number", "description": "jobs completed per second"},
-        "arrival_per_s": {"type": "number", "description": "jobs enqueued per second"},
-        "rate_window_s": {"type": "number", "description": "the window the rates cover (<= 60)"},
-    },
-}
-_DEAD_LETTER = {
-    "type": "object",
-    "required": ["id", "queue", "data", "attempts", "reason", "error", "failed_at"],
-    "properties": {
-        "id": {"type": "string"},
-        "queue": {"type": "string"},
-        "data": {},
-        "priority": _INT,
-        "attempts": _INT,
-        "recoveries": _INT,
-        "reason": {
-            "type": "string",
-            "description": "retries_exhausted, permanent, timeout, lost or an ingest tag",
-        },
-        "error": {"type": "string"},
-        "enqueued_at": {"type": "number"},
-        "failed_at": {"type": "number"},
-    },
-}
+from conveyor_gateway.access import Access
+from conveyor_gateway.config import GatewayConfig
+from conveyor_gateway.models import Error
+from conveyor_gateway.routes import OPERATIONS, Operation
 
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json({"$ref": "#/components/schemas/Error"}, description)
-
-
-_QUEUE_PARAM = {
-    "name": "queue",
-    "in": "path",
-    "required": True,
-    "description": "the queue name (dead:<queue> is accepted too)",
-    "schema": {"type": "string", "pattern": "^(dead:)?" + QUEUE_NAME_PATTERN[1:]},
-}
-_UNAVAILABLE = _error("Redis is unreachable; retry later")
-_AUTH = {
-    "401": _error("missing or wrong bearer token"),
-    "403": _error("disabled: the gateway has no GATEWAY_API_TOKEN"),
-}
+_REF = "#/components/schemas/{model}"
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-_OPEN: list[dict[str, list[str]]] = []  # no security requirement
-_READS = ("/stats", "/stats/history", "/machines", "/machines/{machine}", "/alerts")
+_NEEDS_TOKEN = "Needs 'Authorization: Bearer <GATEWAY_API_TOKEN>'."  # noqa: S105 (no secret)
+_AUTH_ERRORS = {
+    401: "missing or wrong bearer token",
+    403: "disabled: the gateway has no GATEWAY_API_TOKEN",
+}
+
+_Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
 
 
-def _page(name: str, default: int, maximum: int) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 0 if name == "offset" else 1, "maximum": maximum},
-        "description": f"default {default}",
-    }
+class _Schema(GenerateJsonSchema):
+    """Pydantic's JSON Schema without a title on every field (the models keep theirs)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
 
 
-@cache
-def openapi_document(*, read_auth: bool = False) -> dict[str, Any]:
-    """The document; with ``read_auth`` the reads require the bearer token too."""
-    doc = _document()
-    read_security = _BEARER if read_auth else _OPEN
-    for path in _READS:
-        _secure(doc["paths"][path]["get"], read_security)
-    _secure(doc["paths"]["/queues/{queue}/dead"]["get"], read_security)
-    for path in ("/healthz", "/readyz", "/metrics"):
-        _secure(doc["paths"][path]["get"], _OPEN)
-    reads = "reads need the bearer token" if read_auth else "reads are open"
-    doc["info"]["description"] += (
-        f" Authentication: 'Authorization: Bearer <GATEWAY_API_TOKEN>'; {reads} "
-        "(GATEWAY_READ_AUTH); replay and delete always need it; /healthz, /readyz, /metrics, "
-        "this document and the dashboard's files are open. The stream takes the token as its "
-        'first message, {"action": "auth", "token": "..."}, or in an Authorization header, '
-        "never in the URL (GATEWAY_STREAM_AUTH)."
-    )
-    return doc
-
-
-def _secure(operation: dict[str, Any], security: list[dict[str, list[str]]]) -> None:
-    operation["security"] = security
-    if security:
-        operation["responses"]["401"] = _error("missing or wrong bearer token")
-        operation["description"] = "Needs 'Authorization: Bearer <GATEWAY_API_TOKEN>'."
-
-
-def _document() -> dict[str, Any]:
-    def counted(field: str) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "required": ["queue", field],
-            "properties": {"queue": {"type": "string"}, field: _INT},
-        }
-
+def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
+    """The document for a gateway started with ``config`` (the defaults without one)."""
+    cfg = config or GatewayConfig()
+    refs, schemas = _schemas(OPERATIONS)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, cfg, refs)
+    reads = "reads need the bearer token" if cfg.read_requires_token else "reads are open"
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Conveyor gateway",
             "version": version("conveyor"),  # the distribution's: pyproject.toml's
             "description": "Queue statistics, machines' latest values, dead letters, and the "
-            "live stream at /ws (WebSocket: ?machines=a,b&kinds=realtime,tech,alert).",
+            "live stream at /ws (WebSocket: ?machines=a,b&kinds=realtime,tech,alert). "
+            f"Authentication: 'Authorization: Bearer <GATEWAY_API_TOKEN>'; {reads} "
+            "(GATEWAY_READ_AUTH); replay and delete always need it; /healthz, /readyz, "
+            "/metrics, this document and the dashboard's files are open. The stream takes the "
+            'token as its first message, {"action": "auth", "token": "..."}, or in an '
+            "Authorization header, never in the URL (GATEWAY_STREAM_AUTH).",
         },
         "components": {
-            "schemas": {"Error": _ERROR, "QueueStats": _QUEUE_STATS, "DeadLetter": _DEAD_LETTER},
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
-        "paths": {
-            "/stats": {
-                "get": {
-                    "summary": "every queue's figures and its throughput over the last minute",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["queues", "workers"],
-                                "properties": {
-                                    "queues": {
-                                        "type": "object",
-                                        "additionalProperties": {
-                                            "$ref": "#/components/schemas/QueueStats"
-                                        },
-                                    },
-                                    "workers": {"type": "string", "enum": ["running", "stopped"]},
-                                },
-                            },
-                            "queue statistics",
-                        ),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/stats/history": {
-                "get": {
-                    "summary": "sampled depth and counters per queue, for sparklines",
-                    "parameters": [
-                        {
-                            "name": "minutes",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 10},
-                        }
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["interval_s", "queues"],
-                                "properties": {
-                                    "interval_s": {"type": "number"},
-                                    "queues": {
-                                        "type": "object",
-                                        "additionalProperties": {"type": "array"},
-                                    },
-                                },
-                            },
-                            "samples, oldest first",
-                        ),
-                        "422": _error("minutes out of range"),
-                    },
-                }
-            },
-            "/machines": {
-                "get": {
-                    "summary": "machines with cached latest values",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["machines", "truncated"],
-                                "properties": {
-                                    "machines": {"type": "array", "items": {"type": "string"}},
-                                    "truncated": {"type": "boolean"},
-                                },
-                            },
-                            "machine ids, sorted",
-                        ),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/machines/{machine}": {
-                "get": {
-                    "summary": "a machine's latest values and current configuration",
-                    "parameters": [
-                        {
-                            "name": "machine",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["machine", "values", "updated_ms", "config"],
-                                "properties": {
-                                    "machine": {"type": "string"},
-                                    "values": {"type": "object"},
-                                    "updated_ms": {"type": ["integer", "null"]},
-                                    "config": {"type": ["object", "null"]},
-                                },
-                            },
-                            "latest values",
-                        ),
-                        "404": _error("nothing known of this machine"),
-                        "422": _error("a machine id too long"),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/alerts": {
-                "get": {
-                    "summary": "the latest processed alerts, newest first",
-                    "parameters": [_page("limit", 50, 500)],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["alerts"],
-                                "properties": {"alerts": {"type": "array"}},
-                            },
-                            "alerts",
-                        ),
-                        "422": _error("limit out of range"),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/queues/{queue}/dead": {
-                "parameters": [_QUEUE_PARAM],
-                "get": {
-                    "summary": "dead letters of a queue, newest first, paged",
-                    "parameters": [_page("offset", 0, 10**9), _page("limit", 50, 500)],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["queue", "total", "offset", "limit", "dead_letters"],
-                                "properties": {
-                                    "queue": {"type": "string"},
-                                    "total": _INT,
-                                    "offset": _INT,
-                                    "limit": _INT,
-                                    "dead_letters": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/DeadLetter"},
-                                    },
-                                },
-                            },
-                            "a page of dead letters",
-                        ),
-                        "400": _error("not a valid queue name"),
-                        "404": _error("no such queue"),
-                        "422": _error("offset or limit out of range"),
-                        "503": _UNAVAILABLE,
-                    },
-                },
-                "delete": {
-                    "summary": "delete dead letters for good (all, or ?ids=a,b)",
-                    "security": [{"bearer": []}],
-                    "parameters": [
-                        {
-                            "name": "ids",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string"},
-                            "description": "comma-separated job ids; absent: every dead letter",
-                        }
-                    ],
-                    "responses": {
-                        "200": _json(
-                            counted("purged"),
-                            "how many were deleted",
-                        ),
-                        "400": _error("not a valid queue name"),
-                        **_AUTH,
-                        "404": _error("no such queue"),
-                        "503": _UNAVAILABLE,
-                    },
-                },
-            },
-            "/queues/{queue}/dead/replay": {
-                "parameters": [_QUEUE_PARAM],
-                "post": {
-                    "summary": "move dead letters back to the queue with fresh attempts",
-                    "security": [{"bearer": []}],
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "ids": {
-                                            "type": "array",
-                                            "items": {"type": "string"},
-                                            "maxItems": 10_000,
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json(
-                            counted("replayed"),
-                            "how many were replayed",
-                        ),
-                        "400": _error("not a valid queue name"),
-                        **_AUTH,
-                        "404": _error("no such queue"),
-                        "422": _error('the body is not {"ids": [...]}'),
-                        "503": _UNAVAILABLE,
-                    },
-                },
-            },
-            "/healthz": {
-                "get": {
-                    "summary": "the process answers",
-                    "responses": {"200": _json({"type": "object"}, "alive")},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "Redis answers and the live stream is subscribed",
-                    "responses": {
-                        "200": _json({"type": "object"}, "ready"),
-                        "503": _json({"type": "object"}, "not ready, with the failing checks"),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {"description": "text format", "content": {"text/plain": {}}}
-                    },
-                }
-            },
-        },
+        "paths": paths,
     }
+
+
+def _schemas(operations: tuple[Operation, ...]) -> tuple[_Refs, dict[str, Any]]:
+    """Each model's ``$ref`` and the components' schemas: answers as serialized, bodies as
+    validated."""
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Error, "serialization")]
+    for op in operations:
+        if not isinstance(op.answer, str):
+            wanted.append((op.answer, "serialization"))
+        if op.body is not None:
+            wanted.append((op.body, "validation"))
+    refs, defs = models_json_schema(
+        list(dict.fromkeys(wanted)), ref_template=_REF, schema_generator=_Schema
+    )
+    return refs, defs["$defs"]
+
+
+def _operation(op: Operation, cfg: GatewayConfig, refs: _Refs) -> dict[str, Any]:
+    needs_token = op.access.needs_token(cfg)
+    responses = {"200": _answer(op, op.answered, refs)}
+    for status, description in op.unready.items():
+        responses[str(status)] = _answer(op, description, refs)
+    errors = dict(op.errors)
+    if needs_token:
+        errors[401] = _AUTH_ERRORS[401]
+    if op.access is Access.CHANGE:
+        errors[403] = _AUTH_ERRORS[403]
+    for status in sorted(errors):
+        responses[str(status)] = _json(refs[(Error, "serialization")], errors[status])
+    operation: dict[str, Any] = {
+        "operationId": op.endpoint.__name__,
+        "summary": op.summary,
+        "security": _BEARER if needs_token else [],
+    }
+    if needs_token:
+        operation["description"] = _NEEDS_TOKEN
+    if op.parameters:
+        operation["parameters"] = [p.openapi(cfg) for p in op.parameters]
+    if op.body is not None:
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
+        }
+    operation["responses"] = responses
+    return operation
+
+
+def _answer(op: Operation, description: str, refs: _Refs) -> dict[str, Any]:
+    if isinstance(op.answer, str):
+        return {"description": description, "content": {op.answer: {}}}
+    return _json(refs[(op.answer, "serialization")], description)
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}

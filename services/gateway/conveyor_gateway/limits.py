@@ -1,0 +1,24 @@
+"""The gateway's bounds on what a request may ask for, each written once: the endpoints enforce
+these and the OpenAPI document states them (a test holds the two together)."""
+
+from __future__ import annotations
+
+MAX_PAGE = 500
+"""Most dead letters or alerts in one answer (``limit``)."""
+
+MAX_OFFSET = 10**9
+"""Furthest page start in a dead-letter listing (``offset``)."""
+
+MAX_IDS = 10_000
+"""Most job ids in one replay request's body."""
+
+MAX_MACHINE_ID = 256
+"""Longest machine id in a path (the cache's keys are never longer)."""
+
+MACHINES_LISTED = 1_000
+"""Most machine ids ``/machines`` lists (a SCAN stops there and says ``truncated``)."""
+
+
+def history_minutes(history_s: float) -> int:
+    """The most minutes ``/stats/history`` can answer for, keeping ``history_s`` seconds."""
+    return max(1, int(history_s // 60))

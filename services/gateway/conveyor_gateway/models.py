@@ -1,0 +1,150 @@
+"""The shapes of what the REST API answers and accepts, as pydantic models: the endpoints build
+their answers through these, and the OpenAPI document's schemas are these models' JSON Schema,
+so that the two cannot disagree.
+
+Field order is the answer's key order. Library records (queue figures, dead letters) are
+validated into models that name every field the library has (a test compares them), so a new
+field in the library is a visible change here, not a silent one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+from conveyor_gateway.limits import MAX_IDS
+from reliable_queue.stats import WORKER_TTL_S
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+def json_response(
+    body: BaseModel, *, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """``body`` as JSON (Starlette's encoding: compact, UTF-8, no NaN)."""
+    return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
+
+
+class Error(_Answer):
+    """Every error answer."""
+
+    error: str = Field(description="what went wrong and what to do")
+    status: int
+
+
+class QueueFigures(_Answer):
+    """One queue's figures (the queue library's ``QueueStats``) and its recent throughput."""
+
+    pending: int
+    processing: int
+    delayed: int
+    failed: int = Field(description="dead letters in dead:<queue>")
+    completed: int
+    enqueued: int
+    retried: int
+    dead_lettered: int
+    recovered: int
+    finished_records: int
+    oldest_pending_age_s: float
+    workers: int = Field(description=f"live workers (heartbeat within {WORKER_TTL_S:g} s)")
+    completed_last_minute: int
+    enqueued_last_minute: int
+    rate_per_s: float = Field(description="jobs completed per second")
+    arrival_per_s: float = Field(description="jobs enqueued per second")
+    rate_window_s: float = Field(description="the window the rates cover (<= 60)")
+
+
+class Stats(_Answer):
+    queues: dict[str, QueueFigures]
+    workers: Literal["running", "stopped"]
+
+
+class HistorySample(_Answer):
+    at: float = Field(description="when, in seconds since the epoch")
+    pending: int
+    processing: int
+    delayed: int
+    failed: int
+    completed: int
+    enqueued: int
+
+
+class History(_Answer):
+    interval_s: float
+    queues: dict[str, list[HistorySample]] = Field(description="samples, oldest first")
+
+
+class Machines(_Answer):
+    machines: list[str] = Field(description="sorted")
+    truncated: bool
+
+
+class Machine(_Answer):
+    machine: str
+    values: dict[str, Any] = Field(description="each signal's newest value")
+    updated_ms: int | None = Field(description="the newest sample's time, ms since the epoch")
+    config: dict[str, Any] | None = Field(description='{"version", "ts", "config"}')
+
+
+class Alerts(_Answer):
+    alerts: list[dict[str, Any]] = Field(description="newest first")
+
+
+class DeadLetter(_Answer):
+    """One dead job (the queue library's ``DeadLetter``)."""
+
+    id: str
+    queue: str
+    data: Any
+    priority: int
+    attempts: int
+    recoveries: int
+    reason: str = Field(description="retries_exhausted, permanent, timeout, lost or an ingest tag")
+    error: str
+    enqueued_at: float
+    failed_at: float
+
+
+class DeadLetterPage(_Answer):
+    queue: str
+    total: int
+    offset: int
+    limit: int
+    dead_letters: list[DeadLetter] = Field(description="newest first")
+
+
+class Replayed(_Answer):
+    queue: str
+    replayed: int
+
+
+class Purged(_Answer):
+    queue: str
+    purged: int
+
+
+class Health(_Answer):
+    status: Literal["ok"]
+
+
+class ReadinessChecks(_Answer):
+    redis: bool
+    live_stream: bool
+
+
+class Readiness(_Answer):
+    ready: bool
+    checks: ReadinessChecks
+
+
+class ReplayRequest(BaseModel):
+    """The replay body: ``{"ids": [...]}``, or nothing (or no ``ids``) for every dead letter."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ids: list[str] | None = Field(default=None, max_length=MAX_IDS)

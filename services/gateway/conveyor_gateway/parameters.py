@@ -1,0 +1,151 @@
+"""What a request carries besides its route's name: the path's queue and machine, the query's
+page and window, the replay body. Each parameter is described once here - its name, bounds
+and default - and that one description both reads it from the request (a 4xx that says what to
+send instead) and states it in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from conveyor_gateway.config import GatewayConfig
+from conveyor_gateway.errors import ApiError
+from conveyor_gateway.limits import MAX_IDS, MAX_MACHINE_ID, MAX_OFFSET, MAX_PAGE, history_minutes
+from conveyor_gateway.models import ReplayRequest
+from conveyor_gateway.state import state_of
+from reliable_queue.keys import QUEUE_NAME_PATTERN, validate_queue_name
+
+
+@dataclass(frozen=True, slots=True)
+class IntQuery:
+    """A whole number in the query string, from ``minimum`` to ``maximum`` (a bound, or one
+    that follows the gateway's configuration); ``default`` when absent."""
+
+    name: str
+    default: int
+    minimum: int
+    maximum: int | Callable[[GatewayConfig], int]
+
+    def upper(self, config: GatewayConfig) -> int:
+        return self.maximum(config) if callable(self.maximum) else self.maximum
+
+    def read(self, request: Request) -> int:
+        raw = request.query_params.get(self.name)
+        if raw is None:
+            return self.default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ApiError(422, f"{self.name}={raw!r} is not a whole number") from None
+        high = self.upper(state_of(request).config)
+        if not self.minimum <= value <= high:
+            raise ApiError(
+                422, f"{self.name}={value} is out of range: use {self.minimum} to {high}"
+            )
+        return value
+
+    def openapi(self, config: GatewayConfig) -> dict[str, Any]:
+        schema = {"type": "integer", "minimum": self.minimum, "maximum": self.upper(config)}
+        return {
+            "name": self.name,
+            "in": "query",
+            "required": False,
+            "schema": {**schema, "default": self.default},
+            "description": f"default {self.default}",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TextParam:
+    """A string in the path (required) or the query (optional), as ``schema`` bounds it."""
+
+    name: str
+    where: Literal["path", "query"]
+    description: str
+    schema: dict[str, Any]
+
+    def openapi(self, config: GatewayConfig) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": self.where,
+            "required": self.where == "path",
+            "schema": self.schema,
+            "description": self.description,
+        }
+
+
+Parameter = IntQuery | TextParam
+
+OFFSET = IntQuery("offset", default=0, minimum=0, maximum=MAX_OFFSET)
+LIMIT = IntQuery("limit", default=50, minimum=1, maximum=MAX_PAGE)
+MINUTES = IntQuery(
+    "minutes", default=10, minimum=1, maximum=lambda config: history_minutes(config.history_s)
+)
+QUEUE = TextParam(
+    "queue",
+    "path",
+    "the queue name (dead:<queue> is accepted too)",
+    {"type": "string", "pattern": "^(dead:)?" + QUEUE_NAME_PATTERN.removeprefix("^")},
+)
+MACHINE = TextParam(
+    "machine",
+    "path",
+    "a machine id",
+    {"type": "string", "minLength": 1, "maxLength": MAX_MACHINE_ID},
+)
+IDS = TextParam(
+    "ids", "query", "comma-separated job ids; absent: every dead letter", {"type": "string"}
+)
+
+
+async def known_queue(request: Request) -> str:
+    """The path's queue (``dead:`` dropped): a valid name (else 400) of a queue in use (404)."""
+    queue = validate_queue_name(cast(str, request.path_params["queue"]).removeprefix("dead:"))
+    known = await state_of(request).client.queues()
+    if queue not in known:
+        raise ApiError(404, f"no queue named {queue!r}; known queues: {', '.join(known) or 'none'}")
+    return queue
+
+
+def machine_id(request: Request) -> str:
+    machine = cast(str, request.path_params["machine"])
+    if not 0 < len(machine) <= MAX_MACHINE_ID:
+        raise ApiError(422, f"a machine id has 1 to {MAX_MACHINE_ID} characters")
+    return machine
+
+
+def purge_ids(request: Request) -> list[str] | None:
+    """``?ids=a,b``; None (every dead letter) without it."""
+    raw = request.query_params.get("ids")
+    return [i for i in raw.split(",") if i] if raw else None
+
+
+async def replay_ids(request: Request) -> list[str] | None:
+    """The body's ``ids``; None (every dead letter) for an empty body or no ``ids``. The checks
+    before the model's say in the API's words what is wrong; the model has the last word."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise ApiError(422, 'the body must be JSON: {"ids": ["<job id>", ...]} or empty') from None
+    if not isinstance(doc, dict) or set(doc) - {"ids"}:
+        raise ApiError(422, 'the body must be {"ids": [...]} (or empty for every dead letter)')
+    ids = doc.get("ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ApiError(422, '"ids" must be a list of job id strings')
+    if len(ids) > MAX_IDS:
+        raise ApiError(422, f'"ids" has {len(ids)} entries; send at most {MAX_IDS} at a time')
+    try:
+        return ReplayRequest.model_validate(doc).ids
+    except ValidationError as exc:
+        raise ApiError(422, f"the body is not a replay request: {exc.errors()[0]['msg']}") from None
