@@ -9,4 +9,6 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=hack/bootstrap.sh
 source "$ROOT/hack/bootstrap.sh"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# Not the caller's directory first on the path: a bench/ there must not shadow this one.
+export PYTHONSAFEPATH=1
 exec python -m bench "$@"

@@ -72,7 +72,7 @@ def _type(annotation: Any) -> str:
         shown = [_type(a) for a in get_args(annotation) if a is not type(None)]
         return " or ".join(shown)
     if origin is Literal:
-        return "one of " + ", ".join(f"`{a}`" for a in get_args(annotation))
+        return "one of " + ", ".join(f"`{a}`" if a != "" else '`""`' for a in get_args(annotation))
     names = {
         str: "text",
         int: "integer",

@@ -51,6 +51,11 @@ class OperatorSettings(BaseSettings):
         default="", description="worker pods' imagePullPolicy; empty: the cluster's default"
     )
     worker_resources: str = Field(default="{}", description="JSON resources of worker pods")
+    worker_labels: str = Field(
+        default="{}",
+        description="JSON object of extra labels on worker Deployments and pods (the chart's "
+        "commonLabels); the operator's own labels win",
+    )
     worker_drain_timeout_s: int = Field(
         default=20, ge=1, description="worker pods' `--drain-timeout`, seconds"
     )
@@ -106,6 +111,16 @@ class OperatorSettings(BaseSettings):
     def _json(cls, value: str) -> str:
         if not isinstance(_parse_json(value), dict):
             raise ValueError("must be a JSON object")
+        return value
+
+    @field_validator("worker_labels")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        labels = _parse_json(value)
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise ValueError('must be a JSON object of label -> text, e.g. {"team": "line-3"}')
         return value
 
     @field_validator("image_pull_secrets", "allowed_priority_classes")
@@ -238,6 +253,7 @@ def worker_defaults(settings: OperatorSettings, env: Sequence[Mapping[str, Any]]
         image=settings.worker_image,
         image_pull_policy=settings.worker_image_pull_policy,
         resources=json.loads(settings.worker_resources),
+        labels=json.loads(settings.worker_labels),
         drain_timeout_s=settings.worker_drain_timeout_s,
         grace_period_s=settings.worker_grace_period_s,
         env=tuple(env),

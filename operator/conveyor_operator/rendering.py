@@ -39,7 +39,11 @@ class WorkerDefaults:
     """The Helm release, as the value of :data:`RELEASE_LABEL`; empty: no such label."""
     image_pull_secrets: Sequence[str] = ()
     image_pull_policy: str = ""
-    """The worker container's ``imagePullPolicy``; empty: the cluster's default."""
+    """``imagePullPolicy`` of containers running :attr:`image` (a MessageQueue's own image keeps
+    the cluster's default, ``Always`` for a ``:latest`` tag); empty: the cluster's default."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra labels on worker Deployments, budgets and pods (the chart's ``commonLabels``);
+    never in selectors, and the operator's own labels win."""
 
 
 # Kubernetes' own pattern for a resource quantity (500m, 1, 2Gi, 1e3).
@@ -128,7 +132,7 @@ def render_deployment(
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
-    if defaults.image_pull_policy:
+    if defaults.image_pull_policy and container["image"] == defaults.image:
         container["imagePullPolicy"] = defaults.image_pull_policy
     if defaults.service_account:
         pod["serviceAccountName"] = defaults.service_account
@@ -168,6 +172,7 @@ def render_disruption_budget(mq: Mapping[str, Any], *, defaults: WorkerDefaults)
 
 def worker_labels(mq: Mapping[str, Any], defaults: WorkerDefaults) -> dict[str, str]:
     labels = {
+        **defaults.labels,
         **selector_labels(mq["metadata"]["name"]),
         "app.kubernetes.io/part-of": "conveyor",
         "app.kubernetes.io/managed-by": "conveyor-operator",

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conveyor_operator.rendering import render_deployment
 
+from conveyor.cli import build_parser
 from conveyor.operator_command import OperatorSettings, worker_defaults, worker_env
 from conveyor.settings import InfluxSettings, RedisSettings, load
 from tests.cluster.chart import Doc, by_kind, env_of, one, pod_templates, render
@@ -29,6 +30,8 @@ SETS = (
     "influx.existingSecret=plant-influx",
     "influx.tokenKey=token",
     "redis.existingSecret=plant-redis",
+    "redis.cluster=true",
+    "commonLabels.team=line-3",
     "redis.passwordKey=pw",
     "worker.resources.requests.cpu=250m",
     "worker.resources.limits.memory=1Gi",
@@ -61,12 +64,9 @@ def worker_pod(chart: list[Doc], monkeypatch: pytest.MonkeyPatch) -> dict[str, A
     ``alerts`` MessageQueue, given the chart's operator environment."""
     _operator_sees(env_of(pod_templates(chart)["Deployment/conveyor-operator"]), monkeypatch)
     settings = load(OperatorSettings)
-    env = worker_env(
-        settings,
-        load(RedisSettings),
-        load(InfluxSettings),
-        log_format=os.environ["CONVEYOR_LOG_FORMAT"],  # as `conveyor --log-format` defaults
-    )
+    args = build_parser().parse_args(["operator"])  # --log-format defaults from the env
+    redis, influx = load(RedisSettings), load(InfluxSettings)
+    env = worker_env(settings, redis, influx, log_format=args.log_format)
     mq = one(chart, "MessageQueue", "alerts")
     mq["metadata"]["uid"] = "0000-uid"
     deployment = render_deployment(mq, replicas=1, defaults=worker_defaults(settings, env))
@@ -90,6 +90,27 @@ def test_image_pull_policy_and_pull_secrets_reach_worker_pods(worker_pod: dict[s
     assert container["image"] == "registry.plant.example/conveyor:9.9.9"
     assert container["imagePullPolicy"] == "Always"
     assert worker_pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_a_queues_own_image_keeps_the_clusters_pull_policy(
+    chart: list[Doc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _operator_sees(env_of(pod_templates(chart)["Deployment/conveyor-operator"]), monkeypatch)
+    settings = load(OperatorSettings)
+    mq = one(chart, "MessageQueue", "alerts")
+    mq["metadata"]["uid"] = "0000-uid"
+    mq["spec"]["worker"] = {"image": "registry.plant.example/team/handler:latest"}
+    deployment = render_deployment(mq, replicas=1, defaults=worker_defaults(settings, []))
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.plant.example/team/handler:latest"
+    assert "imagePullPolicy" not in container  # Always, for :latest
+
+
+def test_common_labels_reach_worker_pods_but_not_their_selector(
+    chart: list[Doc], worker_pod: dict[str, Any]
+) -> None:
+    assert worker_pod["metadata"]["labels"]["team"] == "line-3"
+    assert one(chart, "Deployment", "conveyor-gateway")["metadata"]["labels"]["team"] == "line-3"
 
 
 def test_resources_and_drain_reach_worker_pods(worker_pod: dict[str, Any]) -> None:
@@ -117,6 +138,7 @@ def test_log_format_and_secrets_by_reference_reach_worker_pods(
     gateway = env_of(pod_templates(chart)["Deployment/conveyor-gateway"])
     for name in ("REDIS_URL", "REDIS_CLUSTER", "PROBE_PORT"):
         assert env[name] == gateway[name], name
+    assert env["REDIS_CLUSTER"]["value"] == "true"
     assert env["INFLUX_URL"]["value"] == "http://influxdb.plant.example:8086"
     assert env["INFLUX_BUCKET"]["value"] == "line3"
     assert env["INFLUX_ORG"]["value"] == "plant"

@@ -15,7 +15,7 @@ REACHING_AROUND = re.compile(
     r"|\)\._redis\b|QueueClient\b.*\)\.redis\b"  # a new client's, or any call's result's
     r"|getattr\([^,]+,\s*[\"']_?redis[\"']"
 )
-PRODUCT = ["services", "operator", "cli"]
+PRODUCT = ["services", "operator", "cli", "bench"]  # the benchmarks use the library as users do
 LIBRARY = ROOT / "services" / "reliable_queue"
 
 
