@@ -88,11 +88,11 @@ class Machine(_Answer):
     machine: str
     values: dict[str, Any] = Field(description="each signal's newest value")
     updated_ms: int | None = Field(description="the newest sample's time, ms since the epoch")
-    config: dict[str, Any] | None = Field(description='{"version", "ts", "config"}')
+    config: Any = Field(description='{"version", "ts", "config"}, as the workers stored it')
 
 
 class Alerts(_Answer):
-    alerts: list[dict[str, Any]] = Field(description="newest first")
+    alerts: list[Any] = Field(description="newest first, as the workers stored them")
 
 
 class DeadLetter(_Answer):
