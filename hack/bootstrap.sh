@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Conveyor's commands and tests need, idempotently:
 #   - Debian packages: redis-server (+ redis-tools for redis-benchmark), mosquitto, chromium
-#   - a Python virtualenv under the user's cache directory with the project and its dev deps
+#   - a Python virtualenv under the user's cache directory with the project and its dev deps,
+#     and one with pysparkplug for the Sparkplug B tests' edge node
 # A warm run takes a couple of seconds. Source it (it exports CONVEYOR_VENV and PATH) or run it.
 set -euo pipefail
 
@@ -56,5 +57,23 @@ if [[ $where != "$ROOT" ]]; then
   quiet_pip install --no-deps --no-build-isolation -e "$ROOT"
 fi
 
+# --- A Sparkplug B edge node we did not write, for the tests -----------------------------------
+# pysparkplug needs paho-mqtt 1 (the project uses 2), so it has a virtualenv of its own; the tests
+# run tests/ingest/sparkplug_edge.py with it.
+EDGE_VENV="$CACHE/sparkplug-edge-venv"
+EDGE_PIN="pysparkplug==0.6.1"
+if [[ ! -x $EDGE_VENV/bin/python || $(cat "$EDGE_VENV/.pin" 2>/dev/null) != "$EDGE_PIN" ]]; then
+  say "creating $EDGE_VENV ($EDGE_PIN, the Sparkplug B tests' edge node)"
+  rm -rf "$EDGE_VENV"
+  "$PYTHON" -m venv "$EDGE_VENV"
+  if ! PIP_CACHE_DIR="$CACHE/pip" "$EDGE_VENV/bin/python" -m pip install -q "$EDGE_PIN" \
+    >"$CACHE/pip-edge.log" 2>&1; then
+    cat "$CACHE/pip-edge.log" >&2
+    die "installing $EDGE_PIN failed (log: $CACHE/pip-edge.log)"
+  fi
+  echo "$EDGE_PIN" >"$EDGE_VENV/.pin"
+fi
+
 export CONVEYOR_VENV="$VENV"
+export CONVEYOR_SPARKPLUG_EDGE_PYTHON="$EDGE_VENV/bin/python"
 export PATH="$CACHE/bin:$VENV/bin:$PATH"

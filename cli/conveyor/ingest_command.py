@@ -14,12 +14,17 @@ from conveyor_ingestor import (
     IngestMetrics,
     IngestOptions,
     Ingestor,
+    Route,
     RoutingError,
     RoutingTable,
     Subscriber,
     broker_config,
     max_packet_size,
 )
+from conveyor_ingestor.sparkplug.handling import SparkplugIngest, SparkplugOptions
+from conveyor_ingestor.sparkplug.sessions import SessionOptions
+from conveyor_ingestor.sparkplug.store import SessionStore
+from pydantic import ValidationError
 
 from conveyor.probes import ProbeServer
 from conveyor.settings import (
@@ -47,12 +52,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def routing_table(settings: IngestSettings) -> RoutingTable:
     try:
         if settings.routes_file is not None:
-            return RoutingTable.from_file(settings.routes_file)
-        if settings.routes:
-            return RoutingTable.from_json(settings.routes, source="INGEST_ROUTES")
-    except RoutingError as exc:
-        raise SettingsError(str(exc)) from exc
-    return RoutingTable(DEFAULT_ROUTES)
+            table = RoutingTable.from_file(settings.routes_file)
+        elif settings.routes:
+            table = RoutingTable.from_json(settings.routes, source="INGEST_ROUTES")
+        else:
+            table = RoutingTable(DEFAULT_ROUTES)
+        if not settings.sparkplug:
+            return table
+        groups = [g.strip() for g in settings.sparkplug_groups.split(",") if g.strip()]
+        filters = [f"spBv1.0/{group}/#" for group in groups] or ["spBv1.0/#"]
+        sparkplug = [
+            Route(filter=f, queue=settings.sparkplug_queue, kind="sparkplug") for f in filters
+        ]
+        return RoutingTable([*sparkplug, *table.routes])
+    except (RoutingError, ValidationError) as exc:
+        raise SettingsError(f"INGEST_SPARKPLUG_GROUPS or the routes: {exc}") from exc
+
+
+def sparkplug_options(settings: IngestSettings) -> SparkplugOptions:
+    return SparkplugOptions(
+        alerts_queue=settings.sparkplug_alerts_queue,
+        partitions=settings.sparkplug_partitions,
+        partition=settings.sparkplug_partition,
+        sessions=SessionOptions(
+            rebirth_interval_s=settings.sparkplug_rebirth_interval_s,
+            max_parked=settings.sparkplug_max_parked,
+            node_machine=settings.sparkplug_node_machine,
+            device_machine=settings.sparkplug_device_machine,
+        ),
+    )
 
 
 async def cmd_ingest(args: argparse.Namespace) -> int:
@@ -84,14 +112,21 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
             inbox_max_messages=ingest.inbox_max_messages,
             inbox_max_bytes=ingest.inbox_max_bytes,
         )
-        subscriber = Subscriber(config, routes.filters)
+        subscriber = Subscriber(config, routes.filters, unshared=routes.sparkplug_filters)
     except BrokerConfigError as exc:
         raise SettingsError(str(exc)) from exc
 
     metrics = IngestMetrics()
-    async with QueueClient.from_url(
-        redis_settings.effective_url(), cluster=redis_settings.cluster
-    ) as client:
+    url, cluster = redis_settings.effective_url(), redis_settings.cluster
+    sparkplug = None
+    if routes.sparkplug_filters:
+        sparkplug = SparkplugIngest(
+            SessionStore.from_url(url, cluster=cluster),
+            options=sparkplug_options(ingest),
+            publish=subscriber.publish,
+            metrics=metrics,
+        )
+    async with QueueClient.from_url(url, cluster=cluster) as client:
         ingestor = Ingestor(
             client=client,
             subscriber=subscriber,
@@ -104,6 +139,7 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
                 dead_max_bytes=ingest.dead_max_bytes,
             ),
             metrics=metrics,
+            sparkplug=sparkplug,
         )
         metrics.broker_reconnects.set_function(lambda: subscriber.reconnects)
         metrics.connected.labels("broker").set_function(lambda: int(subscriber.connected))
@@ -123,4 +159,6 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
         finally:
             await subscriber.stop()
             await probes.stop()
+            if sparkplug is not None:
+                await sparkplug.store.close()
     return 0

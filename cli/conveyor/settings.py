@@ -14,10 +14,24 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def _default_queue(kind: str) -> str:
+    """The default queue of a kind of message (conveyor_messages.DEFAULT_QUEUES)."""
+    from conveyor_messages import DEFAULT_QUEUES
+
+    return next(q.name for q in DEFAULT_QUEUES if q.kind == kind)
 
 
 def library_default(where: str, *, scale: float = 1) -> Callable[[], Any]:
@@ -282,6 +296,86 @@ class IngestSettings(BaseSettings):
         le=16 * 1024**3,
         description="QoS 0 dropped beyond this backlog in bytes",
     )
+    sparkplug: bool = Field(
+        default=False,
+        description="ingest Sparkplug B: a route of kind sparkplug for `spBv1.0/#` (or the groups "
+        "of INGEST_SPARKPLUG_GROUPS) before the others, into INGEST_SPARKPLUG_QUEUE",
+    )
+    sparkplug_groups: str = Field(
+        default="",
+        description="Sparkplug group ids to ingest, comma-separated; empty: every group",
+    )
+    sparkplug_queue: str = Field(
+        default_factory=lambda: _default_queue("realtime"),
+        description="queue of the realtime messages Sparkplug B data makes",
+    )
+    sparkplug_alerts_queue: str = Field(
+        default_factory=lambda: _default_queue("alert"),
+        description="queue of the `node_offline` alerts of NDEATH and DDEATH",
+    )
+    sparkplug_rebirth_interval_s: float = Field(
+        default_factory=library_default(
+            "conveyor_ingestor.sparkplug.sessions:SessionOptions.rebirth_interval_s"
+        ),
+        ge=1,
+        le=3600,
+        description="least seconds between two Rebirth requests (NCMD) to one edge node",
+    )
+    sparkplug_max_parked: int = Field(
+        default_factory=library_default(
+            "conveyor_ingestor.sparkplug.sessions:SessionOptions.max_parked"
+        ),
+        ge=1,
+        le=100_000,
+        description="most messages of one edge node waiting for its rebirth; beyond, the newest "
+        "go to `dead:ingest`",
+    )
+    sparkplug_node_machine: str = Field(
+        default_factory=library_default(
+            "conveyor_ingestor.sparkplug.sessions:SessionOptions.node_machine"
+        ),
+        description="machine id of an edge node's own metrics, from `{group}` and `{node}`",
+    )
+    sparkplug_device_machine: str = Field(
+        default_factory=library_default(
+            "conveyor_ingestor.sparkplug.sessions:SessionOptions.device_machine"
+        ),
+        description="machine id of a device's metrics, from `{group}`, `{node}` and `{device}`",
+    )
+    sparkplug_partitions: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="ingestor replicas sharing the Sparkplug edge nodes (each node's messages go "
+        "to one, in order)",
+    )
+    sparkplug_partition: int = Field(
+        default=0,
+        ge=0,
+        le=255,
+        description="this replica's share, 0 .. INGEST_SPARKPLUG_PARTITIONS - 1 (the "
+        "StatefulSet's pod index)",
+    )
+
+    @model_validator(mode="after")
+    def _sparkplug(self) -> IngestSettings:
+        if self.sparkplug_partition >= self.sparkplug_partitions:
+            raise ValueError(
+                f"INGEST_SPARKPLUG_PARTITION {self.sparkplug_partition} must be below "
+                f"INGEST_SPARKPLUG_PARTITIONS {self.sparkplug_partitions}"
+            )
+        for name, template, fields in (
+            ("NODE_MACHINE", self.sparkplug_node_machine, ("group", "node")),
+            ("DEVICE_MACHINE", self.sparkplug_device_machine, ("group", "node", "device")),
+        ):
+            try:
+                template.format(**{f: f for f in fields})
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"INGEST_SPARKPLUG_{name} {template!r} may use only "
+                    f"{', '.join('{' + f + '}' for f in fields)} ({exc!r})"
+                ) from exc
+        return self
 
 
 class ProbeSettings(BaseSettings):

@@ -308,3 +308,39 @@ def test_an_empty_password_is_refused_at_start_naming_its_key(tmp_path: Path) ->
     done = build_auth(tmp_path / "ingestor", DEVICES, ingestor_password="")
     assert done.returncode != 0
     assert "the key 'password' of the Secret conveyor-mqtt (the ingestor's) is empty" in done.stderr
+
+
+def test_with_sparkplug_the_ingestor_receives_every_edge_node_and_may_only_ask_for_rebirths(
+    tmp_path: Path,
+) -> None:
+    sets = (
+        "ingestor.sparkplug.enabled=true",
+        "ingestor.sparkplug.groups={plant1}",
+        "mqtt.publishers[1].username=m1",
+        "mqtt.publishers[1].topics={spBv1.0/plant1/+/line1,spBv1.0/plant1/+/line1/+}",
+        "mqtt.publishers[1].subscribe={spBv1.0/plant1/NCMD/line1}",
+    )
+    with run_broker(tmp_path, *sets) as port:
+        clients = []
+        try:
+            ingestor = Client(port, INGESTOR, INGESTOR_PASSWORD)
+            edge = Client(port, "m1", DEVICES["m1"], "m1")
+            clients += [ingestor, edge]
+            # Not shared: each replica receives every edge node and handles its own share.
+            assert ingestor.subscribe("spBv1.0/plant1/#")
+            assert not ingestor.subscribe("spBv1.0/plant2/#")  # a group it does not ingest
+            assert edge.subscribe("spBv1.0/plant1/NCMD/line1")
+            assert not edge.subscribe("spBv1.0/plant1/#")
+            assert edge.publish("spBv1.0/plant1/NDATA/line1", b"data")
+            assert ingestor.next_message() == Received("spBv1.0/plant1/NDATA/line1", b"data")
+            assert ingestor.publish("spBv1.0/plant1/NCMD/line1", b"rebirth")
+            assert edge.next_message() == Received("spBv1.0/plant1/NCMD/line1", b"rebirth")
+            # Refused publications last: mosquitto closes the connection of the client.
+            assert not edge.publish("spBv1.0/plant1/NDATA/line2", b"another node's")
+            assert not ingestor.publish("spBv1.0/plant1/NDATA/line1", b"forged data")
+            again = Client(port, INGESTOR, INGESTOR_PASSWORD)
+            clients.append(again)
+            assert not again.publish("spBv1.0/plant2/NCMD/line1", b"not its group")
+        finally:
+            for c in clients:
+                c.close()

@@ -4,10 +4,20 @@ and install.yaml kept in step with the chart."""
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 import pytest
 
-from tests.cluster.chart import CHART, INSTALL_VALUES, KUBE_VERSION, by_kind, helm, render
+from tests.cluster.chart import (
+    CHART,
+    INSTALL_VALUES,
+    KUBE_VERSION,
+    by_kind,
+    env_of,
+    helm,
+    pod_templates,
+    render,
+)
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.cluster
@@ -190,3 +200,21 @@ def test_every_value_is_documented_and_the_readme_is_current() -> None:
         text=True,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_sparkplug_is_off_by_default_and_on_gives_each_replica_its_share() -> None:
+    def ingestor_env(*sets: str) -> dict[str, Any]:
+        return env_of(pod_templates(render(*sets))["StatefulSet/conveyor-ingestor"])
+
+    assert not [name for name in ingestor_env() if name.startswith("INGEST_SPARKPLUG")]
+    env = ingestor_env(
+        "ingestor.sparkplug.enabled=true",
+        "ingestor.sparkplug.groups={plant1,plant2}",
+        "ingestor.replicas=3",
+    )
+    assert env["INGEST_SPARKPLUG"]["value"] == "true"
+    assert env["INGEST_SPARKPLUG_GROUPS"]["value"] == "plant1,plant2"
+    assert env["INGEST_SPARKPLUG_PARTITIONS"]["value"] == "3"
+    assert env["INGEST_SPARKPLUG_PARTITION"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }

@@ -243,9 +243,13 @@ class Delivery:
 class Subscriber:
     """Subscribes to ``filters`` and hands messages to the event loop; acks on request."""
 
-    def __init__(self, config: BrokerConfig, filters: list[str]) -> None:
+    def __init__(
+        self, config: BrokerConfig, filters: list[str], *, unshared: Sequence[str] = ()
+    ) -> None:
+        """``unshared``: filters of ``filters`` every replica subscribes to in full (not in the
+        share group), such as Sparkplug B's, whose edge nodes are split among the replicas."""
         self.config = config
-        self.filters = [self._shared(f) for f in filters]
+        self.filters = [f if f in unshared else self._shared(f) for f in filters]
         self.connected = False
         self.subscribed = False  # the broker granted every filter on this connection
         self.reconnects = 0
@@ -353,6 +357,10 @@ class Subscriber:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._arrived.wait(), timeout)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Send a message at QoS 0 (a Sparkplug B command: asked again if it goes unanswered)."""
+        self._client.publish(topic, payload, qos=0)
 
     def take(self, n: int) -> list[Delivery]:
         """Up to ``n`` waiting messages, oldest first, out of the inbox."""

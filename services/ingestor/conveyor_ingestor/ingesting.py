@@ -35,6 +35,7 @@ from conveyor_ingestor.errors import InvalidPayload
 from conveyor_ingestor.metrics import IngestMetrics
 from conveyor_ingestor.payloads import parse_job
 from conveyor_ingestor.routing import RoutingTable
+from conveyor_ingestor.sparkplug.handling import SparkplugIngest
 from reliable_queue import NewDeadLetter, NewJob, QueueClient, QueueUnavailable
 from reliable_queue.backoff import Backoff
 from reliable_queue.cancelling import cancel_and_wait
@@ -81,7 +82,12 @@ class Ingestor:
         routes: RoutingTable,
         options: IngestOptions | None = None,
         metrics: IngestMetrics | None = None,
+        sparkplug: SparkplugIngest | None = None,
     ) -> None:
+        """``sparkplug``: what handles the routes of kind ``sparkplug`` (needed if there are)."""
+        if routes.sparkplug_filters and sparkplug is None:
+            raise ValueError("routes of kind sparkplug need a SparkplugIngest")
+        self.sparkplug = sparkplug
         self.client = client
         self.subscriber = subscriber
         self.routes = routes
@@ -135,6 +141,8 @@ class Ingestor:
                 if len(self.subscriber.inbox) < self.options.batch_size:
                     await asyncio.sleep(self.options.flush_interval)  # let the batch fill a little
                 batch = self._take()
+                if self.sparkplug is not None and not await self._prepare(batch):
+                    break  # stopping while Redis is away: nothing of this batch is acknowledged
                 outcome = self._sort(batch)
                 if storing is not None:
                     task, storing = storing, None
@@ -185,6 +193,30 @@ class Ingestor:
                 await self._backoff.sleep()
         self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
         self.subscriber.ack_all(batch)
+        if self.sparkplug is not None:
+            self.sparkplug.request_rebirths()
+        return True
+
+    async def _prepare(self, batch: list[Delivery]) -> bool:
+        """Load the Sparkplug sessions the batch needs (retrying while Redis is away); False if
+        it was given up (stopping)."""
+        assert self.sparkplug is not None
+        topics = []
+        for d in batch:
+            match = self.routes.match(d.topic)
+            if match is not None and match.route.kind == "sparkplug":
+                topics.append(d.topic)
+        while topics:
+            try:
+                await self.sparkplug.prepare(topics)
+                break
+            except QueueUnavailable as exc:
+                self.redis_ok = False
+                self.metrics.redis_errors.inc()
+                if self._stopping:
+                    return False
+                log.warning("%s; retrying in %.2fs", exc, self._backoff.peek())
+                await self._backoff.sleep()
         return True
 
     def _sort(self, batch: list[Delivery]) -> _Outcome:
@@ -209,6 +241,20 @@ class Ingestor:
                     )
                 )
                 continue
+            if match.route.kind == "sparkplug":
+                assert self.sparkplug is not None
+                made = self.sparkplug.handle(d, queue=match.route.queue)
+                for queue, data, job_id in made.jobs:
+                    priority = match.route.priority if queue == match.route.queue else None
+                    jobs[queue].append(NewJob(data, priority=priority, job_id=job_id))
+                for parked, exc in made.dead:
+                    error = f"{exc.detail} (Sparkplug B route {match.route.filter})"
+                    dead.append(
+                        self._letter(
+                            parked.topic, parked.payload, parked.received_at, exc.reason, error
+                        )
+                    )
+                continue
             try:
                 data, own_identity = parse_job(
                     match.route.kind,
@@ -227,7 +273,7 @@ class Ingestor:
                     )
                 )
                 continue
-            job_id = _stable_id(d) if own_identity else new_job_id()
+            job_id = _stable_id(d.topic, d.payload) if own_identity else new_job_id()
             jobs[match.route.queue].append(
                 NewJob(data, priority=match.route.priority, job_id=job_id)
             )
@@ -245,6 +291,8 @@ class Ingestor:
         for queue, jobs in outcome.jobs.items():
             self.metrics.enqueued.labels(queue).inc(len(jobs))
         self.metrics.duplicates.inc(self.client.duplicates_skipped - before)
+        if self.sparkplug is not None:
+            await self.sparkplug.save()  # the sessions, with the jobs they made
         if outcome.dead:
             done = await self.client.add_dead_letters(
                 DEAD_LETTER_QUEUE, outcome.dead, cap=self._dead_cap
@@ -257,24 +305,30 @@ class Ingestor:
             outcome.dead = []  # written: a retry of the jobs must not count them again
 
     def _reject(self, d: Delivery, reason: str, error: str) -> NewDeadLetter:
-        raw = d.payload[: self.options.dead_payload_bytes]
+        return self._letter(d.topic, d.payload, int(d.received_at * 1000), reason, error)
+
+    def _letter(
+        self, full_topic: str, payload: bytes, received_at: int, reason: str, error: str
+    ) -> NewDeadLetter:
+        raw = payload[: self.options.dead_payload_bytes]
         try:
             shown: dict[str, object] = {"payload": raw.decode()}
         except UnicodeDecodeError:
             shown = {"payload_base64": base64.b64encode(raw).decode()}
         # A topic may be 64 KiB: keep enough of it to find the device, so that one letter is
         # always far smaller than the byte cap of dead:ingest.
-        topic = d.topic[:DEAD_TOPIC_CHARS]
+        topic = full_topic[:DEAD_TOPIC_CHARS]
         data = {
             "topic": topic,
-            **({"topic_chars": len(d.topic)} if len(topic) < len(d.topic) else {}),
+            **({"topic_chars": len(full_topic)} if len(topic) < len(full_topic) else {}),
             **shown,
-            "payload_bytes": len(d.payload),
-            "truncated": len(d.payload) > len(raw),
-            "received_at": int(d.received_at * 1000),
+            "payload_bytes": len(payload),
+            "truncated": len(payload) > len(raw),
+            "received_at": received_at,
         }
-        self._log_rejected(d.topic, reason, error)
-        return NewDeadLetter(data=data, reason=reason, error=error, job_id=_stable_id(d))
+        self._log_rejected(full_topic, reason, error)
+        job_id = _stable_id(full_topic, payload)
+        return NewDeadLetter(data=data, reason=reason, error=error, job_id=job_id)
 
     def _log_rejected(self, topic: str, reason: str, error: str) -> None:
         # A flood of bad input must not become a flood of log lines: the first few of each
@@ -340,5 +394,5 @@ class Ingestor:
         self._redis_checked_once = True
 
 
-def _stable_id(d: Delivery) -> str:
-    return "m" + hashlib.blake2b(d.topic.encode() + b"\0" + d.payload, digest_size=12).hexdigest()
+def _stable_id(topic: str, payload: bytes) -> str:
+    return "m" + hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=12).hexdigest()

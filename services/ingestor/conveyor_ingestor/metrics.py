@@ -51,6 +51,13 @@ class IngestMetrics:
         self.broker_reconnects = Gauge(
             "conveyor_ingest_broker_reconnects", "Reconnections to the MQTT broker", registry=r
         )
+        self.sparkplug = Counter(
+            "conveyor_ingest_sparkplug_events",
+            "Sparkplug B session events: rebirth_requested, parked, resolved_after_rebirth, "
+            "stale_death, other_partition",
+            ["event"],
+            registry=r,
+        )
         self.connected = Gauge(
             "conveyor_ingest_connected", "1 when connected, by peer", ["peer"], registry=r
         )

@@ -37,8 +37,11 @@ async def _enqueue(client: QueueClient, topic: str, data: Any, routes: RoutingTa
     match = routes.match(topic)
     if match is None:
         raise RoutingError(f"no route for topic {topic!r}")
+    kind = match.route.kind
+    if kind == "sparkplug":
+        raise RoutingError(f"{topic!r} is a Sparkplug B topic: its payloads are protobuf")
     job, _ = parse_job(
-        match.route.kind,
+        kind,
         machine=match.machine,
         topic=topic,
         payload=json.dumps(data).encode(),

@@ -1,5 +1,9 @@
 """Topic routing: which queue (and priority) an MQTT message goes to, and which machine sent it.
 
+A route of kind ``sparkplug`` takes Sparkplug B (``spBv1.0/...``) messages: its filter starts
+with ``spBv1.0/``, the machine comes from the Sparkplug topic (group, edge node, device; see
+:mod:`conveyor_ingestor.sparkplug`), and its queue receives the realtime messages they make.
+
 A route maps an MQTT topic filter (``+`` one level, ``#`` the rest) to a queue, the kind of
 payload to expect and, optionally, a priority (without one, a job takes its queue's default
 priority: the MessageQueue's ``spec.priority``, which the operator keeps in the queue's
@@ -15,13 +19,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from conveyor_messages import DEFAULT_QUEUES
-from conveyor_messages import Kind as Kind  # Route.kind's type, as payloads.py knows it
+from conveyor_messages import Kind as Kind  # the kinds of JSON message, as payloads.py knows them
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conveyor_ingestor.errors import RoutingError
 from reliable_queue import PRIORITY_MAX, PRIORITY_MIN, UsageError, validate_queue_name
+
+RouteKind = Kind | Literal["sparkplug"]
+SPARKPLUG_NAMESPACE = "spBv1.0"
 
 
 class Route(BaseModel):
@@ -37,7 +45,7 @@ class Route(BaseModel):
         le=PRIORITY_MAX,
         description="priority of its jobs; unset: the queue's default_priority (spec.priority)",
     )
-    kind: Kind
+    kind: RouteKind
     machine_level: int | None = Field(
         default=None, ge=0, description="topic level holding the machine id; default: first '+'"
     )
@@ -59,6 +67,19 @@ class Route(BaseModel):
     @model_validator(mode="after")
     def _machine_level(self) -> Route:
         levels = self.filter.split("/")
+        if self.kind == "sparkplug":
+            if levels[0] != SPARKPLUG_NAMESPACE:
+                raise ValueError(
+                    f"a sparkplug route's filter starts with {SPARKPLUG_NAMESPACE}/, "
+                    f"not {self.filter!r}"
+                )
+            if self.machine_level is not None:
+                raise ValueError("a sparkplug route takes the machine from the Sparkplug topic")
+            return self
+        if levels[0] == SPARKPLUG_NAMESPACE:
+            raise ValueError(
+                f"{self.filter!r} is Sparkplug B's namespace: give the route kind 'sparkplug'"
+            )
         if self.machine_level is None:
             if "+" not in levels:
                 raise ValueError(
@@ -71,6 +92,8 @@ class Route(BaseModel):
 
     @property
     def machine_index(self) -> int:
+        if self.kind == "sparkplug":
+            return 0
         return (
             self.filter.split("/").index("+") if self.machine_level is None else self.machine_level
         )
@@ -108,6 +131,8 @@ class RoutingTable:
         levels = topic.split("/")
         for route, pattern in self._split:
             if _matches(pattern, levels):
+                if route.kind == "sparkplug":
+                    return Match(route, "")  # the Sparkplug topic names the machine
                 machine = levels[route.machine_index]
                 if machine:
                     return Match(route, machine)
@@ -116,6 +141,10 @@ class RoutingTable:
     @property
     def filters(self) -> list[str]:
         return [r.filter for r in self.routes]
+
+    @property
+    def sparkplug_filters(self) -> list[str]:
+        return [r.filter for r in self.routes if r.kind == "sparkplug"]
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> RoutingTable:

@@ -1,0 +1,203 @@
+"""Sparkplug B from an edge node we did not write (pysparkplug, tests/ingest/sparkplug_edge.py)
+through mosquitto and `conveyor ingest` (INGEST_SPARKPLUG=true) into the queues: births and
+aliased data named and typed as the births say, a seq gap answered by exactly one Rebirth
+request with nothing lost, a death raising `node_offline` alerts and the next birth resolving
+them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reliable_queue import Job, QueueClient
+from tests.helpers import ROOT, CliProcess, eventually, start_cli
+from tests.mqtt import publish
+from tests.servers import MosquittoServer
+
+pytestmark = pytest.mark.integration
+
+EDGE = ROOT / "tests" / "ingest" / "sparkplug_edge.py"
+MESSAGES = 20
+GAP_AT = 10
+
+
+@pytest.fixture
+def edge_python() -> str:
+    python = os.environ.get("CONVEYOR_SPARKPLUG_EDGE_PYTHON", "")
+    if not python or not Path(python).is_file():
+        message = "no Sparkplug edge node virtualenv: source hack/bootstrap.sh, which makes it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+@pytest.fixture
+async def group() -> str:
+    return f"plant{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+async def ingest(
+    mosquitto: MosquittoServer, redis_url: str, group: str
+) -> AsyncIterator[CliProcess]:
+    """`conveyor ingest` ingesting the Sparkplug B group ``group`` beside the default routes."""
+    process = start_cli(
+        "ingest",
+        redis_url=redis_url,
+        MQTT_BROKER_URL=mosquitto.url,
+        MQTT_CLIENT_ID=f"ingest-{group}",
+        INGEST_SPARKPLUG="true",
+        INGEST_SPARKPLUG_GROUPS=group,
+    )
+    try:
+        await process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+WIRE = """
+import json, sys
+from google.protobuf import descriptor_pb2
+from {module} import DESCRIPTOR
+f = descriptor_pb2.FileDescriptorProto()
+DESCRIPTOR.CopyToProto(f)
+out = {{}}
+def walk(message, path):
+    for field in message.field:
+        out[path + message.name + "." + field.name] = [field.number, field.type, field.label]
+    for nested in message.nested_type:
+        walk(nested, path + message.name + ".")
+for message in f.message_type:
+    walk(message, "")
+for enum in f.enum_type:
+    for value in enum.value:
+        out["enum." + value.name] = value.number
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def test_the_schema_is_on_the_wire_what_an_independent_implementation_uses(
+    edge_python: str,
+) -> None:
+    """Every message, field number, type and label, and every datatype, as pysparkplug has
+    them (names of our own package aside: only numbers are on the wire)."""
+
+    def fields(python: str, module: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [python, "-c", WIRE.format(module=module)], capture_output=True, text=True, check=True
+        )
+        parsed: dict[str, Any] = json.loads(done.stdout)
+        return parsed
+
+    theirs = fields(edge_python, "pysparkplug._protobuf.sparkplug_b_pb2")
+    ours = fields(sys.executable, "conveyor_ingestor.sparkplug.sparkplug_b_pb2")
+    assert len(ours) > 100
+    assert ours == theirs
+
+
+async def test_a_payload_that_is_not_sparkplug_is_a_dead_letter_saying_so(
+    mosquitto: MosquittoServer, client: QueueClient, ingest: CliProcess, group: str
+) -> None:
+    topic = f"spBv1.0/{group}/NDATA/line9"
+    sent = await asyncio.to_thread(publish, mosquitto.port, [(topic, b'{"temp": 21.5}')])
+    assert sent == 1
+
+    async def letter() -> list[Any]:
+        return await client.dead_letters("ingest")
+
+    [dead] = await eventually(letter, what="a dead letter in dead:ingest")
+    assert dead.reason == "not_sparkplug"
+    assert "is not a Sparkplug B protobuf payload" in dead.error
+    assert f"Sparkplug B route spBv1.0/{group}/#" in dead.error
+    assert dead.data["topic"] == topic
+    assert dead.data["payload"] == '{"temp": 21.5}'
+
+
+async def test_an_independent_edge_node_births_sends_aliases_dies_and_is_reborn(
+    mosquitto: MosquittoServer,
+    client: QueueClient,
+    edge_python: str,
+    ingest: CliProcess,
+    group: str,
+) -> None:
+    started = time.time() * 1000
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [
+            *(edge_python, str(EDGE), "--port", str(mosquitto.port), "--group", group),
+            *("--messages", str(MESSAGES), "--gap-at", str(GAP_AT)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr + ingest.output()
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    commands = [e for e in events if e["event"] == "command"]
+    assert commands == [{"event": "command", "metrics": ["Node Control/Rebirth"]}]
+
+    jobs: dict[str, list[Job]] = {"mqtt_realtime": [], "alerts": []}
+
+    async def take(job: Job) -> None:
+        jobs[job.queue].append(job)
+
+    # 3 NBIRTH and 3 DBIRTH (first, rebirth, after the death), 21 NDATA and 21 DDATA (one
+    # of each after the death); the death's alerts and the births' that resolve them.
+    expected = {"mqtt_realtime": 6 + 2 * (MESSAGES + 1), "alerts": 4}
+    stops = [await client.start_worker(q, take, concurrency=4) for q in expected]
+    try:
+        await eventually(
+            lambda: {q: len(j) for q, j in jobs.items()} == expected,
+            timeout=30,
+            what=f"{expected} jobs",
+            detail=lambda: f"{ {q: len(j) for q, j in jobs.items()} }\n{ingest.output()}",
+        )
+    finally:
+        for stop in stops:
+            await stop()
+    assert await client.dead_letter_count("ingest") == 0
+
+    node, device = f"{group}/line1", f"{group}/line1/press1"
+    by_machine: dict[str, list[dict[str, Any]]] = {node: [], device: []}
+    for job in jobs["mqtt_realtime"]:
+        for sample in job.data["samples"]:
+            assert started - 1000 <= sample["ts"] <= time.time() * 1000  # the metrics' own
+            by_machine[job.data["machine"]].append(sample["values"])
+    # Aliased data, named by the birth, each message once (the parked ones too).
+    data = [v for v in by_machine[node] if set(v) == {"Line/Speed", "Line/Count"}]
+    assert sorted(v["Line/Speed"] for v in data) == [float(i) for i in range(MESSAGES + 1)]
+    assert all(v["Line/Count"] == -v["Line/Speed"] for v in data)  # Int64, negative
+    pressures = sorted(v["Pressure"] for v in by_machine[device] if set(v) == {"Pressure"})
+    assert pressures == [i / 2 for i in range(MESSAGES + 1)]
+    # The births' values, typed as their datatypes say.
+    births = [v for v in by_machine[node] if "Line/Recipe" in v]
+    assert len(births) == 3
+    for values in births:
+        assert values["Line/Running"] is True
+        assert values["Line/Offset"] == -5  # Int8
+        assert values["Line/Recipe"] == "A-12"
+        assert abs(values["Line/Started"] - started) < 120_000  # DateTime, epoch ms
+        assert "bdSeq" not in values
+    device_births = [v for v in by_machine[device] if "Cycles" in v]
+    assert [v["Cycles"] for v in device_births] == [4_000_000_000] * 3  # UInt32
+    # The death and the births after it.
+    alerts = sorted((j.data["machine"], j.data["details"]["state"]) for j in jobs["alerts"])
+    assert alerts == [
+        (node, "firing"),
+        (node, "resolved"),
+        (device, "firing"),
+        (device, "resolved"),
+    ]
+    assert {j.data["type"] for j in jobs["alerts"]} == {"node_offline"}
