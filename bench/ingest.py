@@ -5,6 +5,10 @@ persistent session was offline, then timed from its connection to the last messa
 So the figure is the consumer's own speed, not the publisher's. Beside the ingestor: the
 broker's limit as one Python client sees it (a subscriber that only counts) and a naive
 ingestor (one LPUSH per message, acknowledged by paho before Redis is even asked).
+
+Then Sparkplug B: N NDATA of ``SPARKPLUG_METRICS`` metrics each, by alias, from 20 edge nodes
+born first, through the same ingestor with INGEST_SPARKPLUG on: messages/s and metrics/s
+beside the JSON figures (2 values a message).
 """
 
 from __future__ import annotations
@@ -53,8 +57,11 @@ def _bench(n: int, rs: RedisServer, broker: MosquittoServer) -> int:
     naive = _baseline("naive", n, broker, rs)
     rows.append(("naive: one LPUSH per message, acked before Redis", naive))
     r.flushall()
-    conveyor = _conveyor(n, broker, rs)
+    conveyor = _conveyor(n, broker, rs, _payloads(n), n)
     rows.append(("conveyor ingest: validated, batched, acked after Redis", conveyor))
+    r.flushall()
+    backlog = _sparkplug_payloads(n)
+    sparkplug = _conveyor(n, broker, rs, backlog, len(backlog), sparkplug=True)
     print()
     print(
         f"Ingest benchmark: {n:,} realtime messages (QoS 1, ~90 bytes) drained from a "
@@ -68,7 +75,60 @@ def _bench(n: int, rs: RedisServer, broker: MosquittoServer) -> int:
             figures=True,
         )
     )
+    print()
+    print(
+        f"Sparkplug B: {n:,} NDATA of {SPARKPLUG_METRICS} metrics by alias (QoS 1, "
+        f"{len(backlog[-1][1])} bytes) from {SPARKPLUG_NODES} edge nodes, births first"
+    )
+    print()
+    print(
+        render(
+            ("conveyor ingest", "msgs/s", "values/s", "x JSON values/s"),
+            [
+                (
+                    "JSON realtime, 2 values a message",
+                    f"{conveyor:,.0f}",
+                    f"{conveyor * 2:,.0f}",
+                    "1.00",
+                ),
+                (
+                    f"Sparkplug B NDATA, {SPARKPLUG_METRICS} aliased metrics",
+                    f"{sparkplug:,.0f}",
+                    f"{sparkplug * SPARKPLUG_METRICS:,.0f}",
+                    f"{sparkplug * SPARKPLUG_METRICS / (conveyor * 2):.2f}",
+                ),
+            ],
+            figures=True,
+        )
+    )
     return 0
+
+
+SPARKPLUG_METRICS = 50
+SPARKPLUG_NODES = 20
+
+
+def _sparkplug_payloads(n: int) -> list[tuple[str, bytes]]:
+    """A birth of each edge node, then ``n`` NDATA spread over them, in seq order."""
+    from conveyor_ingestor.sparkplug.decoding import DOUBLE, INT64
+    from conveyor_ingestor.sparkplug.encoding import OutMetric, encode_payload
+
+    base = 1_750_000_000_000
+    out = []
+    for node in range(SPARKPLUG_NODES):
+        metrics = [OutMetric(INT64, 0, name="bdSeq")] + [
+            OutMetric(DOUBLE, 0.0, name=f"Sensors/S{m:02d}", alias=m)
+            for m in range(SPARKPLUG_METRICS)
+        ]
+        birth = encode_payload(metrics, timestamp=base, seq=0)
+        out.append((f"spBv1.0/bench/NBIRTH/node{node}", birth))
+    for i in range(n):
+        node = i % SPARKPLUG_NODES
+        seq = (i // SPARKPLUG_NODES + 1) % 256
+        metrics = [OutMetric(DOUBLE, 20.0 + m + i, alias=m) for m in range(SPARKPLUG_METRICS)]
+        data = encode_payload(metrics, timestamp=base + i, seq=seq)
+        out.append((f"spBv1.0/bench/NDATA/node{node}", data))
+    return out
 
 
 def _payloads(n: int) -> list[tuple[str, bytes]]:
@@ -82,18 +142,18 @@ def _payloads(n: int) -> list[tuple[str, bytes]]:
     ]
 
 
-def _publish(broker: MosquittoServer, n: int) -> None:
+def _publish(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -> None:
     from bench.mqtt_publish import publish_all
 
-    _note(f"publishing {n:,} messages into the offline session")
-    publish_all(broker.port, _payloads(n))
+    _note(f"publishing {len(payloads):,} messages into the offline session")
+    publish_all(broker.port, payloads)
 
 
 def _baseline(mode: str, n: int, broker: MosquittoServer, rs: RedisServer) -> float:
     client_id = f"bench-{mode}"
     common = ["--broker-port", str(broker.port), "--client-id", client_id, "--redis-url", rs.url]
     subprocess.run([*BASELINES, "prepare", *common], check=True, capture_output=True, timeout=60)
-    _publish(broker, n)
+    _publish(broker, _payloads(n))
     _note(f"measuring {mode}")
     out = subprocess.run(
         [*BASELINES, mode, *common, "--n", str(n)],
@@ -106,28 +166,40 @@ def _baseline(mode: str, n: int, broker: MosquittoServer, rs: RedisServer) -> fl
     return n / (float(times["done"]) - float(times["connected"]))
 
 
-def _conveyor(n: int, broker: MosquittoServer, rs: RedisServer) -> float:
+def _conveyor(
+    n: int,
+    broker: MosquittoServer,
+    rs: RedisServer,
+    payloads: list[tuple[str, bytes]],
+    jobs: int,
+    *,
+    sparkplug: bool = False,
+) -> float:
+    """Messages/s of ``n`` (of ``payloads``, which make ``jobs`` realtime jobs)."""
     port = free_port()
     env = {
         "REDIS_URL": rs.url,
         "MQTT_BROKER_URL": broker.url,
-        "MQTT_CLIENT_ID": "bench-conveyor",
+        "MQTT_CLIENT_ID": "bench-conveyor-sparkplug" if sparkplug else "bench-conveyor",
         "PROBE_HOST": "127.0.0.1",
         "PROBE_PORT": str(port),
         "PATH": "/usr/bin:/bin",
+        **({"INGEST_SPARKPLUG": "true"} if sparkplug else {}),
     }
     # First run: create the session and its subscriptions, then leave.
     proc = subprocess.Popen(CONVEYOR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_connected(port)
     proc.terminate()
     proc.wait(timeout=30)
-    _publish(broker, n)
-    _note("measuring conveyor ingest")
+    _publish(broker, payloads)
+    _note(f"measuring conveyor ingest{' (Sparkplug B)' if sparkplug else ''}")
     r = redis.Redis.from_url(rs.url)
     proc = subprocess.Popen(CONVEYOR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         start = _wait_connected(port)
-        while int(r.zcard("conveyor:{mqtt_realtime}:pending")) < n:
+        while int(r.zcard("conveyor:{mqtt_realtime}:pending")) < jobs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"conveyor ingest exited with {proc.returncode}")
             time.sleep(0.005)
         return n / (time.time() - start)
     finally:

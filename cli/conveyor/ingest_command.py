@@ -77,6 +77,7 @@ def sparkplug_options(settings: IngestSettings) -> SparkplugOptions:
         sessions=SessionOptions(
             rebirth_interval_s=settings.sparkplug_rebirth_interval_s,
             max_parked=settings.sparkplug_max_parked,
+            max_parked_bytes=settings.sparkplug_max_parked_bytes,
             node_machine=settings.sparkplug_node_machine,
             device_machine=settings.sparkplug_device_machine,
         ),

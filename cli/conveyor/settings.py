@@ -330,6 +330,15 @@ class IngestSettings(BaseSettings):
         description="most messages of one edge node waiting for its rebirth; beyond, the newest "
         "go to `dead:ingest`",
     )
+    sparkplug_max_parked_bytes: int = Field(
+        default_factory=library_default(
+            "conveyor_ingestor.sparkplug.sessions:SessionOptions.max_parked_bytes"
+        ),
+        ge=64 * 1024,
+        le=1024**3,
+        description="most payload bytes of one edge node waiting for its rebirth; beyond, the "
+        "newest go to `dead:ingest`",
+    )
     sparkplug_node_machine: str = Field(
         default_factory=library_default(
             "conveyor_ingestor.sparkplug.sessions:SessionOptions.node_machine"

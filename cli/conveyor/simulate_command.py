@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import queue
 import signal
 import time
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 
 from conveyor.settings import MqttSettings, SettingsError, load
 from conveyor.simulator import Plant, Publication
+from conveyor.sparkplug_simulator import SparkplugPlant
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--duration", type=float, help="seconds to run after the burst (default: until Ctrl-C)"
     )
     p.add_argument("--seed", type=int, help="repeatable telemetry")
+    p.add_argument(
+        "--sparkplug",
+        action="store_true",
+        help="publish Sparkplug B instead: --machines edge nodes of --devices devices each, in "
+        "group --group; they birth, send aliased data, die and are born again now and then, and "
+        "answer Rebirth requests (NCMD)",
+    )
+    p.add_argument("--group", default="plant", help="Sparkplug group id (default plant)")
+    p.add_argument("--devices", type=int, default=2, help="Sparkplug devices per edge node")
     p.set_defaults(run=cmd_simulate)
 
 
@@ -50,6 +61,8 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.machines < 1 or args.rate <= 0 or args.burst < 0:
         raise SettingsError("--machines and --rate must be positive, --burst at least 0")
+    if args.sparkplug and (args.burst or args.devices < 0 or not args.group):
+        raise SettingsError("with --sparkplug: no --burst, --devices at least 0, a --group")
     settings = load(MqttSettings)
     config = broker_config(settings.broker_url, client_id=f"conveyor-sim-{uuid.uuid4().hex[:8]}")
     client = mqtt.Client(
@@ -82,7 +95,16 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
                 "within 10 s: check MQTT_USERNAME / MQTT_PASSWORD and the broker's log"
             )
         await asyncio.sleep(0.02)
-    plant = Plant(machines=args.machines, seed=args.seed)
+    plant: Plant | SparkplugPlant
+    commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+    if args.sparkplug:
+        plant = SparkplugPlant(
+            group=args.group, nodes=args.machines, devices=args.devices, seed=args.seed
+        )
+        client.on_message = lambda _c, _u, m: commands.put((m.topic, bytes(m.payload)))
+        client.subscribe(plant.command_filter, qos=1)
+    else:
+        plant = Plant(machines=args.machines, seed=args.seed)
     sent: Counter[str] = Counter()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,20 +114,25 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
     def publish(messages: list[Publication]) -> list[mqtt.MQTTMessageInfo]:
         infos = []
         for topic, payload in messages:
-            infos.append(client.publish(topic, payload, qos=1))
-            sent[topic.rsplit("/", 1)[1]] += 1
+            if args.sparkplug:  # QoS 0, as Sparkplug B has edge nodes publish
+                infos.append(client.publish(topic, payload, qos=0))
+                sent[topic.split("/")[2]] += 1
+            else:
+                infos.append(client.publish(topic, payload, qos=1))
+                sent[topic.rsplit("/", 1)[1]] += 1
         return infos
 
     try:
         now = int(time.time() * 1000)
         publish(plant.start(now))
-        if args.burst:
+        if args.burst and isinstance(plant, Plant):
             infos = publish(plant.burst(args.burst, now))
             await asyncio.to_thread(_wait_acked, infos)
             log.info("burst of %d realtime messages acknowledged by the broker", args.burst)
         log.info(
-            "simulating %d machines at %.1f realtime messages/s each on %s",
+            "simulating %d %s at %.1f realtime messages/s each on %s",
             args.machines,
+            "Sparkplug edge nodes" if args.sparkplug else "machines",
             args.rate,
             settings.safe_broker_url,
         )
@@ -115,7 +142,14 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
         while not stopping.is_set():
             if args.duration is not None and time.monotonic() - started >= args.duration:
                 break
-            publish(plant.tick(int(time.time() * 1000)))
+            now = int(time.time() * 1000)
+            while isinstance(plant, SparkplugPlant) and not commands.empty():
+                topic, payload = commands.get()
+                births = plant.command(topic, payload, now)
+                if births:
+                    log.info("rebirth of %s, as %s asked", topic.rsplit("/", 1)[1], topic)
+                publish(births)
+            publish(plant.tick(now))
             tick += 1
             if time.monotonic() - last_report >= 10:
                 last_report = time.monotonic()

@@ -141,15 +141,25 @@ class Edge:
             time.sleep(self.args.interval)
         self.publish(MessageType.NDEATH, self.death())
         say("died", bd_seq=self.bd_seq)
-        time.sleep(0.5)
+        self.flush()
         self.client.disconnect()
         self.bd_seq += 1
         self.client = Client(client_id=f"edge-{self.node}")
         self.connect()
         self.data(self.args.messages)
-        time.sleep(0.5)
+        self.flush()
         self.client.disconnect()
         say("done")
+
+    def flush(self) -> None:
+        """Until paho has written every queued packet (QoS 0 has no acknowledgement to await):
+        a disconnect could otherwise stop its thread with some unsent."""
+        paho = self.client._client  # pysparkplug's paho 1.6 client
+        deadline = time.monotonic() + 10
+        while paho._out_packet:
+            if time.monotonic() > deadline:
+                raise SystemExit("paho did not send its queued messages within 10 s")
+            time.sleep(0.01)
 
 
 def _now() -> object:

@@ -9,15 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from conveyor_ingestor.sparkplug.decoding import DOUBLE, INT64
+from conveyor_ingestor.sparkplug.encoding import OutMetric, encode_payload
+from paho.mqtt.enums import CallbackAPIVersion
 
 from reliable_queue import Job, QueueClient
 from tests.helpers import ROOT, CliProcess, eventually, start_cli
@@ -29,6 +35,7 @@ pytestmark = pytest.mark.integration
 EDGE = ROOT / "tests" / "ingest" / "sparkplug_edge.py"
 MESSAGES = 20
 GAP_AT = 10
+T0 = 1_750_000_000_000
 
 
 @pytest.fixture
@@ -201,3 +208,165 @@ async def test_an_independent_edge_node_births_sends_aliases_dies_and_is_reborn(
         (device, "resolved"),
     ]
     assert {j.data["type"] for j in jobs["alerts"]} == {"node_offline"}
+
+
+def first_message(port: int, topic_filter: str, timeout: float = 20) -> str:
+    """The topic of the first message on ``topic_filter`` (a subscriber of the test's own)."""
+    got: queue.Queue[str] = queue.Queue()
+    spy = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    spy.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(topic_filter, qos=0)
+    spy.on_message = lambda _c, _u, m: got.put(m.topic)
+    spy.connect("127.0.0.1", port)
+    spy.loop_start()
+    try:
+        return got.get(timeout=timeout)
+    finally:
+        spy.disconnect()
+        spy.loop_stop()
+
+
+async def test_the_simulators_edge_nodes_met_mid_stream_are_asked_to_rebirth_and_answer(
+    mosquitto: MosquittoServer, redis_url: str, client: QueueClient, group: str
+) -> None:
+    """The ingestor starts after the simulated edge nodes were born: their data waits, each
+    node is asked for a rebirth once, answers, and its data is resolved."""
+    simulator = start_cli(
+        "simulate", "--sparkplug", "--group", group, "--machines", "2", "--devices", "1",
+        "--rate", "20", "--duration", "60", "--seed", "7",
+        redis_url=redis_url, MQTT_BROKER_URL=mosquitto.url,
+    )  # fmt: skip
+    ingest = None
+    try:
+        # Born (the births went to no one), now sending data.
+        try:
+            await asyncio.to_thread(first_message, mosquitto.port, f"spBv1.0/{group}/NDATA/#")
+        except queue.Empty:
+            pytest.fail(f"the simulator sent no NDATA within 20 s:\n{simulator.output()}")
+        ingest = start_cli(
+            "ingest",
+            redis_url=redis_url,
+            MQTT_BROKER_URL=mosquitto.url,
+            MQTT_CLIENT_ID=f"ingest-{group}",
+            INGEST_SPARKPLUG="true",
+            INGEST_SPARKPLUG_GROUPS=group,
+        )
+        await ingest.wait_ready()
+        machines: set[str] = set()
+
+        async def take(job: Job) -> None:
+            machines.add(job.data["machine"])
+
+        stop = await client.start_worker("mqtt_realtime", take, concurrency=4)
+        expected = {f"{group}/line-0{n}{d}" for n in (1, 2) for d in ("", "/press-01")}
+        try:
+            await eventually(
+                lambda: machines >= expected,
+                timeout=30,
+                what=f"realtime jobs of {sorted(expected)}",
+                detail=lambda: f"{sorted(machines)}\n{ingest and ingest.output()}",
+            )
+        finally:
+            await stop()
+        asked = [line for line in ingest.output().splitlines() if "for a rebirth" in line]
+        assert len(asked) == 2, asked  # one per edge node
+        assert "rebirth of line-01" in simulator.output()
+        assert await client.dead_letter_count("ingest") == 0
+    finally:
+        if ingest is not None:
+            ingest.stop()
+        simulator.stop()
+
+
+def sparkplug_burst(group: str, n: int, nodes: int = 4) -> list[tuple[str, bytes]]:
+    """A birth of each edge node (2 metrics by alias), then ``n`` NDATA over them, seq in order."""
+    births = [
+        (
+            f"spBv1.0/{group}/NBIRTH/n{node}",
+            encode_payload(
+                [
+                    OutMetric(INT64, 0, name="bdSeq"),
+                    OutMetric(DOUBLE, 0.0, name="Flow", alias=1),
+                    OutMetric(INT64, 0, name="Index", alias=2),
+                ],
+                timestamp=T0,
+                seq=0,
+            ),
+        )
+        for node in range(nodes)
+    ]
+    data = [
+        (
+            f"spBv1.0/{group}/NDATA/n{i % nodes}",
+            encode_payload(
+                [OutMetric(DOUBLE, i / 10, alias=1), OutMetric(INT64, i, alias=2)],
+                timestamp=T0 + i,
+                seq=(i // nodes + 1) % 256,
+            ),
+        )
+        for i in range(n)
+    ]
+    return births + data
+
+
+async def test_kill_9_mid_stream_loses_nothing_and_aliases_resolve_after_the_restart(
+    mosquitto: MosquittoServer, redis_url: str, client: QueueClient, group: str
+) -> None:
+    """QoS 1 here (Sparkplug data is QoS 0 on most edge nodes, which the broker does not keep):
+    what this shows is the ingestor's part. The restarted ingestor knows the births from Redis:
+    no message waits, no rebirth is asked for, each index is queued once."""
+    n, nodes = 6000, 4
+
+    def ingest() -> CliProcess:
+        return start_cli(
+            "ingest",
+            redis_url=redis_url,
+            MQTT_BROKER_URL=mosquitto.url,
+            MQTT_CLIENT_ID=f"ingest-{group}",
+            INGEST_SPARKPLUG="true",
+            INGEST_SPARKPLUG_GROUPS=group,
+        )
+
+    first = ingest()
+    await first.wait_ready()
+    published: list[int] = []
+    burst = sparkplug_burst(group, n, nodes)
+    sender = threading.Thread(target=lambda: published.append(publish(mosquitto.port, burst)))
+    sender.start()
+
+    async def pending() -> int:
+        return (await client.queue_stats("mqtt_realtime")).pending
+
+    await eventually(lambda: _at_least(pending, 1500), timeout=60, what="a part of the stream")
+    first.kill()
+    before_restart = await pending()
+    second = ingest()
+    try:
+        await second.wait_ready()
+        await eventually(
+            lambda: _at_least(pending, nodes + n),
+            timeout=90,
+            what=f"{nodes + n} jobs",
+            detail=second.output,
+        )
+        await asyncio.to_thread(sender.join)
+    finally:
+        assert second.stop() == 0, second.output()
+    assert published == [nodes + n]
+    assert before_restart < nodes + n  # the kill interrupted the stream
+    indexes: list[int] = []
+
+    async def take(job: Job) -> None:
+        indexes.extend(s["values"]["Index"] for s in job.data["samples"] if "Flow" in s["values"])
+
+    stop = await client.start_worker("mqtt_realtime", take, concurrency=8)
+    try:
+        await eventually(lambda: len(indexes) >= nodes + n, timeout=60, what="every job taken")
+    finally:
+        await stop()
+    assert sorted(indexes) == [0] * nodes + list(range(n))  # births' 0s, then each index once
+    assert "for a rebirth" not in second.output()
+    assert await client.dead_letter_count("ingest") == 0
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
+    return await count() >= n

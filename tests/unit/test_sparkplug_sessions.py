@@ -393,3 +393,146 @@ def test_a_topic_that_is_not_sparkplug_says_so(topic: str) -> None:
     with pytest.raises(InvalidPayload) as caught:
         parse_topic(topic)
     assert caught.value.reason == "not_sparkplug_topic"
+
+
+# --- what a hostile or broken edge node sends ---------------------------------------------------
+
+
+def nested_templates(depth: int) -> bytes:
+    payload = pb.Payload(timestamp=T0)
+    metric = payload.metrics.add(name="Deep", datatype=19)
+    template = metric.template_value
+    for _ in range(depth):
+        inner = template.metrics.add(name="t", datatype=19)
+        template = inner.template_value
+    return payload.SerializeToString()
+
+
+def test_nested_templates_cost_what_they_weigh_and_no_deeper_than_the_limit() -> None:
+    [metric] = decode(nested_templates(20)).metrics
+    text = str(typed_value(metric, 19, what="metric Deep"))
+    assert len(text) < 4000  # serialised once: linear in the depth, not doubling per level
+    [deep] = decode(nested_templates(40)).metrics
+    with pytest.raises(InvalidPayload) as caught:
+        typed_value(deep, 19, what="metric Deep")
+    assert caught.value.reason == "too_deep"
+
+
+@pytest.mark.parametrize(
+    ("fields", "datatype"),
+    [
+        ({"double_value": float("inf")}, 4),  # an Int64 sent as a double
+        ({"double_value": 1.5}, 13),  # a DateTime sent as a double
+        ({"string_value": "7"}, 3),
+        ({"bytes_value": b"\x01" * 100_000}, 32),  # a boolean array far beyond the text limit
+    ],
+)
+def test_values_of_the_wrong_kind_are_refused_not_crashed_on(
+    fields: dict[str, Any], datatype: int
+) -> None:
+    with pytest.raises(InvalidPayload):
+        typed_value(one_metric(**fields), datatype, what="metric m")
+
+
+def test_a_bd_seq_of_the_wrong_type_and_unknown_property_extensions_are_survived() -> None:
+    edge = Edge()
+    raw = encode({"name": "bdSeq", "datatype": 4, "string_value": "seven"}, seq=0)
+    out = edge.send("NBIRTH", raw)
+    assert not out.rejected
+    session = edge.sessions.get("plant/line1")
+    assert session is not None
+    assert session.bd_seq is None
+    assert session.online
+
+
+def test_an_unusable_birth_is_a_dead_letter_and_the_nodes_data_waits_for_the_next() -> None:
+    edge = Edge()
+    edge.send("NBIRTH", birth())
+    twice = encode(
+        {"name": "A", "alias": 1, "datatype": 10, "double_value": 1.0},
+        {"name": "B", "alias": 1, "datatype": 10, "double_value": 2.0},
+        seq=0,
+    )
+    out = edge.send("NBIRTH", twice)
+    [(_, error)] = out.rejected
+    assert error.reason == "bad_birth"
+    assert out.rebirth
+    waits = edge.send("NDATA", data(1, 5.0))
+    assert waits.parked
+    again = edge.send("NBIRTH", birth(bd_seq=1))
+    assert again.resumed == 1
+    assert values(again)[-1] == {"Temperature": 5.0}
+
+
+def test_a_birth_whose_values_cannot_be_stored_still_names_the_data() -> None:
+    edge = Edge()
+    metrics = [
+        {"name": "Big", "alias": 7, "datatype": 12, "string_value": "x" * 5000},
+        {"name": "Temperature", "alias": 1, "datatype": 10, "double_value": 1.0},
+    ]
+    out = edge.send("NBIRTH", encode(*metrics, seq=0))
+    [(_, error)] = out.rejected
+    assert error.reason == "value_too_long"
+    assert values(edge.send("NDATA", data(1, 2.0))) == [{"Temperature": 2.0}]
+
+
+def test_a_second_death_and_a_death_of_an_unknown_device_raise_nothing() -> None:
+    edge = Edge()
+    edge.send("NBIRTH", birth(bd_seq=1))
+    assert edge.send("DDEATH", encode(seq=1), device="never-born").alerts == []
+    death = encode({"name": "bdSeq", "datatype": 4, "long_value": 1})
+    assert len(edge.send("NDEATH", death).alerts) == 1
+    assert edge.send("NDEATH", death).alerts == []
+
+
+def test_what_waits_for_a_device_that_is_not_born_again_goes_to_dead_letters() -> None:
+    edge = Edge()
+    edge.send("NBIRTH", birth())
+    edge.send(
+        "DBIRTH", encode({"name": "P", "alias": 4, "datatype": 9, "float_value": 1}, seq=1), "d"
+    )
+    waits = edge.send("DDATA", encode({"alias": 4, "float_value": 2.0}, seq=3), device="d")  # gap
+    assert waits.parked
+    edge.send("NBIRTH", birth(bd_seq=1))  # the device is not born again
+    flowing = edge.send("NDATA", data(1, 1.0))
+    [(message, error)] = flowing.rejected
+    assert error.reason == "no_device_birth"
+    assert message.device == "d"
+
+
+def test_a_gap_of_more_than_half_the_cycle_is_still_a_gap() -> None:
+    edge = Edge()
+    edge.send("NBIRTH", birth(seq=0))
+    for s in range(1, 5):
+        edge.send("NDATA", data(s, 1.0))
+    far = edge.send("NDATA", data(200, 1.0))  # 195 lost: not a copy of one seen lately
+    assert far.parked
+    assert far.rebirth
+    again = Edge()
+    again.send("NBIRTH", birth(seq=0))
+    for s in range(1, 5):
+        again.send("NDATA", data(s, 1.0))
+    assert not again.send("NDATA", data(2, 1.0)).parked  # a copy of one seen: behind
+
+
+def test_what_waits_is_bounded_in_bytes_too() -> None:
+    edge = Edge(Sessions(SessionOptions(max_parked_bytes=1000)))
+    big = encode({"alias": 1, "string_value": "x" * 600}, seq=0)
+    first, second = edge.send("NDATA", big), edge.send("NDATA", big)
+    assert first.parked
+    assert not second.parked
+    [(_, error)] = second.rejected
+    assert error.reason == "parked_full"
+
+
+def test_sessions_are_forgotten_only_between_batches_and_once_saved() -> None:
+    sessions = Sessions(SessionOptions(max_sessions=2))
+    for n in range(3):
+        Edge(sessions, node=f"plant/n{n}").send("NBIRTH", birth())
+    assert all(f"plant/n{n}" in sessions for n in range(3))  # none evicted mid-batch
+    sessions.trim()
+    assert all(f"plant/n{n}" in sessions for n in range(3))  # not saved: kept
+    for s in sessions.changed():
+        s.changed = s.seq_changed = s.parked_rewrite = False
+    sessions.trim()
+    assert [f"plant/n{n}" in sessions for n in range(3)] == [False, True, True]

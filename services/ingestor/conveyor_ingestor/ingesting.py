@@ -141,8 +141,15 @@ class Ingestor:
                 if len(self.subscriber.inbox) < self.options.batch_size:
                     await asyncio.sleep(self.options.flush_interval)  # let the batch fill a little
                 batch = self._take()
-                if self.sparkplug is not None and not await self._prepare(batch):
-                    break  # stopping while Redis is away: nothing of this batch is acknowledged
+                if self.sparkplug is not None and self._sparkplug_topics(batch):
+                    # Sparkplug sessions change as a batch is sorted and are saved with it:
+                    # one batch at a time, so that a save never carries the next one's changes.
+                    if storing is not None:
+                        task, storing = storing, None
+                        if not await task:
+                            break
+                    if not await self._prepare(batch):
+                        break  # stopping while Redis is away: nothing of it is acknowledged
                 outcome = self._sort(batch)
                 if storing is not None:
                     task, storing = storing, None
@@ -197,15 +204,19 @@ class Ingestor:
             self.sparkplug.request_rebirths()
         return True
 
-    async def _prepare(self, batch: list[Delivery]) -> bool:
-        """Load the Sparkplug sessions the batch needs (retrying while Redis is away); False if
-        it was given up (stopping)."""
-        assert self.sparkplug is not None
+    def _sparkplug_topics(self, batch: list[Delivery]) -> list[str]:
         topics = []
         for d in batch:
             match = self.routes.match(d.topic)
             if match is not None and match.route.kind == "sparkplug":
                 topics.append(d.topic)
+        return topics
+
+    async def _prepare(self, batch: list[Delivery]) -> bool:
+        """Load the Sparkplug sessions the batch needs (retrying while Redis is away); False if
+        it was given up (stopping)."""
+        assert self.sparkplug is not None
+        topics = self._sparkplug_topics(batch)
         while topics:
             try:
                 await self.sparkplug.prepare(topics)

@@ -30,6 +30,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from conveyor_ingestor.errors import InvalidPayload
+from conveyor_ingestor.limits import MAX_STRING_BYTES
 from conveyor_ingestor.sparkplug import sparkplug_b_pb2 as pb
 
 Value = float | int | bool | str
@@ -47,6 +48,10 @@ _UNSIGNED_BITS = {UINT8: 8, UINT16: 16, UINT32: 32, UINT64: 64}
 _ARRAYS = {22: "b", 23: "h", 24: "i", 25: "q", 26: "B", 27: "H", 28: "I", 29: "Q", 30: "f", 31: "d"}
 _NAMES = {v.number: v.name for v in pb.DataType.DESCRIPTOR.values}
 MAX_METRICS = 10_000
+MAX_NESTING = 32
+"""Deepest nesting of Templates in a metric."""
+MAX_ARRAY_BYTES = 8 * MAX_STRING_BYTES
+"""Largest packed array read: beyond, its JSON text could not be within MAX_STRING_BYTES."""
 
 
 def datatype_name(datatype: int | None) -> str:
@@ -117,6 +122,13 @@ def _metric(m: pb.Payload.Metric) -> Metric:
 def typed_value(metric: Metric, datatype: int | None, *, what: str) -> Value | None:
     """The metric's value as its ``datatype`` says (None for a null metric); InvalidPayload,
     naming ``what``, when the value and the type do not fit together."""
+    value = _plain(metric, datatype, what=what, depth=0)
+    return _json(value) if isinstance(value, dict | list) else value
+
+
+def _plain(metric: Metric, datatype: int | None, *, what: str, depth: int) -> Any:
+    """The value as plain Python: scalars, and dicts and lists for the structured types
+    (serialised once, by :func:`typed_value`)."""
     if metric.is_null:
         return None
     raw = metric.raw
@@ -128,19 +140,18 @@ def typed_value(metric: Metric, datatype: int | None, *, what: str) -> Value | N
     try:
         if datatype in _SIGNED_BITS:
             bits = _SIGNED_BITS[datatype]
-            value = int(raw) & ((1 << bits) - 1)
+            value = _integer(raw) & ((1 << bits) - 1)
             return value - (1 << bits) if value >= 1 << (bits - 1) else value
         if datatype in _UNSIGNED_BITS:
-            value = int(raw)
+            value = _integer(raw)
             if not 0 <= value < 1 << _UNSIGNED_BITS[datatype]:
                 raise ValueError(f"{value} is out of range")
             return value
         if datatype in (FLOAT, DOUBLE):
-            number = float(raw)
+            number = float(raw) if isinstance(raw, float) else _fail(raw)
             if not math.isfinite(number):
                 raise InvalidPayload(
-                    "bad_value",
-                    f"{what} is {number}: only finite numbers can be stored",
+                    "bad_value", f"{what} is {number}: only finite numbers can be stored"
                 )
             return number
         if datatype == BOOLEAN:
@@ -148,26 +159,41 @@ def typed_value(metric: Metric, datatype: int | None, *, what: str) -> Value | N
         if datatype in (STRING, TEXT, UUID):
             return raw if isinstance(raw, str) else _fail(raw)
         if datatype == DATETIME:
-            return int(raw)
+            return _integer(raw)
         if datatype in (BYTES, FILE):
             return base64.b64encode(raw).decode() if isinstance(raw, bytes) else _fail(raw)
         if datatype == DATASET:
-            return _json(_dataset(raw))
+            return _dataset(raw)
         if datatype == TEMPLATE:
-            return _json(_template(raw))
+            if depth >= MAX_NESTING:
+                raise InvalidPayload(
+                    "too_deep", f"{what} nests Templates more than {MAX_NESTING} deep"
+                )
+            return _template(raw, depth=depth)
         if datatype in (PROPERTYSET, PROPERTYSETLIST):
-            return _json(_property_value_of(raw))
+            return _property_value_of(raw)
         if datatype in _ARRAYS:
-            return _json(_numeric_array(raw, _ARRAYS[datatype]))
+            return _numeric_array(raw, _ARRAYS[datatype])
         if datatype == BOOLEAN_ARRAY:
-            return _json(_boolean_array(raw))
+            return _boolean_array(raw)
         if datatype == STRING_ARRAY:
-            return _json([s.decode() for s in raw.split(b"\0")[:-1]])
+            _short_enough(raw)
+            parts = raw.split(b"\0")
+            if parts and parts[-1] == b"":
+                parts.pop()  # each string ends with a NUL; the last one's may be missing
+            return [part.decode() for part in parts]
         if datatype == DATETIME_ARRAY:
-            return _json(_numeric_array(raw, "q"))
+            return _numeric_array(raw, "q")
     except InvalidPayload:
         raise
-    except (TypeError, ValueError, AttributeError, struct.error, UnicodeDecodeError) as exc:
+    except (
+        TypeError,
+        ValueError,
+        OverflowError,
+        AttributeError,
+        struct.error,
+        UnicodeDecodeError,
+    ) as exc:
         raise InvalidPayload(
             "bad_value",
             f"{what} is not a valid {datatype_name(datatype)} (sent as {metric.sent_as}): {exc}",
@@ -176,6 +202,23 @@ def typed_value(metric: Metric, datatype: int | None, *, what: str) -> Value | N
         "unknown_datatype",
         f"{what} has {datatype_name(datatype)}, which Sparkplug B does not define",
     )
+
+
+def _integer(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise TypeError(f"a {type(raw).__name__} value where an integer belongs")
+    return raw
+
+
+def _short_enough(raw: bytes) -> None:
+    """An array's JSON text is at least as long as its elements: one far beyond the text limit
+    is refused before it is built (a few hundred thousand booleans would cost a second)."""
+    if len(raw) > MAX_ARRAY_BYTES:
+        raise InvalidPayload(
+            "value_too_long",
+            f"an array of {len(raw):,} bytes: its JSON text would be over the limit of "
+            f"{MAX_STRING_BYTES:,} bytes a value may have",
+        )
 
 
 def _fail(raw: Any) -> Any:
@@ -187,6 +230,7 @@ def _json(value: Any) -> str:
 
 
 def _numeric_array(raw: bytes, code: str) -> list[Any]:
+    _short_enough(raw)
     size = struct.calcsize(code)
     if len(raw) % size:
         raise ValueError(f"{len(raw)} bytes is not a whole number of {size}-byte elements")
@@ -197,6 +241,7 @@ def _boolean_array(raw: bytes) -> list[bool]:
     """A 4-byte little-endian count, then the bits, most significant first."""
     if len(raw) < 4:
         raise ValueError("a boolean array starts with its 4-byte count")
+    _short_enough(raw[4:])
     count = int.from_bytes(raw[:4], "little")
     if count > (len(raw) - 4) * 8:
         raise ValueError(f"{count} booleans in {len(raw) - 4} bytes")
@@ -211,14 +256,13 @@ def _dataset(ds: pb.Payload.DataSet) -> dict[str, Any]:
     }
 
 
-def _template(t: pb.Payload.Template) -> dict[str, Any]:
+def _template(t: pb.Payload.Template, *, depth: int) -> dict[str, Any]:
     metrics = []
     for m in t.metrics:
         metric = _metric(m)
         name = metric.name or f"alias {metric.alias}"
-        metrics.append(
-            {"name": name, "value": typed_value(metric, metric.datatype, what=f"metric {name}")}
-        )
+        value = _plain(metric, metric.datatype, what=f"metric {name}", depth=depth + 1)
+        metrics.append({"name": name, "value": value})
     return {
         "template_ref": t.template_ref,
         "version": t.version,
@@ -245,7 +289,9 @@ def _property_value_of(value: Any) -> Any:
         return None if which is None else _property_value_of(getattr(value, which))
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    return value
+    if isinstance(value, int | float | str | bool | None):
+        return value
+    return None  # an extension this schema does not know
 
 
 def _oneof(message: Any) -> Any:

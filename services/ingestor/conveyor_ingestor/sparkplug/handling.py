@@ -27,8 +27,8 @@ from conveyor_messages.contract import Message
 from conveyor_ingestor.broker import Delivery
 from conveyor_ingestor.errors import InvalidPayload
 from conveyor_ingestor.metrics import IngestMetrics
-from conveyor_ingestor.sparkplug import sparkplug_b_pb2 as pb
 from conveyor_ingestor.sparkplug.decoding import BOOLEAN, decode
+from conveyor_ingestor.sparkplug.encoding import OutMetric, encode_payload
 from conveyor_ingestor.sparkplug.sessions import Parked, SessionOptions, Sessions
 from conveyor_ingestor.sparkplug.store import SessionStore
 from conveyor_ingestor.sparkplug.topics import Topic, parse_topic
@@ -63,12 +63,8 @@ def partition_of(node_key: str, partitions: int) -> int:
 
 def rebirth_request() -> bytes:
     """NCMD payload asking an edge node to publish its births again (Sparkplug 3.0, 6.4.14)."""
-    payload = pb.Payload(timestamp=int(time.time() * 1000))
-    metric = payload.metrics.add()
-    metric.name = REBIRTH_METRIC
-    metric.datatype = BOOLEAN
-    metric.boolean_value = True
-    return payload.SerializeToString()
+    rebirth = OutMetric(BOOLEAN, True, name=REBIRTH_METRIC)
+    return encode_payload([rebirth], timestamp=int(time.time() * 1000))
 
 
 class SparkplugIngest:
@@ -90,6 +86,7 @@ class SparkplugIngest:
         self.metrics = metrics or IngestMetrics()
         self._publish = publish
         self._rebirths: dict[str, Topic] = {}
+        self._error_logged = -float("inf")
 
     def mine(self, topic: Topic) -> bool:
         if self.options.partitions == 1:
@@ -128,6 +125,17 @@ class SparkplugIngest:
         except InvalidPayload as exc:
             made.dead.append((Parked(d.topic, d.payload, received_at, exc.reason, None), exc))
             return made
+        except Exception as exc:
+            if time.monotonic() - self._error_logged >= 60:
+                self._error_logged = time.monotonic()
+                log.exception("a Sparkplug B message on %r could not be handled", d.topic)
+            error = InvalidPayload(
+                "sparkplug_error",
+                f"handling it failed ({type(exc).__name__}: {exc}); this is a bug in Conveyor: "
+                "please report it with this letter",
+            )
+            made.dead.append((Parked(d.topic, d.payload, received_at, error.reason, None), error))
+            return made
         for data, raw in handled.realtime:
             made.jobs.append((queue, data, _job_id(data["topic"], raw, data["machine"])))
         for alert in handled.alerts:
@@ -150,10 +158,12 @@ class SparkplugIngest:
         return made
 
     async def save(self) -> None:
+        """Store what the handled messages changed (before their batch is acknowledged)."""
         await self.store.save(self.sessions.changed())
+        self.sessions.trim()
 
     def request_rebirths(self) -> None:
-        """Publish the Rebirth requests of what was stored (after the batch is)."""
+        """Publish the Rebirth requests of the batch just stored."""
         for node_key, topic in self._rebirths.items():
             session = self.sessions.get(node_key)
             log.warning(

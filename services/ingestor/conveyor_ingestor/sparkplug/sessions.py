@@ -13,15 +13,21 @@ first message and writes what changed before it acknowledges the batch.
   birth's datatype when they carry none, and grouped by timestamp (the metric's, else the
   payload's) into one realtime message of the machine ``<group>/<node>[/<device>]``.
 - **Sequence.** ``seq`` (0-255, wrapping) is tracked per edge node. A message one ahead of the
-  last is in order; up to 127 ahead, messages were lost upstream (a gap); further "ahead" is
-  behind: a copy redelivered after a restart, processed without moving ``seq`` (its job id is
-  its own, so it is not queued twice).
+  last is in order. A copy of one of the last 128 seen (redelivered) is behind: processed
+  without moving ``seq`` (its job id is derived from its bytes, so a copy of a job still queued
+  is not queued twice). Anything else is a gap: messages were lost upstream. (A process that
+  has just started has seen none, and takes a seq more than 127 "ahead" as behind.)
 - **What must wait.** DATA before any birth, a gap, an alias the birth does not name: the
   message is parked with the reason, a Rebirth is requested (at most one per
   ``rebirth_interval_s``), and everything the node sends until its rebirth is parked behind it,
   in order. NBIRTH takes the node's parked messages again, DBIRTH its device's; what still
-  cannot be resolved after the rebirth goes to ``dead:ingest`` with the reason. At most
-  ``max_parked`` wait per node; beyond, the newest go to ``dead:ingest`` (nothing is dropped).
+  cannot be resolved after the rebirth goes to ``dead:ingest`` with the reason, and so does,
+  once the node's data flows again, what waited for a device that was not born again. At most
+  ``max_parked`` messages and ``max_parked_bytes`` wait per node; beyond, the newest go to
+  ``dead:ingest``.
+- **A birth that cannot be used** (a metric without a name, an alias given twice) goes to
+  ``dead:ingest``, and the node's data waits for its next birth as if it had never been born. A
+  birth whose *values* cannot be stored still stands; its values go to ``dead:ingest``.
 - **Deaths.** NDEATH whose ``bdSeq`` matches the birth's marks the node and its devices
   offline and raises a ``node_offline`` alert for each; a stale NDEATH (an older session's
   will, delivered late) changes nothing. DDEATH does the same for one device. The next birth
@@ -33,7 +39,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,6 +52,9 @@ from conveyor_ingestor.sparkplug.topics import Topic, parse_topic
 
 SEQ_MODULUS = 256
 CONTROL_PREFIXES = ("Node Control/", "Device Control/")
+MAX_DEVICES = 1000
+"""Most devices one edge node may have recorded."""
+RECENT_SEQS = 128
 """Metrics that are commands to the node (Rebirth, Next Server, ...), not measurements."""
 BD_SEQ = "bdSeq"
 
@@ -56,6 +65,8 @@ class SessionOptions:
     """Least time between two Rebirth requests to one edge node."""
     max_parked: int = 1000
     """Most messages waiting per edge node; beyond, the newest go to dead:ingest."""
+    max_parked_bytes: int = 4 * 1024 * 1024
+    """Most payload bytes waiting per edge node; beyond, the newest go to dead:ingest."""
     node_machine: str = "{group}/{node}"
     device_machine: str = "{group}/{node}/{device}"
     max_sessions: int = 10_000
@@ -146,6 +157,8 @@ class Session:
     """Why the node's messages wait for its rebirth (None: they do not)."""
     parked: list[Parked] = field(default_factory=list)
     rebirth_requested_at: float = -math.inf
+    recent_seqs: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_SEQS))
+    """The seqs seen lately (not stored: a restarted ingestor remembers none)."""
     changed: bool = False
     """Something beyond ``seq`` changed since the last save."""
     seq_changed: bool = False
@@ -230,6 +243,10 @@ class Sessions:
         """A session loaded from Redis (or a new one)."""
         self._sessions[session.node_key] = session
         self._sessions.move_to_end(session.node_key)
+
+    def trim(self) -> None:
+        """Forget the least recently seen sessions beyond ``max_sessions``, once saved (the
+        ingestor calls this between batches, never while one needs them)."""
         while len(self._sessions) > self.options.max_sessions:
             key, oldest = next(iter(self._sessions.items()))
             if oldest.unsaved:
@@ -272,17 +289,25 @@ class Sessions:
     def _node_birth(
         self, s: Session, topic: Topic, payload: Payload, message: Parked, out: Handled
     ) -> None:
-        birth = _birth(payload, what=f"NBIRTH of {topic.node_key}")
-        bd_seq = next((m for m in payload.metrics if m.name == BD_SEQ), None)
-        s.bd_seq = int(bd_seq.raw) if bd_seq is not None and bd_seq.raw is not None else None
+        machine = self._machine(topic, None)
+        try:
+            birth = _birth(payload, what=f"NBIRTH of {topic.node_key}")
+        except InvalidPayload as exc:
+            # Nothing of the node can be named until it is born again: its data waits.
+            s.online, s.node, s.devices = False, None, {}
+            s.awaiting_rebirth = f"its NBIRTH was refused: {exc.detail}"
+            s.changed = out.rebirth = True
+            out.rejected.append((message, exc))
+            return
+        s.bd_seq = _bd_seq(payload)
         s.seq = payload.seq
         s.online, s.node, s.devices = True, birth, {}
         s.offline_devices.clear()
         s.awaiting_rebirth = None
+        s.recent_seqs.clear()
         s.changed = s.seq_changed = True
-        machine = self._machine(topic, None)
         self._resolve_alert(s, machine, topic, message.received_at, out)
-        self._values(topic, payload, birth, message, out, birth_of=machine)
+        self._birth_values(topic, payload, birth, message, out, machine)
         self._take_parked(s, None, out)
 
     def _device_birth(
@@ -295,13 +320,18 @@ class Sessions:
         if self._order(s, payload, out) == "gap":
             self._park(s, message, s.awaiting_rebirth or "", out)
             return
+        machine = self._machine(topic, topic.device)
         birth = _birth(payload, what=f"DBIRTH of {topic.node_key}/{topic.device}")
+        if topic.device not in s.devices and len(s.devices) >= MAX_DEVICES:
+            raise InvalidPayload(
+                "too_many_devices",
+                f"{topic.node_key} already has {MAX_DEVICES} devices: this one is not recorded",
+            )
         s.devices[topic.device] = birth
         s.offline_devices.discard(topic.device)
         s.changed = True
-        machine = self._machine(topic, topic.device)
         self._resolve_alert(s, machine, topic, message.received_at, out)
-        self._values(topic, payload, birth, message, out, birth_of=machine)
+        self._birth_values(topic, payload, birth, message, out, machine)
         self._take_parked(s, topic.device, out)
 
     def _data(
@@ -339,17 +369,17 @@ class Sessions:
             out.rebirth = True
             return
         self._values(topic, payload, birth, message, out)
+        self._expire_unborn_devices(s, out)
 
     def _node_death(
         self, s: Session, topic: Topic, payload: Payload, received_at: int, out: Handled
     ) -> None:
-        death = next((m for m in payload.metrics if m.name == BD_SEQ), None)
-        bd_seq = int(death.raw) if death is not None and death.raw is not None else None
+        bd_seq = _bd_seq(payload)
         if s.bd_seq is not None and bd_seq is not None and bd_seq != s.bd_seq:
             out.stale_death = True  # an older session's will: the node was born again since
             return
-        if not s.online and s.node is None:
-            return
+        if not s.online:
+            return  # dead already (a second NDEATH, or one before any birth)
         s.online = False
         s.changed = True
         machines = [self._machine(topic, None)]
@@ -363,8 +393,8 @@ class Sessions:
     ) -> None:
         assert topic.device is not None
         self._order(s, payload, out)  # a gap asks for a rebirth; the death stands
-        if topic.device in s.offline_devices:
-            return
+        if topic.device not in s.devices or topic.device in s.offline_devices:
+            return  # a device this node never gave birth to, or dead already
         s.offline_devices.add(topic.device)
         s.changed = True
         machine = self._machine(topic, topic.device)
@@ -382,8 +412,12 @@ class Sessions:
         ahead = (seq - s.seq - 1) % SEQ_MODULUS
         if ahead == 0:
             s.seq, s.seq_changed = seq, True
+            s.recent_seqs.append(seq)
             return "in_order"
-        if ahead < SEQ_MODULUS // 2:
+        # Behind: a copy of one seen lately (redelivered). Unknown to this process (restarted,
+        # so it remembers none), a seq more than half the cycle "ahead" counts as behind too.
+        behind = seq in s.recent_seqs or (not s.recent_seqs and ahead >= SEQ_MODULUS // 2)
+        if not behind:
             s.awaiting_rebirth = (
                 f"seq gap: {ahead} message(s) lost upstream before seq {seq} "
                 f"(expected {(s.seq + 1) % SEQ_MODULUS})"
@@ -395,14 +429,17 @@ class Sessions:
 
     def _park(self, s: Session, message: Parked, reason: str, out: Handled) -> None:
         message.reason = reason
-        if len(s.parked) >= self.options.max_parked:
+        size = sum(len(p.payload) for p in s.parked) + len(message.payload)
+        if len(s.parked) >= self.options.max_parked or size > self.options.max_parked_bytes:
             out.rejected.append(
                 (
                     message,
                     InvalidPayload(
                         "parked_full",
-                        f"{self.options.max_parked} messages of {s.node_key} already wait for "
-                        f"its rebirth ({reason}): this one cannot wait too",
+                        f"{len(s.parked)} messages of {s.node_key} already wait for its rebirth "
+                        f"({reason}), the most it may hold ({self.options.max_parked} "
+                        f"messages, {self.options.max_parked_bytes:,} bytes): this one cannot "
+                        "wait too",
                     ),
                 )
             )
@@ -495,8 +532,52 @@ class Sessions:
 
     def _machine(self, topic: Topic, device: str | None) -> str:
         if device is None:
-            return self.options.node_machine.format(group=topic.group, node=topic.node)
-        return self.options.device_machine.format(group=topic.group, node=topic.node, device=device)
+            machine = self.options.node_machine.format(group=topic.group, node=topic.node)
+        else:
+            machine = self.options.device_machine.format(
+                group=topic.group, node=topic.node, device=device
+            )
+        return check_tag(machine, what="machine id (from the Sparkplug topic)")
+
+    def _birth_values(
+        self,
+        topic: Topic,
+        payload: Payload,
+        birth: Birth,
+        message: Parked,
+        out: Handled,
+        machine: str,
+    ) -> None:
+        """A birth's values; if one cannot be stored, the birth still stands (its names and
+        aliases are what later data needs) and its values go to dead:ingest with the reason."""
+        try:
+            self._values(topic, payload, birth, message, out, birth_of=machine)
+        except InvalidPayload as exc:
+            out.rejected.append((message, exc))
+
+    def _expire_unborn_devices(self, s: Session, out: Handled) -> None:
+        """Devices are born right after their node, before any data: once data flows, what
+        still waits for a device that was not born again never will be resolved."""
+        if not any(p.device is not None and p.device not in s.devices for p in s.parked):
+            return
+        keep = []
+        for p in s.parked:
+            if p.device is not None and p.device not in s.devices:
+                out.rejected.append(
+                    (
+                        p,
+                        InvalidPayload(
+                            "no_device_birth",
+                            f"device {p.device} of {s.node_key} was not born again after its "
+                            f"node's rebirth (the message waited because: {p.reason})",
+                        ),
+                    )
+                )
+            else:
+                keep.append(p)
+        s.parked = keep
+        s.parked_new.clear()
+        s.parked_rewrite = True
 
     def _fire_alert(
         self,
@@ -560,3 +641,11 @@ def _topic_text(topic: Topic) -> str:
     if topic.device is not None:
         levels.append(topic.device)
     return "/".join(levels)
+
+
+def _bd_seq(payload: Payload) -> int | None:
+    """The payload's ``bdSeq`` metric, if it has a usable one."""
+    metric = next((m for m in payload.metrics if m.name == BD_SEQ), None)
+    if metric is None or isinstance(metric.raw, bool) or not isinstance(metric.raw, int):
+        return None
+    return metric.raw

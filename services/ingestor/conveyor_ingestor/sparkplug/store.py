@@ -8,9 +8,10 @@ Per edge node, hash-tagged by it (one Cluster slot):
 - ``conveyor:sparkplug:{<group>/<node>}:parked``: LIST of the messages that wait for its
   rebirth (JSON with the payload in base64 and the reason), oldest first.
 
-Both expire ``ttl_s`` after the node's last message (7 days by default), so that edge nodes
-that are gone, or topics a misbehaving client made up, do not stay forever; a node back after
-that is asked for a rebirth like a new one.
+Both expire ``ttl_s`` after the node's last message (7 days by default; a day for a node that
+has not been born), so that edge nodes that are gone, or node ids a misbehaving client made up,
+do not stay forever; a node back after that is asked for a rebirth like a new one. (What waits
+for a node that is not born within a day expires with it: it could not have been named.)
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from reliable_queue.connection import RedisClient, connect
 from reliable_queue.keys import PREFIX
 
 DEFAULT_TTL_S = 7 * 24 * 3600
+UNBORN_TTL_S = 24 * 3600
+"""TTL of an edge node never born (or whose birth was refused), and what it has waiting."""
 
 
 def session_key(node_key: str) -> str:
@@ -80,16 +83,25 @@ class SessionStore:
                     fields["session"] = s.to_json()
                 if s.seq_changed and s.seq is not None:
                     fields["seq"] = str(s.seq)
+                ttl = self.ttl_s if s.node is not None else min(self.ttl_s, UNBORN_TTL_S)
                 if fields:
                     pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                    pipe.expire(key, self.ttl_s)
+                    pipe.expire(key, ttl)
                 parked = parked_key(s.node_key)
-                if s.parked_rewrite:
+                if s.parked_rewrite and s.parked:
+                    # Written aside, then renamed over the list (one slot): a crash between
+                    # leaves the old list whole, whose messages are then taken again (their
+                    # job ids are their own), never a list cut short.
+                    aside = f"{parked}:rewrite"
+                    pipe.delete(aside)
+                    pipe.rpush(aside, *(p.to_json() for p in s.parked))
+                    pipe.rename(aside, parked)
+                    pipe.expire(parked, ttl)
+                elif s.parked_rewrite:
                     pipe.delete(parked)
-                new = s.parked if s.parked_rewrite else s.parked_new
-                if new:
-                    pipe.rpush(parked, *(p.to_json() for p in new))
-                    pipe.expire(parked, self.ttl_s)
+                elif s.parked_new:
+                    pipe.rpush(parked, *(p.to_json() for p in s.parked_new))
+                    pipe.expire(parked, ttl)
             await pipe.execute()
         except (RedisError, OSError) as exc:
             for s in todo:  # some of the writes may have landed: append nothing twice
