@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from conveyor_plant.keys import live_channel
+from conveyor_plant.keys import latest_values, live_channel
 from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 
 from reliable_queue.keys import QUEUE_REGISTRY
@@ -179,4 +180,42 @@ def test_the_page_asks_for_the_token_and_keeps_it_in_the_tab(
         browser.close()
     assert sockets, "the page never opened the stream"
     assert not [url for url in sockets if "token" in url], sockets
+    assert errors == [], errors
+
+
+def test_an_offline_machines_card_says_so_until_it_is_back(
+    gateway_process: Callable[..., GatewayProcess], redis_url: str
+) -> None:
+    """A Sparkplug B death marks a machine offline: greyed, "offline since", its values its
+    last; the next birth's resolve brings it back, live."""
+    machine = "plant/line1"
+    with redis.Redis.from_url(redis_url) as r:
+        r.sadd(QUEUE_REGISTRY, "alerts")
+        r.hset(latest_values(machine), mapping={"speed": "4.2", "_ts": "1", "_offline": "2"})
+    gw = gateway_process(GATEWAY_API_TOKEN=TOKEN)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        errors = watch(page)
+        page.goto(gw.url)
+        card = page.locator(f'[data-machine="{machine}"]')
+        expect(card).to_have_class(re.compile(r"\boffline\b"), timeout=15_000)
+        expect(card).to_contain_text("offline since")
+        expect(card.locator("dd").first).to_have_text("4.20")
+        expect(page.locator("#live-status")).to_have_text("live", timeout=10_000)
+
+        def alert(state: str) -> str:
+            return json.dumps(
+                {"kind": "alert", "machine": machine, "type": "node_offline", "ts": 3,
+                 "severity": "info", "message": "", "details": {"state": state}}
+            )  # fmt: skip
+
+        with redis.Redis.from_url(redis_url) as r:  # what the alerts worker publishes
+            r.publish(live_channel(machine), alert("resolved"))
+        expect(card).not_to_have_class(re.compile(r"\boffline\b"), timeout=10_000)
+        expect(card).not_to_contain_text("offline since")
+        with redis.Redis.from_url(redis_url) as r:
+            r.publish(live_channel(machine), alert("firing"))
+        expect(card).to_have_class(re.compile(r"\boffline\b"), timeout=10_000)
+        browser.close()
     assert errors == [], errors

@@ -22,6 +22,7 @@ from conveyor_gateway.limits import (
     MAX_PAGE,
     history_minutes,
 )
+from conveyor_gateway.metrics import path_template
 from conveyor_gateway.routes import OPERATIONS
 from conveyor_plant import PlantState
 from conveyor_plant.keys import latest_values
@@ -54,7 +55,8 @@ def test_the_document_holds_exactly_the_routes_of_the_app() -> None:
     for route in app.routes:
         if isinstance(route, Route):
             assert route.methods is not None
-            routed += [(route.path, m) for m in route.methods - {"HEAD"}]
+            path = path_template(route.path)  # {machine:path}: {machine}
+            routed += [(path, m) for m in route.methods - {"HEAD"}]
         else:
             assert isinstance(route, WebSocketRoute | Mount)
             others.add(route.path)
@@ -184,7 +186,7 @@ def test_every_json_answer_is_its_documented_model(
     for op in OPERATIONS:
         if op.method != "GET" or isinstance(op.answer, str) or op.path == "/readyz":
             continue
-        r = gateway.http.get(urls.get(op.path, op.path), headers=AUTH)
+        r = gateway.http.get(urls.get(op.documented_path, op.path), headers=AUTH)
         assert r.status_code == 200, (op.path, r.text)
         op.answer.model_validate_json(r.content, strict=True)
         checked += 1

@@ -49,7 +49,7 @@ def test_unmatched_paths_probes_and_documents_add_no_label(gateway: Gateway) -> 
 
 
 def test_the_label_values_are_the_api_route_table(gateway: Gateway) -> None:
-    api = {op.path for op in OPERATIONS if op.timed}
+    api = {op.documented_path for op in OPERATIONS if op.timed}
     for path in ("/stats", "/stats/history", "/machines", "/alerts", "/machines/m"):
         gateway.http.get(path)
     assert {route for route, _ in timed(gateway)} <= api

@@ -68,8 +68,18 @@ def test_machine_values_and_configuration(gateway: Gateway, raw_redis: redis.Red
         "values": {"temp": 21.5, "mode": "AUTO"},
         "updated_ms": 1_750_000_000_000,
         "config": {"version": 3, "ts": 1, "config": {"rpm": 900}},
+        "offline_since_ms": None,
     }
-    assert gateway.http.get("/machines").json() == {"machines": ["press-7"], "truncated": False}
+    raw_redis.hset(latest_values("press-7"), "_offline", "1750000000500")  # a Sparkplug death
+    dead = gateway.http.get("/machines/press-7").json()
+    assert dead["offline_since_ms"] == 1_750_000_000_500
+    assert dead["values"] == {"temp": 21.5, "mode": "AUTO"}  # its last, marked as such
+    raw_redis.hset(latest_values("plant/line1/press1"), mapping={"p": "2.5", "_ts": "1"})
+    sparkplug = gateway.http.get("/machines/plant/line1/press1")  # a Sparkplug B device's id
+    assert sparkplug.json()["values"] == {"p": 2.5}
+    assert gateway.http.get("/machines/plant%2Fline1%2Fpress1").json() == sparkplug.json()
+    listed = {"machines": ["plant/line1/press1", "press-7"], "truncated": False}
+    assert gateway.http.get("/machines").json() == listed
     missing = gateway.http.get("/machines/press-8")
     assert missing.status_code == 404
     assert "nothing known of machine 'press-8'" in missing.json()["error"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from conveyor_plant import PlantState
 from conveyor_plant.keys import ALERT_HISTORY, tech_config
 from conveyor_worker import SinkSettings
 from redis.asyncio import Redis
@@ -206,3 +207,42 @@ async def test_a_resolve_is_delivered_and_ends_the_fold(
     await eventually(lambda: _done(client, "alerts", 5), what="the fifth alert done")
     states = [p["alert"]["details"]["state"] for p in webhook["received"]]
     assert states == ["firing", "resolved", "firing", "resolved"]
+
+
+async def test_a_node_offline_alert_marks_the_machines_values_as_its_last(
+    client: QueueClient, redis_url: str, start_worker: StartWorker
+) -> None:
+    """A Sparkplug B death's alert (the ingestor's node_offline) marks the machine offline in
+    the latest-value cache, as the gateway and the dashboard read it; its resolve clears it."""
+    machine = "plant/line7"
+
+    def offline(state: str) -> dict[str, Any]:
+        return {
+            "machine": machine,
+            "topic": "spBv1.0/plant/NDEATH/line7",
+            "received_at": TS + 5,
+            "kind": "alert",
+            "ts": TS + 4 if state == "firing" else None,
+            "type": "node_offline",
+            "severity": "warning" if state == "firing" else "info",
+            "message": f"{machine} {'went offline' if state == 'firing' else 'is back online'}",
+            "details": {"state": state, "node": machine, "device": None},
+        }
+
+    await client.enqueue("mqtt_realtime", message("realtime", machine, {"ts": TS, "speed": 4.2}))
+    await start_worker("mqtt_realtime", with_influx=False)
+    await start_worker("alerts", with_influx=False)
+    async with PlantState.from_url(redis_url) as plant:
+
+        async def state() -> Any:
+            return await plant.machine_state(machine)
+
+        await eventually(state, what="the machine's values cached")
+        await client.enqueue("alerts", offline("firing"))
+        await eventually(lambda: _done(client, "alerts", 1), what="the death's alert done")
+        dead = await state()
+        assert dead.offline_since_ms == TS + 4
+        assert dead.values == {"speed": 4.2}  # the last values stay, marked
+        await client.enqueue("alerts", offline("resolved"))
+        await eventually(lambda: _done(client, "alerts", 2), what="the birth's alert done")
+        assert (await state()).offline_since_ms is None

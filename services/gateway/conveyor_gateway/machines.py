@@ -30,7 +30,11 @@ async def machine(request: Request) -> Response:
         )
     return json_response(
         Machine(
-            machine=machine, values=state.values, updated_ms=state.updated_ms, config=state.config
+            machine=machine,
+            values=state.values,
+            updated_ms=state.updated_ms,
+            config=state.config,
+            offline_since_ms=state.offline_since_ms,
         )
     )
 

@@ -8,12 +8,19 @@ timed route (a 404, a 405, a probe, a static file) is not timed at all.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def path_template(path: str) -> str:
+    """A route's path as the API documents it: ``/machines/{machine:path}`` is
+    ``/machines/{machine}`` (Starlette's convertor dropped)."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
 
 
 class GatewayMetrics:
@@ -92,6 +99,6 @@ class RequestTimer:
         finally:
             route: Any = scope.get("route")
             if isinstance(route, TimedRoute):
-                self.histogram.labels(route.path, str(status)).observe(
+                self.histogram.labels(path_template(route.path), str(status)).observe(
                     time.perf_counter() - started
                 )

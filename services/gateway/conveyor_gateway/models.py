@@ -89,6 +89,11 @@ class Machine(_Answer):
     values: dict[str, Any] = Field(description="each signal's newest value")
     updated_ms: int | None = Field(description="the newest sample's time, ms since the epoch")
     config: Any = Field(description='{"version", "ts", "config"}, as the workers stored it')
+    offline_since_ms: int | None = Field(
+        default=None,
+        description="since when the machine is offline (a Sparkplug B death), ms since the "
+        "epoch: its values are its last; null while it is not",
+    )
 
 
 class Alerts(_Answer):

@@ -47,7 +47,7 @@ def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
     refs, schemas = _schemas(OPERATIONS)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, cfg, refs)
+        paths.setdefault(op.documented_path, {})[op.method.lower()] = _operation(op, cfg, refs)
     reads = "reads need the bearer token" if cfg.read_requires_token else "reads are open"
     return {
         "openapi": "3.1.0",

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from conveyor_gateway import machines, probes, queues
 from conveyor_gateway.access import Access
-from conveyor_gateway.metrics import TimedRoute
+from conveyor_gateway.metrics import TimedRoute, path_template
 from conveyor_gateway.models import (
     Alerts,
     DeadLetterPage,
@@ -50,6 +50,7 @@ class Operation:
 
     method: str
     path: str
+    """The route's path, a parameter with Starlette's convertor (``{machine:path}``) if any."""
     endpoint: Endpoint
     access: Access
     summary: str
@@ -59,6 +60,11 @@ class Operation:
     body: type[BaseModel] | None = None
     errors: Mapping[int, str] = field(default_factory=dict)
     unready: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def documented_path(self) -> str:
+        """The path as OpenAPI writes it: ``{machine}``."""
+        return path_template(self.path)
 
     @property
     def timed(self) -> bool:
@@ -88,8 +94,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "machines with cached latest values", Machines, "machine ids, sorted",
         errors={503: UNAVAILABLE},
     ),
-    Operation(
-        "GET", "/machines/{machine}", machines.machine, Access.READ,
+    Operation(  # a machine id may have slashes (a Sparkplug B one: <group>/<node>/<device>)
+        "GET", "/machines/{machine:path}", machines.machine, Access.READ,
         "a machine's latest values and current configuration", Machine, "latest values",
         (MACHINE,),
         errors={404: "nothing known of this machine", 422: "a machine id too long",

@@ -12,6 +12,14 @@ from reliable_queue.keys import PREFIX
 LATEST_UPDATED_FIELD = "_ts"
 """The field of :func:`latest_values` holding the newest sample time (ms) of the machine."""
 
+LATEST_OFFLINE_FIELD = "_offline"
+"""The field of :func:`latest_values` holding since when (ms) the machine is offline (its
+``node_offline`` alert fired: a Sparkplug B death), absent while it is not: its values are
+then the last it sent, not current ones."""
+
+OFFLINE_ALERT = "node_offline"
+"""The alert type whose firing and resolving set and clear :data:`LATEST_OFFLINE_FIELD`."""
+
 
 LIVE_CHANNEL_PATTERN = f"{PREFIX}:live:*"
 """Pub/sub: every processed realtime value, tech change and alert, per machine channel."""

@@ -9,10 +9,17 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
-from conveyor_plant.keys import ALERT_HISTORY, LATEST_UPDATED_FIELD, latest_values, tech_config
+from conveyor_plant.keys import (
+    ALERT_HISTORY,
+    LATEST_OFFLINE_FIELD,
+    LATEST_UPDATED_FIELD,
+    latest_values,
+    tech_config,
+)
 from reliable_queue.connection import RedisClient, connect
 
 _UPDATED = LATEST_UPDATED_FIELD.encode()
+_OFFLINE = LATEST_OFFLINE_FIELD.encode()
 
 
 class PlantState:
@@ -51,11 +58,12 @@ class PlantState:
 class MachineState:
     """A machine's newest value of each signal, the newest sample time (ms) among them, and
     its current technical configuration (``{"version", "ts", "config"}``), each None when
-    unknown."""
+    unknown; and since when (ms) it is offline, None while it is not."""
 
     values: dict[str, Any]
     updated_ms: int | None
     config: Any | None
+    offline_since_ms: int | None = None
 
 
 async def machine_ids(redis: RedisClient, *, limit: int) -> tuple[list[str], bool]:
@@ -79,9 +87,12 @@ async def machine_state(redis: RedisClient, machine: str) -> MachineState | None
     raw, tech = cast(tuple[dict[bytes, bytes], bytes | None], await pipe.execute())
     if not raw and tech is None:
         return None
-    values = {k.decode(): json.loads(v) for k, v in raw.items() if k != _UPDATED}
+    values = {k.decode(): json.loads(v) for k, v in raw.items() if k not in (_UPDATED, _OFFLINE)}
     updated = int(raw[_UPDATED]) if _UPDATED in raw else None
-    return MachineState(values, updated, json.loads(tech) if tech is not None else None)
+    offline = int(raw[_OFFLINE]) if _OFFLINE in raw else None
+    return MachineState(
+        values, updated, json.loads(tech) if tech is not None else None, offline_since_ms=offline
+    )
 
 
 async def recent_alerts(redis: RedisClient, *, limit: int) -> list[Any]:

@@ -41,6 +41,8 @@ from conveyor_messages.contract import AlertMessage, RealtimeMessage, SpcMessage
 from conveyor_plant import PlantState
 from conveyor_plant.keys import (
     ALERT_HISTORY,
+    LATEST_OFFLINE_FIELD,
+    OFFLINE_ALERT,
     alert_seen,
     latest_times,
     latest_values,
@@ -619,11 +621,18 @@ async def process_alerts(
             continue
         record = json.dumps({"id": job.id, **alert})
 
-        def build(pipe: Any, m: str = machine, r: str = record) -> None:
+        offline = kind == OFFLINE_ALERT  # the machine's cached values are its last, not current
+
+        def build(
+            pipe: Any, m: str = machine, r: str = record, a: Any = alert, off: bool = offline,
+            res: bool = resolved,
+        ) -> None:  # fmt: skip
             pipe.xadd(
                 ALERT_HISTORY, {"alert": r}, maxlen=ctx.settings.alert_history_max, approximate=True
             )
             pipe.publish(live_channel(m), r)
+            if off:
+                _mark_offline(pipe, m, a, resolved=res, ttl=ctx.settings.cache_ttl_s)
 
         # No MULTI: the history and the machine's channel lie in other hash slots (Cluster).
         await ctx.redis_pipeline(build)
@@ -635,6 +644,16 @@ async def process_alerts(
         await ctx.redis_pipeline(unfold)
         ctx.metrics.alerts_delivered.inc()
     return failed
+
+
+def _mark_offline(pipe: Any, machine: str, alert: Any, *, resolved: bool, ttl: int) -> None:
+    key = latest_values(machine)
+    if resolved:
+        pipe.hdel(key, LATEST_OFFLINE_FIELD)
+        return
+    since = alert.get("ts") or alert.get("received_at")
+    pipe.hset(key, LATEST_OFFLINE_FIELD, int(since) if isinstance(since, int) else 0)
+    pipe.expire(key, ttl, nx=True)  # a machine without cached values: gone with the cache's TTL
 
 
 def _shown(url: str) -> str:

@@ -138,7 +138,9 @@ function renderMachine(id) {
   const m = machines.get(id);
   const rows = Object.entries(m.values).slice(0, 8).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, showValue(v))]);
   if (m.config) rows.push(el("dt", {}, "config"), el("dd", {}, `v${m.config.version}`));
-  const card = el("div", { class: "machine fresh", "data-machine": id }, el("h4", {}, id), el("dl", {}, ...rows));
+  const title = [el("h4", {}, id)];
+  if (m.offline) title.push(el("p", { class: "offline-note" }, `offline since ${new Date(m.offline).toLocaleTimeString()}: last values`));
+  const card = el("div", { class: `machine fresh${m.offline ? " offline" : ""}`, "data-machine": id }, ...title, el("dl", {}, ...rows));
   const old = document.querySelector(`[data-machine="${CSS.escape(id)}"]`);
   if (old) old.replaceWith(card);
   else {
@@ -177,6 +179,11 @@ function onEvent(event) {
     renderMachine(event.machine);
   } else if (event.kind === "alert") {
     addAlert(event);
+    if (event.type === "node_offline" && machines.has(event.machine)) {
+      const m = machines.get(event.machine);
+      m.offline = event.details && event.details.state === "resolved" ? null : event.ts || event.received_at;
+      renderMachine(event.machine);
+    }
   }
 }
 
@@ -227,7 +234,10 @@ async function loadInitial() {
     const { machines: ids } = await getJSON("/machines");
     await Promise.all(ids.slice(0, 60).map(async (id) => {
       const m = await getJSON(`/machines/${encodeURIComponent(id)}`).catch(() => null);
-      if (m && !machines.has(id)) { machines.set(id, { values: m.values, config: m.config }); renderMachine(id); }
+      if (m && !machines.has(id)) {
+        machines.set(id, { values: m.values, config: m.config, offline: m.offline_since_ms });
+        renderMachine(id);
+      }
     }));
     const { alerts } = await getJSON("/alerts?limit=30");
     alerts.forEach((a) => addAlert(a, false));
