@@ -22,6 +22,7 @@ from conveyor_ingestor import (
     max_packet_size,
 )
 from conveyor_ingestor.sparkplug.handling import SparkplugIngest, SparkplugOptions
+from conveyor_ingestor.sparkplug.host import host_state
 from conveyor_ingestor.sparkplug.sessions import SessionOptions
 from conveyor_ingestor.sparkplug.store import SessionStore
 from pydantic import ValidationError
@@ -113,7 +114,13 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
             inbox_max_messages=ingest.inbox_max_messages,
             inbox_max_bytes=ingest.inbox_max_bytes,
         )
-        subscriber = Subscriber(config, routes.filters, unshared=routes.sparkplug_filters)
+        presence = None
+        # One replica (partition 0) speaks for the host: while it is away, edge nodes buffer.
+        if routes.sparkplug_filters and ingest.sparkplug_host_id and not ingest.sparkplug_partition:
+            presence = host_state(ingest.sparkplug_host_id)
+        subscriber = Subscriber(
+            config, routes.filters, unshared=routes.sparkplug_filters, presence=presence
+        )
     except BrokerConfigError as exc:
         raise SettingsError(str(exc)) from exc
 

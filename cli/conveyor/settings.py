@@ -358,6 +358,14 @@ class IngestSettings(BaseSettings):
         description="ingestor replicas sharing the Sparkplug edge nodes (each node's messages go "
         "to one, in order)",
     )
+    sparkplug_host_id: str = Field(
+        default="",
+        pattern=r"^[^/+#\s]*$",
+        description="publish the primary host STATE `spBv1.0/STATE/<this id>` (retained; the "
+        "broker must keep retained messages), so that edge nodes configured with it publish "
+        "only while Conveyor is online; only replica 0 (INGEST_SPARKPLUG_PARTITION) publishes "
+        "it; empty: none",
+    )
     sparkplug_partition: int = Field(
         default=0,
         ge=0,

@@ -319,6 +319,8 @@ def test_with_sparkplug_the_ingestor_receives_every_edge_node_and_may_only_ask_f
         "mqtt.publishers[1].username=m1",
         "mqtt.publishers[1].topics={spBv1.0/plant1/+/line1,spBv1.0/plant1/+/line1/+}",
         "mqtt.publishers[1].subscribe={spBv1.0/plant1/NCMD/line1}",
+        "ingestor.sparkplug.hostId=conveyor",
+        "mqtt.retainAvailable=true",
     )
     with run_broker(tmp_path, *sets) as port:
         clients = []
@@ -335,12 +337,16 @@ def test_with_sparkplug_the_ingestor_receives_every_edge_node_and_may_only_ask_f
             assert ingestor.next_message() == Received("spBv1.0/plant1/NDATA/line1", b"data")
             assert ingestor.publish("spBv1.0/plant1/NCMD/line1", b"rebirth")
             assert edge.next_message() == Received("spBv1.0/plant1/NCMD/line1", b"rebirth")
+            assert ingestor.publish("spBv1.0/STATE/conveyor", b'{"online": true}')
             # Refused publications last: mosquitto closes the connection of the client.
             assert not edge.publish("spBv1.0/plant1/NDATA/line2", b"another node's")
             assert not ingestor.publish("spBv1.0/plant1/NDATA/line1", b"forged data")
             again = Client(port, INGESTOR, INGESTOR_PASSWORD)
             clients.append(again)
             assert not again.publish("spBv1.0/plant2/NCMD/line1", b"not its group")
+            another = Client(port, INGESTOR, INGESTOR_PASSWORD)
+            clients.append(another)
+            assert not another.publish("spBv1.0/STATE/someone-else", b'{"online": false}')
         finally:
             for c in clients:
                 c.close()

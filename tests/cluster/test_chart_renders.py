@@ -17,6 +17,7 @@ from tests.cluster.chart import (
     helm,
     pod_templates,
     render,
+    render_fails,
 )
 from tests.helpers import ROOT
 
@@ -218,3 +219,13 @@ def test_sparkplug_is_off_by_default_and_on_gives_each_replica_its_share() -> No
     assert env["INGEST_SPARKPLUG_PARTITION"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
     }
+    assert "INGEST_SPARKPLUG_HOST_ID" not in env
+
+
+def test_a_sparkplug_host_id_needs_a_broker_that_keeps_retained_messages() -> None:
+    sets = ("ingestor.sparkplug.enabled=true", "ingestor.sparkplug.hostId=conveyor")
+    message = render_fails(*sets)
+    assert "ingestor.sparkplug.hostId needs a broker that keeps retained messages" in message
+    docs = render(*sets, "mqtt.retainAvailable=true")
+    env = env_of(pod_templates(docs)["StatefulSet/conveyor-ingestor"])
+    assert env["INGEST_SPARKPLUG_HOST_ID"]["value"] == "conveyor"

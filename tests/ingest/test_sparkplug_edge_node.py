@@ -428,3 +428,53 @@ async def test_two_replicas_each_take_their_edge_nodes_whole_and_in_order(
     assert others == [nodes + n - e for e in enqueued]  # the rest: the other's partition
     assert not any("for a rebirth" in out for out in outputs)  # no gap, no waiting
     assert await client.dead_letter_count("ingest") == 0
+
+
+async def test_the_primary_host_state_is_online_while_the_ingestor_runs(
+    mosquitto: MosquittoServer, redis_url: str, group: str
+) -> None:
+    """INGEST_SPARKPLUG_HOST_ID: retained STATE online on connecting; offline as its will
+    when the process dies, and published when it stops cleanly; both of one start's
+    timestamp."""
+    host = f"host-{group}"
+    states: queue.Queue[dict[str, Any]] = queue.Queue()
+    spy = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    spy.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(f"spBv1.0/STATE/{host}", qos=1)
+    spy.on_message = lambda _c, _u, m: states.put({**json.loads(m.payload), "retain": m.retain})
+
+    def ingest() -> CliProcess:
+        return start_cli(
+            "ingest",
+            redis_url=redis_url,
+            MQTT_BROKER_URL=mosquitto.url,
+            MQTT_CLIENT_ID=f"ingest-{group}",
+            INGEST_SPARKPLUG="true",
+            INGEST_SPARKPLUG_GROUPS=group,
+            INGEST_SPARKPLUG_HOST_ID=host,
+        )
+
+    def next_state() -> dict[str, Any]:
+        return states.get(timeout=20)
+
+    first = ingest()
+    await first.wait_ready()
+    spy.connect("127.0.0.1", mosquitto.port)
+    spy.loop_start()
+    try:
+        online = await asyncio.to_thread(next_state)
+        assert online["online"] is True
+        assert online["retain"] is True  # kept for edge nodes that connect later
+        first.kill()
+        will = await asyncio.to_thread(next_state)
+        assert will == {"online": False, "timestamp": online["timestamp"], "retain": False}
+        second = ingest()
+        await second.wait_ready()
+        again = await asyncio.to_thread(next_state)
+        assert again["online"] is True
+        assert again["timestamp"] > online["timestamp"]
+        assert second.stop() == 0, second.output()
+        stopped = await asyncio.to_thread(next_state)
+        assert stopped == {"online": False, "timestamp": again["timestamp"], "retain": False}
+    finally:
+        spy.disconnect()
+        spy.loop_stop()

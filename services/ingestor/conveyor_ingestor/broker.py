@@ -169,6 +169,18 @@ class _BufferedClient(mqtt.Client):
         return rc
 
 
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A retained message saying this client is online, published on every connection, and the
+    one saying it is not: the MQTT will (the broker sends it if the connection is lost) and
+    what :meth:`Subscriber.stop` publishes (a clean disconnect sends no will). QoS 1. Sparkplug
+    B's primary host STATE is one (``conveyor_ingestor.sparkplug.host``)."""
+
+    topic: str
+    online: bytes
+    offline: bytes
+
+
 @dataclass(frozen=True)
 class BrokerConfig:
     """How to reach the broker. Build it with :func:`broker_config` from a URL."""
@@ -244,11 +256,18 @@ class Subscriber:
     """Subscribes to ``filters`` and hands messages to the event loop; acks on request."""
 
     def __init__(
-        self, config: BrokerConfig, filters: list[str], *, unshared: Sequence[str] = ()
+        self,
+        config: BrokerConfig,
+        filters: list[str],
+        *,
+        unshared: Sequence[str] = (),
+        presence: Presence | None = None,
     ) -> None:
         """``unshared``: filters of ``filters`` every replica subscribes to in full (not in the
-        share group), such as Sparkplug B's, whose edge nodes are split among the replicas."""
+        share group), such as Sparkplug B's, whose edge nodes are split among the replicas.
+        ``presence``: a retained online message, with its will (see :class:`Presence`)."""
         self.config = config
+        self.presence = presence
         self.filters = [f if f in unshared else self._shared(f) for f in filters]
         self.connected = False
         self.subscribed = False  # the broker granted every filter on this connection
@@ -294,6 +313,8 @@ class Subscriber:
                 )
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise BrokerConfigError(f"cannot use the TLS files for the broker: {exc}") from exc
+        if self.presence is not None:
+            client.will_set(self.presence.topic, self.presence.offline, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -341,7 +362,13 @@ class Subscriber:
         self._client.loop_start()
 
     async def stop(self) -> None:
-        """Disconnect cleanly: unacknowledged messages stay with the broker's session."""
+        """Disconnect cleanly: unacknowledged messages stay with the broker's session. With a
+        presence, say offline first (a clean disconnect sends no will)."""
+        if self.presence is not None and self.connected:
+            info = self._client.publish(
+                self.presence.topic, self.presence.offline, qos=1, retain=True
+            )
+            await asyncio.to_thread(info.wait_for_publish, 5)
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
         self.connected = self.subscribed = False
@@ -421,6 +448,8 @@ class Subscriber:
             "resumed" if session else "new",
         )
         client.subscribe([(f, 1) for f in self.filters])
+        if self.presence is not None:
+            client.publish(self.presence.topic, self.presence.online, qos=1, retain=True)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any
