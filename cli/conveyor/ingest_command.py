@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import signal
 import socket
@@ -79,6 +80,7 @@ def sparkplug_options(settings: IngestSettings) -> SparkplugOptions:
             rebirth_interval_s=settings.sparkplug_rebirth_interval_s,
             max_parked=settings.sparkplug_max_parked,
             max_parked_bytes=settings.sparkplug_max_parked_bytes,
+            max_parked_bytes_total=settings.sparkplug_max_parked_bytes_total,
             node_machine=settings.sparkplug_node_machine,
             device_machine=settings.sparkplug_device_machine,
         ),
@@ -117,7 +119,7 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
         presence = None
         # One replica (partition 0) speaks for the host: while it is away, edge nodes buffer.
         if routes.sparkplug_filters and ingest.sparkplug_host_id and not ingest.sparkplug_partition:
-            presence = host_state(ingest.sparkplug_host_id)
+            presence = functools.partial(host_state, ingest.sparkplug_host_id)
         subscriber = Subscriber(
             config, routes.filters, unshared=routes.sparkplug_filters, presence=presence
         )

@@ -339,6 +339,15 @@ class IngestSettings(BaseSettings):
         description="most payload bytes of one edge node waiting for its rebirth; beyond, the "
         "newest go to `dead:ingest`",
     )
+    sparkplug_max_parked_bytes_total: int = Field(
+        default_factory=library_default(
+            "conveyor_ingestor.sparkplug.sessions:SessionOptions.max_parked_bytes_total"
+        ),
+        ge=1024 * 1024,
+        le=16 * 1024**3,
+        description="most payload bytes waiting for rebirths over all edge nodes of this "
+        "ingestor (it holds them in memory); beyond, the newest go to `dead:ingest`",
+    )
     sparkplug_node_machine: str = Field(
         default_factory=library_default(
             "conveyor_ingestor.sparkplug.sessions:SessionOptions.node_machine"

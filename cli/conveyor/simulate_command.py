@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--group", default="plant", help="Sparkplug group id (default plant)")
     p.add_argument("--devices", type=int, default=2, help="Sparkplug devices per edge node")
+    p.add_argument(
+        "--primary-host",
+        metavar="ID",
+        help="Sparkplug edge nodes publish only while spBv1.0/STATE/ID says online "
+        "(INGEST_SPARKPLUG_HOST_ID of the ingestor)",
+    )
     p.set_defaults(run=cmd_simulate)
 
 
@@ -99,10 +105,16 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
     commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
     if args.sparkplug:
         plant = SparkplugPlant(
-            group=args.group, nodes=args.machines, devices=args.devices, seed=args.seed
+            group=args.group,
+            nodes=args.machines,
+            devices=args.devices,
+            seed=args.seed,
+            primary_host=args.primary_host,
         )
         client.on_message = lambda _c, _u, m: commands.put((m.topic, bytes(m.payload)))
         client.subscribe(plant.command_filter, qos=1)
+        if plant.state_topic is not None:
+            client.subscribe(plant.state_topic, qos=1)
     else:
         plant = Plant(machines=args.machines, seed=args.seed)
     sent: Counter[str] = Counter()
@@ -145,6 +157,12 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
             now = int(time.time() * 1000)
             while isinstance(plant, SparkplugPlant) and not commands.empty():
                 topic, payload = commands.get()
+                if topic == plant.state_topic:
+                    changed = plant.host_state(payload, now)
+                    if changed:
+                        log.info("primary host %s: %s", args.primary_host, payload.decode())
+                    publish(changed)
+                    continue
                 births = plant.command(topic, payload, now)
                 if births:
                     log.info("rebirth of %s, as %s asked", topic.rsplit("/", 1)[1], topic)

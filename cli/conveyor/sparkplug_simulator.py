@@ -6,12 +6,15 @@ device, every metric with its name, alias, datatype and for measurements its eng
 then publishes data by alias only (NDATA, DDATA) with ``seq`` counting 0-255. Now and then a
 node dies (NDEATH with its birth's ``bdSeq``, as its MQTT will would) and is born again with the
 next ``bdSeq``; and it answers a host application's Rebirth request (NCMD
-``Node Control/Rebirth``) with its births. Pure and seeded like :mod:`conveyor.simulator`:
+``Node Control/Rebirth``) with its births. Given a primary host (``primary_host``), the nodes
+wait for its STATE to say online before they are born, die when it goes offline, and are born
+again when it is back (Sparkplug 3.0, 5.8). Pure and seeded like :mod:`conveyor.simulator`:
 ``start``, ``tick`` and ``command`` return the messages to publish.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -133,8 +136,11 @@ class SparkplugPlant:
     seed: int | None = None
     death_chance: float = 0.001
     """Per node and tick: it dies, and is born again at once."""
+    primary_host: str | None = None
+    """The host application whose STATE the nodes follow; None: they publish regardless."""
     _rng: random.Random = field(init=False)
     _fleet: dict[str, EdgeNode] = field(init=False)
+    _host_online: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -150,10 +156,34 @@ class SparkplugPlant:
     def command_filter(self) -> str:
         return f"{NAMESPACE}/{self.group}/NCMD/+"
 
+    @property
+    def state_topic(self) -> str | None:
+        return None if self.primary_host is None else f"{NAMESPACE}/STATE/{self.primary_host}"
+
     def start(self, now_ms: int) -> list[Publication]:
+        """The births, unless the nodes wait for their primary host."""
+        self._host_online = self.primary_host is None
+        return self._births(now_ms) if self._host_online else []
+
+    def host_state(self, payload: bytes, now_ms: int) -> list[Publication]:
+        """The primary host's STATE changed: born when it is online, dead while it is not."""
+        try:
+            online = json.loads(payload).get("online") is True
+        except (ValueError, AttributeError):
+            return []
+        if online == self._host_online:
+            return []
+        self._host_online = online
+        if online:
+            return self._births(now_ms)
+        return [node.death(now_ms) for node in self._fleet.values() if node.online]
+
+    def _births(self, now_ms: int) -> list[Publication]:
         return [p for node in self._fleet.values() for p in node.births(now_ms)]
 
     def tick(self, now_ms: int) -> list[Publication]:
+        if not self._host_online:
+            return []  # waiting for the primary host: nothing is published
         out: list[Publication] = []
         for node in self._fleet.values():
             if self._rng.random() < self.death_chance:

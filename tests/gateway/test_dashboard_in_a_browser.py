@@ -206,8 +206,9 @@ def test_an_offline_machines_card_says_so_until_it_is_back(
 
         def alert(state: str) -> str:
             return json.dumps(
-                {"kind": "alert", "machine": machine, "type": "node_offline", "ts": 3,
-                 "severity": "info", "message": "", "details": {"state": state}}
+                {"kind": "alert", "machine": machine, "type": "node_offline", "ts": 1,
+                 "received_at": 3, "severity": "info", "message": "",
+                 "details": {"state": state}}
             )  # fmt: skip
 
         with redis.Redis.from_url(redis_url) as r:  # what the alerts worker publishes

@@ -121,7 +121,7 @@ class Edge:
         if i == self.args.gap_at:
             lost = self.next_seq()
             say("skipped", seq=lost)
-        if i == self.args.gap_at + 3:  # two more messages behind the gap, then the rebirth
+        if self.args.gap_at >= 0 and i == self.args.gap_at + 3:  # two more, then the rebirth
             if not self.rebirths.wait(15):
                 raise SystemExit("no rebirth request came within 15 s of the seq gap")
             now = get_current_timestamp()

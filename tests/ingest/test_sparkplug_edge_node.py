@@ -23,8 +23,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from conveyor_ingestor.sparkplug.decoding import DOUBLE, INT64
 from conveyor_ingestor.sparkplug.encoding import OutMetric, encode_payload
+from conveyor_plant.keys import latest_values
 from paho.mqtt.enums import CallbackAPIVersion
+from redis.asyncio import Redis
 
+from conveyor.local_servers import InfluxServer
 from reliable_queue import Job, QueueClient
 from tests.helpers import ROOT, CliProcess, eventually, start_cli
 from tests.mqtt import publish
@@ -478,3 +481,69 @@ async def test_the_primary_host_state_is_online_while_the_ingestor_runs(
     finally:
         spy.disconnect()
         spy.loop_stop()
+
+
+async def test_the_edge_nodes_data_reaches_influxdb_and_the_cache_named_and_typed(
+    mosquitto: MosquittoServer,
+    redis_url: str,
+    client: QueueClient,
+    raw_redis: Redis,
+    influx: InfluxServer,
+    edge_python: str,
+    ingest: CliProcess,
+    group: str,
+) -> None:
+    """The whole way: pysparkplug's edge node, mosquitto, `conveyor ingest`, `conveyor work`,
+    InfluxDB and the latest-value cache, by the births' names, at the metrics' own times."""
+    started = time.time() * 1000
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [
+            edge_python,
+            str(EDGE),
+            "--port",
+            str(mosquitto.port),
+            "--group",
+            group,
+            "--messages",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr + ingest.output()
+    worker = start_cli(
+        "work",
+        "--queue",
+        "mqtt_realtime",
+        redis_url=redis_url,
+        INFLUX_URL=influx.url,
+        INFLUX_BUCKET=influx.bucket,
+    )
+    try:
+
+        async def done() -> bool:
+            # 2 NBIRTH and 2 DBIRTH (before and after the death), 11 NDATA and 11 DDATA
+            return (await client.queue_stats("mqtt_realtime")).completed >= 4 + 2 * 11
+
+        await eventually(done, timeout=30, what="every job written", detail=worker.output)
+    finally:
+        worker.stop()
+    node, device = f"{group}/line1", f"{group}/line1/press1"
+    where = f"FROM realtime WHERE machine='{node}'"  # the test's own group: no injection
+    speeds = influx.query(f"SELECT value {where} AND signal='Line/Speed'")
+    times_and_values = [(t, v) for t, v in speeds[0]["values"]]  # type: ignore[index]
+    assert sorted(v for _, v in times_and_values if v != 1.5) == [float(i) for i in range(11)]
+    assert all(started - 1000 <= _epoch_ms(t) <= time.time() * 1000 for t, _ in times_and_values)
+    [recipe] = influx.query(f"SELECT text {where} AND signal='Line/Recipe'")
+    assert {row[1] for row in recipe["values"]} == {"A-12"}  # type: ignore[index]
+    pressure = await raw_redis.hgetall(latest_values(device))
+    assert json.loads(pressure[b"Pressure"]) == 5.0  # the last DDATA: 10 / 2
+    assert json.loads(pressure[b"Cycles"]) == 4_000_000_000  # the births' UInt32
+
+
+def _epoch_ms(rfc3339: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000

@@ -62,3 +62,34 @@ async def test_queues_spread_over_masters_and_work(redis_cluster: RedisClusterSe
             assert stats["queues"][q]["failed"] == 1
             assert await client.replay_dead_letters(q) == 1
             assert await client.job_state(q, f"{q}-poison") == "pending"
+
+
+async def test_sparkplug_sessions_are_kept_on_a_cluster(redis_cluster: RedisClusterServers) -> None:
+    """The ingestor's Sparkplug store on Redis Cluster: sessions of edge nodes on different
+    masters saved and loaded, a parked list appended, then written again whole (a script on
+    the list's own slot: a cluster pipeline refuses RENAME and the like)."""
+    from conveyor_ingestor.sparkplug.sessions import Parked, Session
+    from conveyor_ingestor.sparkplug.store import SessionStore, session_key
+
+    nodes = [f"plant/line{i}" for i in range(6)]
+    with redis.RedisCluster.from_url(redis_cluster.url) as rc:
+        assert len({rc.get_node_from_key(session_key(n)).name for n in nodes}) >= 2
+    store = SessionStore.from_url(redis_cluster.url, cluster=True)
+    try:
+        sessions = [Session(n, seq=5, online=True, changed=True, seq_changed=True) for n in nodes]
+        for s in sessions:
+            for i in range(3):
+                s.parked.append(
+                    Parked(f"spBv1.0/plant/NDATA/{s.node_key}", bytes([i]), i, "gap", None)
+                )
+            s.parked_new = list(s.parked)
+        await store.save(sessions)
+        for s in sessions:
+            s.parked = s.parked[2:]  # two taken by a birth, one still waits
+            s.parked_rewrite = True
+        await store.save(sessions)
+        loaded = await store.load(nodes)
+        assert [s.seq for s in loaded] == [5] * 6
+        assert [[p.payload for p in s.parked] for s in loaded] == [[b"\x02"]] * 6
+    finally:
+        await store.close()

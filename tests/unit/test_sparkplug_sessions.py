@@ -536,3 +536,47 @@ def test_sessions_are_forgotten_only_between_batches_and_once_saved() -> None:
         s.changed = s.seq_changed = s.parked_rewrite = False
     sessions.trim()
     assert [f"plant/n{n}" in sessions for n in range(3)] == [False, True, True]
+
+
+def test_a_refused_device_birth_makes_the_devices_data_wait_for_a_rebirth() -> None:
+    edge = Edge()
+    edge.send("NBIRTH", birth())
+    edge.send(
+        "DBIRTH", encode({"name": "P", "alias": 4, "datatype": 9, "float_value": 1}, seq=1), "d"
+    )
+    twice = encode(
+        {"name": "P", "alias": 4, "datatype": 9, "float_value": 1},
+        {"name": "Q", "alias": 4, "datatype": 9, "float_value": 2},
+        seq=2,
+    )
+    out = edge.send("DBIRTH", twice, "d")
+    [(_, error)] = out.rejected
+    assert error.reason == "bad_birth"
+    assert out.rebirth
+    waits = edge.send("DDATA", encode({"alias": 4, "float_value": 3.0}, seq=3), device="d")
+    assert waits.parked  # not named by the birth the device had before
+
+
+def test_a_float_array_with_a_nan_is_a_bad_value() -> None:
+    raw = struct.pack("<2f", 1.0, float("nan"))
+    with pytest.raises(InvalidPayload) as caught:
+        typed_value(one_metric(bytes_value=raw), 30, what="metric m")
+    assert caught.value.reason == "bad_value"
+
+
+def test_a_bug_half_way_leaves_the_session_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    edge = Edge()
+    edge.send("NBIRTH", birth())
+    edge.send("NDATA", data(3, 1.0))  # a gap: waits
+    session = edge.sessions.get("plant/line1")
+    assert session is not None
+    before = (session.to_json(), session.seq, list(session.parked), edge.sessions.parked_bytes)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Sessions, "_take_parked", broken)
+    with pytest.raises(RuntimeError):
+        edge.send("NBIRTH", birth(bd_seq=1))
+    after = (session.to_json(), session.seq, list(session.parked), edge.sessions.parked_bytes)
+    assert after == before

@@ -60,3 +60,22 @@ def test_a_rebirth_request_brings_the_births_and_another_command_nothing() -> No
     assert decode(births[0][1]).seq == 0
     assert plant.command("spBv1.0/g/NCMD/line-09", rebirth_request(), T0) == []
     assert plant.command("spBv1.0/other/NCMD/line-01", rebirth_request(), T0) == []
+
+
+def test_with_a_primary_host_the_nodes_publish_only_while_it_is_online() -> None:
+    plant = SparkplugPlant(group="g", nodes=2, devices=0, seed=3, primary_host="conveyor")
+    assert plant.state_topic == "spBv1.0/STATE/conveyor"
+    assert plant.start(T0) == []  # waiting for the host
+    assert plant.tick(T0) == []
+    online = plant.host_state(b'{"online": true, "timestamp": 1}', T0)
+    assert sorted(t for t, _ in online) == ["spBv1.0/g/NBIRTH/line-01", "spBv1.0/g/NBIRTH/line-02"]
+    assert plant.tick(T0 + 1)
+    assert plant.host_state(b'{"online": true, "timestamp": 1}', T0) == []  # no change
+    offline = plant.host_state(b'{"online": false, "timestamp": 1}', T0 + 2)
+    assert sorted(t for t, _ in offline) == ["spBv1.0/g/NDEATH/line-01", "spBv1.0/g/NDEATH/line-02"]
+    assert plant.tick(T0 + 3) == []
+    reborn = plant.host_state(b'{"online": true, "timestamp": 5}', T0 + 4)
+    sessions = Sessions()
+    handled = feed(sessions, online + offline + reborn)
+    assert not any(h.stale_death or h.parked for h in handled)  # deaths carry their bdSeq
+    assert plant.host_state(b"not json", T0) == []

@@ -216,11 +216,11 @@ async def test_a_node_offline_alert_marks_the_machines_values_as_its_last(
     the latest-value cache, as the gateway and the dashboard read it; its resolve clears it."""
     machine = "plant/line7"
 
-    def offline(state: str) -> dict[str, Any]:
+    def offline(state: str, at: int = TS + 5) -> dict[str, Any]:
         return {
             "machine": machine,
             "topic": "spBv1.0/plant/NDEATH/line7",
-            "received_at": TS + 5,
+            "received_at": at,
             "kind": "alert",
             "ts": TS + 4 if state == "firing" else None,
             "type": "node_offline",
@@ -241,8 +241,13 @@ async def test_a_node_offline_alert_marks_the_machines_values_as_its_last(
         await client.enqueue("alerts", offline("firing"))
         await eventually(lambda: _done(client, "alerts", 1), what="the death's alert done")
         dead = await state()
-        assert dead.offline_since_ms == TS + 4
+        assert dead.offline_since_ms == TS + 5  # when the ingestor took the NDEATH
         assert dead.values == {"speed": 4.2}  # the last values stay, marked
-        await client.enqueue("alerts", offline("resolved"))
+        await client.enqueue("alerts", offline("resolved", at=TS + 9))
         await eventually(lambda: _done(client, "alerts", 2), what="the birth's alert done")
+        assert (await state()).offline_since_ms is None
+        # A firing older than the resolve (a webhook retry, done late) marks nothing.
+        late = {**offline("firing"), "message": "late"}  # not folded: another message
+        await client.enqueue("alerts", late)
+        await eventually(lambda: _done(client, "alerts", 3), what="the late firing done")
         assert (await state()).offline_since_ms is None

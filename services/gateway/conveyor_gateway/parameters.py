@@ -96,7 +96,8 @@ QUEUE = TextParam(
 MACHINE = TextParam(
     "machine",
     "path",
-    "a machine id",
+    "a machine id; it may have slashes (a Sparkplug B device's <group>/<node>/<device>), sent "
+    "as they are or as %2F",
     {"type": "string", "minLength": 1, "maxLength": MAX_MACHINE_ID},
 )
 IDS = TextParam(

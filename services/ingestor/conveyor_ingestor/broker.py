@@ -261,13 +261,15 @@ class Subscriber:
         filters: list[str],
         *,
         unshared: Sequence[str] = (),
-        presence: Presence | None = None,
+        presence: Callable[[], Presence] | None = None,
     ) -> None:
         """``unshared``: filters of ``filters`` every replica subscribes to in full (not in the
         share group), such as Sparkplug B's, whose edge nodes are split among the replicas.
-        ``presence``: a retained online message, with its will (see :class:`Presence`)."""
+        ``presence``: makes the retained online message and its will (:class:`Presence`), anew
+        for every connection, so that each carries the time of its own."""
         self.config = config
-        self.presence = presence
+        self._make_presence = presence
+        self.presence = presence() if presence is not None else None
         self.filters = [f if f in unshared else self._shared(f) for f in filters]
         self.connected = False
         self.subscribed = False  # the broker granted every filter on this connection
@@ -364,12 +366,19 @@ class Subscriber:
     async def stop(self) -> None:
         """Disconnect cleanly: unacknowledged messages stay with the broker's session. With a
         presence, say offline first (a clean disconnect sends no will)."""
+        said = False
         if self.presence is not None and self.connected:
             info = self._client.publish(
                 self.presence.topic, self.presence.offline, qos=1, retain=True
             )
-            await asyncio.to_thread(info.wait_for_publish, 5)
-        self._client.disconnect()
+            with contextlib.suppress(RuntimeError, ValueError):  # the connection went meanwhile
+                await asyncio.to_thread(info.wait_for_publish, 5)
+            said = info.is_published()
+        if self.presence is not None and not said and self.config.protocol == "5":
+            # Not confirmed: leave with the will (MQTT 5 reason 0x04), so the broker says it.
+            self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+        else:
+            self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
         self.connected = self.subscribed = False
 
@@ -471,6 +480,9 @@ class Subscriber:
     ) -> None:
         self.connected = False
         self.subscribed = False
+        if self._make_presence is not None:  # the next connection's time, in its will too
+            self.presence = self._make_presence()
+            client.will_set(self.presence.topic, self.presence.offline, qos=1, retain=True)
         log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -17,6 +17,10 @@ LATEST_OFFLINE_FIELD = "_offline"
 ``node_offline`` alert fired: a Sparkplug B death), absent while it is not: its values are
 then the last it sent, not current ones."""
 
+LATEST_ONLINE_FIELD = "_online"
+"""The field of :func:`latest_values` holding when (ms) the machine was last seen back online
+(its ``node_offline`` alert resolved), so that an older firing processed late is ignored."""
+
 OFFLINE_ALERT = "node_offline"
 """The alert type whose firing and resolving set and clear :data:`LATEST_OFFLINE_FIELD`."""
 

@@ -12,6 +12,7 @@ from typing import Any, cast
 from conveyor_plant.keys import (
     ALERT_HISTORY,
     LATEST_OFFLINE_FIELD,
+    LATEST_ONLINE_FIELD,
     LATEST_UPDATED_FIELD,
     latest_values,
     tech_config,
@@ -20,6 +21,7 @@ from reliable_queue.connection import RedisClient, connect
 
 _UPDATED = LATEST_UPDATED_FIELD.encode()
 _OFFLINE = LATEST_OFFLINE_FIELD.encode()
+_RESERVED = (_UPDATED, _OFFLINE, LATEST_ONLINE_FIELD.encode())
 
 
 class PlantState:
@@ -87,7 +89,7 @@ async def machine_state(redis: RedisClient, machine: str) -> MachineState | None
     raw, tech = cast(tuple[dict[bytes, bytes], bytes | None], await pipe.execute())
     if not raw and tech is None:
         return None
-    values = {k.decode(): json.loads(v) for k, v in raw.items() if k not in (_UPDATED, _OFFLINE)}
+    values = {k.decode(): json.loads(v) for k, v in raw.items() if k not in _RESERVED}
     updated = int(raw[_UPDATED]) if _UPDATED in raw else None
     offline = int(raw[_OFFLINE]) if _OFFLINE in raw else None
     return MachineState(

@@ -42,6 +42,7 @@ from conveyor_plant import PlantState
 from conveyor_plant.keys import (
     ALERT_HISTORY,
     LATEST_OFFLINE_FIELD,
+    LATEST_ONLINE_FIELD,
     OFFLINE_ALERT,
     alert_seen,
     latest_times,
@@ -614,6 +615,14 @@ async def process_alerts(
         if previous is not None and previous.decode() != job.id:
             ctx.metrics.alerts_suppressed.inc()
             continue  # the same alert was raised within the suppression window
+        if kind == OFFLINE_ALERT:
+            # Before the webhook, whatever it answers; by the alert's time, so that a firing
+            # retried after its resolve does not mark the machine offline again.
+
+            def mark(p: Any, m: str = machine, a: Any = alert, r: bool = resolved) -> None:
+                _mark_offline(p, m, a, resolved=r, ttl=ctx.settings.cache_ttl_s)
+
+            await ctx.redis_pipeline(mark)
         try:
             await _deliver(ctx, job)
         except WebhookFailed as exc:
@@ -621,18 +630,11 @@ async def process_alerts(
             continue
         record = json.dumps({"id": job.id, **alert})
 
-        offline = kind == OFFLINE_ALERT  # the machine's cached values are its last, not current
-
-        def build(
-            pipe: Any, m: str = machine, r: str = record, a: Any = alert, off: bool = offline,
-            res: bool = resolved,
-        ) -> None:  # fmt: skip
+        def build(pipe: Any, m: str = machine, r: str = record) -> None:
             pipe.xadd(
                 ALERT_HISTORY, {"alert": r}, maxlen=ctx.settings.alert_history_max, approximate=True
             )
             pipe.publish(live_channel(m), r)
-            if off:
-                _mark_offline(pipe, m, a, resolved=res, ttl=ctx.settings.cache_ttl_s)
 
         # No MULTI: the history and the machine's channel lie in other hash slots (Cluster).
         await ctx.redis_pipeline(build)
@@ -646,14 +648,29 @@ async def process_alerts(
     return failed
 
 
+# KEYS[1]: latest_values(machine). ARGV: "firing" or "resolved", the alert's time (ms), the
+# cache's TTL. A firing marks the machine offline unless a resolve of a later time came first;
+# a resolve clears a mark of its time or before, and remembers its time.
+MARK_OFFLINE = f"""
+local at = tonumber(ARGV[2])
+local online = tonumber(redis.call('HGET', KEYS[1], '{LATEST_ONLINE_FIELD}') or '-1')
+if ARGV[1] == 'firing' then
+  if at > online then redis.call('HSET', KEYS[1], '{LATEST_OFFLINE_FIELD}', at) end
+else
+  local offline = tonumber(redis.call('HGET', KEYS[1], '{LATEST_OFFLINE_FIELD}') or '-1')
+  if at >= offline then redis.call('HDEL', KEYS[1], '{LATEST_OFFLINE_FIELD}') end
+  if at > online then redis.call('HSET', KEYS[1], '{LATEST_ONLINE_FIELD}', at) end
+end
+if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+"""
+
+
 def _mark_offline(pipe: Any, machine: str, alert: Any, *, resolved: bool, ttl: int) -> None:
-    key = latest_values(machine)
-    if resolved:
-        pipe.hdel(key, LATEST_OFFLINE_FIELD)
-        return
-    since = alert.get("ts") or alert.get("received_at")
-    pipe.hset(key, LATEST_OFFLINE_FIELD, int(since) if isinstance(since, int) else 0)
-    pipe.expire(key, ttl, nx=True)  # a machine without cached values: gone with the cache's TTL
+    """The time is when the ingestor took the NDEATH or the birth (``received_at``): a death
+    is often the edge node's will, whose own timestamp is that of its connection."""
+    at = alert.get("received_at")
+    state = "resolved" if resolved else "firing"
+    pipe.eval(MARK_OFFLINE, 1, latest_values(machine), state, at if isinstance(at, int) else 0, ttl)
 
 
 def _shown(url: str) -> str:

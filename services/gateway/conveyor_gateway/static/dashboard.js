@@ -181,7 +181,7 @@ function onEvent(event) {
     addAlert(event);
     if (event.type === "node_offline" && machines.has(event.machine)) {
       const m = machines.get(event.machine);
-      m.offline = event.details && event.details.state === "resolved" ? null : event.ts || event.received_at;
+      m.offline = event.details && event.details.state === "resolved" ? null : event.received_at;
       renderMachine(event.machine);
     }
   }

@@ -123,7 +123,15 @@ def typed_value(metric: Metric, datatype: int | None, *, what: str) -> Value | N
     """The metric's value as its ``datatype`` says (None for a null metric); InvalidPayload,
     naming ``what``, when the value and the type do not fit together."""
     value = _plain(metric, datatype, what=what, depth=0)
-    return _json(value) if isinstance(value, dict | list) else value
+    if not isinstance(value, dict | list):
+        scalar: Value | None = value
+        return scalar
+    try:
+        return _json(value)
+    except ValueError as exc:  # a float that is not finite, deep in a DataSet or Template
+        raise InvalidPayload(
+            "bad_value", f"{what} holds a number that is not finite: only finite ones are stored"
+        ) from exc
 
 
 def _plain(metric: Metric, datatype: int | None, *, what: str, depth: int) -> Any:
@@ -234,7 +242,10 @@ def _numeric_array(raw: bytes, code: str) -> list[Any]:
     size = struct.calcsize(code)
     if len(raw) % size:
         raise ValueError(f"{len(raw)} bytes is not a whole number of {size}-byte elements")
-    return list(struct.unpack(f"<{len(raw) // size}{code}", raw))
+    values = list(struct.unpack(f"<{len(raw) // size}{code}", raw))
+    if code in "fd" and not all(math.isfinite(v) for v in values):
+        raise ValueError("an element is not a finite number")
+    return values
 
 
 def _boolean_array(raw: bytes) -> list[bool]:

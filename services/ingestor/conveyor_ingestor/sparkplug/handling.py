@@ -29,7 +29,7 @@ from conveyor_ingestor.errors import InvalidPayload
 from conveyor_ingestor.metrics import IngestMetrics
 from conveyor_ingestor.sparkplug.decoding import BOOLEAN, decode
 from conveyor_ingestor.sparkplug.encoding import OutMetric, encode_payload
-from conveyor_ingestor.sparkplug.sessions import Parked, SessionOptions, Sessions
+from conveyor_ingestor.sparkplug.sessions import Parked, SessionOptions, Sessions, unexpected
 from conveyor_ingestor.sparkplug.store import SessionStore
 from conveyor_ingestor.sparkplug.topics import Topic, parse_topic
 
@@ -129,11 +129,7 @@ class SparkplugIngest:
             if time.monotonic() - self._error_logged >= 60:
                 self._error_logged = time.monotonic()
                 log.exception("a Sparkplug B message on %r could not be handled", d.topic)
-            error = InvalidPayload(
-                "sparkplug_error",
-                f"handling it failed ({type(exc).__name__}: {exc}); this is a bug in Conveyor: "
-                "please report it with this letter",
-            )
+            error = unexpected(exc)
             made.dead.append((Parked(d.topic, d.payload, received_at, error.reason, None), error))
             return made
         for data, raw in handled.realtime:

@@ -1,9 +1,9 @@
 """The primary host application's STATE (Sparkplug 3.0, 7.3): ``spBv1.0/STATE/<host id>``,
 retained, JSON ``{"online": true|false, "timestamp": <ms>}``. Edge nodes configured with this
-host id publish only while it is online, and buffer while it is not. The ingestor's one
-process says it is online on every connection to the broker and leaves its offline STATE as
-its will; both carry the timestamp of the process's start, so an edge node can tell an old
-STATE from the current one."""
+host id publish only while it is online, and buffer while it is not. The ingestor says it is
+online on every connection to the broker and leaves its offline STATE as that connection's
+will; both carry the time of that connection (made anew for each), so that an edge node can
+tell a late will from the current state."""
 
 from __future__ import annotations
 

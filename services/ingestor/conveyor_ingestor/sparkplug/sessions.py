@@ -67,6 +67,8 @@ class SessionOptions:
     """Most messages waiting per edge node; beyond, the newest go to dead:ingest."""
     max_parked_bytes: int = 4 * 1024 * 1024
     """Most payload bytes waiting per edge node; beyond, the newest go to dead:ingest."""
+    max_parked_bytes_total: int = 64 * 1024 * 1024
+    """Most payload bytes waiting over all edge nodes of this ingestor (its memory)."""
     node_machine: str = "{group}/{node}"
     device_machine: str = "{group}/{node}/{device}"
     max_sessions: int = 10_000
@@ -162,10 +164,24 @@ class Session:
     changed: bool = False
     """Something beyond ``seq`` changed since the last save."""
     seq_changed: bool = False
+    parked_bytes: int = 0
+    """Payload bytes of :attr:`parked`."""
     parked_new: list[Parked] = field(default_factory=list)
     """Parked since the last save (appended to the stored list)."""
     parked_rewrite: bool = False
     """The stored list must be written again whole (messages were taken from it)."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """What to go back to, should handling a message fail half-way: shallow copies (births
+        are replaced, never changed in place), a few microseconds."""
+        state = {name: getattr(self, name) for name in _STATE}
+        for name in _CONTAINERS:
+            state[name] = type(state[name])(state[name])
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     @property
     def unsaved(self) -> bool:
@@ -189,7 +205,8 @@ class Session:
     def from_stored(
         cls, node_key: str, stored: str | bytes | None, seq: str | bytes | None, parked: list[Any]
     ) -> Session:
-        session = cls(node_key, parked=[Parked.from_json(p) for p in parked])
+        waiting = [Parked.from_json(p) for p in parked]
+        session = cls(node_key, parked=waiting, parked_bytes=sum(len(p.payload) for p in waiting))
         if seq is not None:
             session.seq = int(seq)
         if stored is not None:
@@ -202,6 +219,14 @@ class Session:
             session.alerting = set(doc.get("alerting", []))
             session.awaiting_rebirth = doc.get("awaiting_rebirth")
         return session
+
+
+_STATE = (
+    "bd_seq", "seq", "online", "node", "devices", "offline_devices", "alerting",
+    "awaiting_rebirth", "parked", "parked_bytes", "parked_new", "parked_rewrite", "changed",
+    "seq_changed",
+)  # fmt: skip
+_CONTAINERS = ("devices", "offline_devices", "alerting", "parked", "parked_new")
 
 
 @dataclass(slots=True)
@@ -232,6 +257,8 @@ class Sessions:
     def __init__(self, options: SessionOptions | None = None) -> None:
         self.options = options or SessionOptions()
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self.parked_bytes = 0
+        """Payload bytes waiting, over the sessions in memory."""
 
     def __contains__(self, node_key: str) -> bool:
         return node_key in self._sessions
@@ -241,8 +268,12 @@ class Sessions:
 
     def put(self, session: Session) -> None:
         """A session loaded from Redis (or a new one)."""
+        old = self._sessions.get(session.node_key)
+        if old is not None:
+            self.parked_bytes -= old.parked_bytes
         self._sessions[session.node_key] = session
         self._sessions.move_to_end(session.node_key)
+        self.parked_bytes += session.parked_bytes
 
     def trim(self) -> None:
         """Forget the least recently seen sessions beyond ``max_sessions``, once saved (the
@@ -252,6 +283,7 @@ class Sessions:
             if oldest.unsaved:
                 break  # not saved yet: kept until it is
             del self._sessions[key]
+            self.parked_bytes -= oldest.parked_bytes
 
     def changed(self) -> list[Session]:
         return [s for s in self._sessions.values() if s.unsaved]
@@ -266,16 +298,25 @@ class Sessions:
         out = Handled()
         message = Parked(_topic_text(topic), raw, received_at, "", topic.device)
         kind = topic.message_type
-        if kind == "NBIRTH":
-            self._node_birth(session, topic, payload, message, out)
-        elif kind == "NDEATH":
-            self._node_death(session, topic, payload, received_at, out)
-        elif kind == "DBIRTH":
-            self._device_birth(session, topic, payload, message, out)
-        elif kind == "DDEATH":
-            self._device_death(session, topic, payload, received_at, out)
-        elif kind in ("NDATA", "DDATA"):
-            self._data(session, topic, payload, message, out)
+        saved, parked_bytes = session.snapshot(), self.parked_bytes
+        try:
+            if kind == "NBIRTH":
+                self._node_birth(session, topic, payload, message, out)
+            elif kind == "NDEATH":
+                self._node_death(session, topic, payload, received_at, out)
+            elif kind == "DBIRTH":
+                self._device_birth(session, topic, payload, message, out)
+            elif kind == "DDEATH":
+                self._device_death(session, topic, payload, received_at, out)
+            elif kind in ("NDATA", "DDATA"):
+                self._data(session, topic, payload, message, out)
+        except InvalidPayload:
+            raise  # the message is refused; what it changed before is right (seq moved past it)
+        except Exception:
+            # A bug: the session goes back to what it was, the message costs only itself.
+            session.restore(saved)
+            self.parked_bytes = parked_bytes
+            raise
         # NCMD and DCMD are commands to edge nodes (a host application's, or ours): not data.
         if out.rebirth:
             if now - session.rebirth_requested_at >= self.options.rebirth_interval_s:
@@ -321,12 +362,21 @@ class Sessions:
             self._park(s, message, s.awaiting_rebirth or "", out)
             return
         machine = self._machine(topic, topic.device)
-        birth = _birth(payload, what=f"DBIRTH of {topic.node_key}/{topic.device}")
-        if topic.device not in s.devices and len(s.devices) >= MAX_DEVICES:
-            raise InvalidPayload(
-                "too_many_devices",
-                f"{topic.node_key} already has {MAX_DEVICES} devices: this one is not recorded",
-            )
+        try:
+            birth = _birth(payload, what=f"DBIRTH of {topic.node_key}/{topic.device}")
+            if topic.device not in s.devices and len(s.devices) >= MAX_DEVICES:
+                raise InvalidPayload(
+                    "too_many_devices",
+                    f"{topic.node_key} already has {MAX_DEVICES} devices: this one is not recorded",
+                )
+        except InvalidPayload as exc:
+            # The device's data cannot be named by a birth it did not get: it waits for the
+            # rebirth asked for, as the node's would.
+            s.devices.pop(topic.device, None)
+            s.awaiting_rebirth = f"the DBIRTH of {topic.device} was refused: {exc.detail}"
+            s.changed = out.rebirth = True
+            out.rejected.append((message, exc))
+            return
         s.devices[topic.device] = birth
         s.offline_devices.discard(topic.device)
         s.changed = True
@@ -429,16 +479,22 @@ class Sessions:
 
     def _park(self, s: Session, message: Parked, reason: str, out: Handled) -> None:
         message.reason = reason
-        size = sum(len(p.payload) for p in s.parked) + len(message.payload)
-        if len(s.parked) >= self.options.max_parked or size > self.options.max_parked_bytes:
+        size = len(message.payload)
+        full = (
+            len(s.parked) >= self.options.max_parked
+            or s.parked_bytes + size > self.options.max_parked_bytes
+            or self.parked_bytes + size > self.options.max_parked_bytes_total
+        )
+        if full:
             out.rejected.append(
                 (
                     message,
                     InvalidPayload(
                         "parked_full",
                         f"{len(s.parked)} messages of {s.node_key} already wait for its rebirth "
-                        f"({reason}), the most it may hold ({self.options.max_parked} "
-                        f"messages, {self.options.max_parked_bytes:,} bytes): this one cannot "
+                        f"({reason}); it may hold {self.options.max_parked} messages and "
+                        f"{self.options.max_parked_bytes:,} bytes, and all edge nodes "
+                        f"{self.options.max_parked_bytes_total:,} bytes: this one cannot "
                         "wait too",
                     ),
                 )
@@ -446,6 +502,8 @@ class Sessions:
             return
         s.parked.append(message)
         s.parked_new.append(message)
+        s.parked_bytes += size
+        self.parked_bytes += size
         out.parked = True
 
     def _take_parked(self, s: Session, device: str | None, out: Handled) -> None:
@@ -453,9 +511,7 @@ class Sessions:
         waiting = [p for p in s.parked if p.device == device]
         if not waiting:
             return
-        s.parked = [p for p in s.parked if p.device != device]
-        s.parked_new.clear()
-        s.parked_rewrite = True
+        self._keep_parked(s, [p for p in s.parked if p.device != device])
         for message in waiting:
             try:
                 topic = parse_topic(message.topic)
@@ -482,6 +538,8 @@ class Sessions:
                 out.resumed += 1
             except InvalidPayload as exc:
                 out.rejected.append((message, exc))
+            except Exception as exc:  # noqa: BLE001 - a bug costs this message, not the others
+                out.rejected.append((message, unexpected(exc)))
 
     def _values(
         self,
@@ -575,7 +633,13 @@ class Sessions:
                 )
             else:
                 keep.append(p)
-        s.parked = keep
+        self._keep_parked(s, keep)
+
+    def _keep_parked(self, s: Session, keep: list[Parked]) -> None:
+        """What still waits for the node (the stored list is written again whole)."""
+        size = sum(len(p.payload) for p in keep)
+        self.parked_bytes += size - s.parked_bytes
+        s.parked, s.parked_bytes = keep, size
         s.parked_new.clear()
         s.parked_rewrite = True
 
@@ -649,3 +713,12 @@ def _bd_seq(payload: Payload) -> int | None:
     if metric is None or isinstance(metric.raw, bool) or not isinstance(metric.raw, int):
         return None
     return metric.raw
+
+
+def unexpected(exc: Exception) -> InvalidPayload:
+    """A failure no check foresaw, as a dead letter's reason: a bug to report."""
+    return InvalidPayload(
+        "sparkplug_error",
+        f"handling it failed ({type(exc).__name__}: {exc}); this is a bug in Conveyor: please "
+        "report it with this letter",
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from conveyor_ingestor.sparkplug.sessions import Session
 from reliable_queue import QueueUnavailable
@@ -26,6 +26,15 @@ from reliable_queue.connection import RedisClient, connect
 from reliable_queue.keys import PREFIX
 
 DEFAULT_TTL_S = 7 * 24 * 3600
+# KEYS[1]: a parked list. ARGV[1]: its TTL; ARGV[2..]: its entries, oldest first (none: gone).
+REWRITE = """
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return #ARGV - 1
+"""
 UNBORN_TTL_S = 24 * 3600
 """TTL of an edge node never born (or whose birth was refused), and what it has waiting."""
 
@@ -62,7 +71,7 @@ class SessionStore:
                 pipe.hmget(session_key(key), ["session", "seq"])
                 pipe.lrange(parked_key(key), 0, -1)
             found = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise QueueUnavailable(f"cannot load Sparkplug sessions from Redis: {exc}") from exc
         return [
             Session.from_stored(key, stored, seq, parked)
@@ -86,24 +95,15 @@ class SessionStore:
                 ttl = self.ttl_s if s.node is not None else min(self.ttl_s, UNBORN_TTL_S)
                 if fields:
                     pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                    pipe.expire(key, ttl)
+                pipe.expire(key, ttl)  # the node was heard from: its session lives on
                 parked = parked_key(s.node_key)
-                if s.parked_rewrite and s.parked:
-                    # Written aside, then renamed over the list (one slot): a crash between
-                    # leaves the old list whole, whose messages are then taken again (their
-                    # job ids are their own), never a list cut short.
-                    aside = f"{parked}:rewrite"
-                    pipe.delete(aside)
-                    pipe.rpush(aside, *(p.to_json() for p in s.parked))
-                    pipe.rename(aside, parked)
-                    pipe.expire(parked, ttl)
-                elif s.parked_rewrite:
-                    pipe.delete(parked)
+                if s.parked_rewrite:  # in one script: never a list cut short by a crash
+                    pipe.eval(REWRITE, 1, parked, ttl, *(p.to_json() for p in s.parked))
                 elif s.parked_new:
                     pipe.rpush(parked, *(p.to_json() for p in s.parked_new))
                     pipe.expire(parked, ttl)
             await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             for s in todo:  # some of the writes may have landed: append nothing twice
                 s.parked_rewrite = s.parked_rewrite or bool(s.parked_new)
             raise QueueUnavailable(f"cannot save Sparkplug sessions to Redis: {exc}") from exc
