@@ -725,10 +725,13 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
     )
     # The bound this test states: with the target, the oldest wait is back under it within
     # LATENCY_BOUND_S of the backlog. On one 2-core node depth alone does about as well (the
-    # node's CPU is the limit, not the pods: benchmarks.md), so what tells the two apart is
-    # that the target, and only the target, took the queue past one pod.
+    # node's CPU is the limit, not the pods: benchmarks.md). Whether the target adds pods
+    # depends on the per-pod rate the operator learned from the first burst's larger pods: on a
+    # fast run it judges one pod enough (2026-12-02: peak 1 once in five runs, 4 otherwise), so
+    # the pods are reported, not asserted; depth alone must stay on one. The latency decision
+    # itself is tested in tests/unit/test_scaling_policy.py and measured by hack/bench.sh autoscale.
     assert with_target.back_under_s <= LATENCY_BOUND_S, with_target.describe()
-    assert with_target.peak > depth_only.peak == 1, (with_target, depth_only)
+    assert depth_only.peak == 1, depth_only.describe()
 
     started = time.monotonic()
     kind.helm("uninstall", "conveyor", "--wait")
