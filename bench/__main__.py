@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Sequence
+
+from conveyor.cli import add_logging_options
 
 Harness = Callable[[argparse.Namespace], int]
 
@@ -30,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="Measure throughput, latency and memory on this machine (docs/benchmarks.md).",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    parser.add_argument(
-        "--log-format",
-        default=os.environ.get("CONVEYOR_LOG_FORMAT", "auto"),
-        choices=("auto", "json", "text"),
-        help="default: $CONVEYOR_LOG_FORMAT or auto (text on a terminal, else JSON)",
-    )
+    add_logging_options(parser)
     bsub = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     q = bsub.add_parser("queue", help="the reliable queue against redis-benchmark and peers")
     q.add_argument("--messages", type=int, default=50_000, help="jobs per throughput run")

@@ -22,6 +22,17 @@ EXIT_UNAVAILABLE = 3
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
+def add_logging_options(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` and ``--log-format``, as every entry point takes them."""
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("CONVEYOR_LOG_FORMAT", "auto"),
+        choices=("auto", "json", "text"),
+        help="default: $CONVEYOR_LOG_FORMAT or auto (text on a terminal, else JSON)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from conveyor import (
         bench_command,
@@ -41,13 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reliable factory telemetry: MQTT -> Redis queues -> workers.",
         epilog="Redis is configured by REDIS_URL, or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD.",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    parser.add_argument(
-        "--log-format",
-        default=os.environ.get("CONVEYOR_LOG_FORMAT", "auto"),
-        choices=("auto", "json", "text"),
-        help="default: $CONVEYOR_LOG_FORMAT or auto (text on a terminal, else JSON)",
-    )
+    add_logging_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     queue_commands.register(sub)
     ingest_command.register(sub)

@@ -57,19 +57,27 @@ async def group() -> str:
     return f"plant{uuid.uuid4().hex[:6]}"
 
 
+def sparkplug_ingest(
+    redis_url: str, mosquitto: MosquittoServer, group: str, **env: str
+) -> CliProcess:
+    """`conveyor ingest` ingesting the Sparkplug B group ``group`` beside the default routes,
+    as ``ingest-<group>`` (``env`` adds to or overrides its settings)."""
+    settings = {
+        "MQTT_BROKER_URL": mosquitto.url,
+        "MQTT_CLIENT_ID": f"ingest-{group}",
+        "INGEST_SPARKPLUG": "true",
+        "INGEST_SPARKPLUG_GROUPS": group,
+        **env,
+    }
+    return start_cli("ingest", redis_url=redis_url, **settings)
+
+
 @pytest.fixture
 async def ingest(
     mosquitto: MosquittoServer, redis_url: str, group: str
 ) -> AsyncIterator[CliProcess]:
-    """`conveyor ingest` ingesting the Sparkplug B group ``group`` beside the default routes."""
-    process = start_cli(
-        "ingest",
-        redis_url=redis_url,
-        MQTT_BROKER_URL=mosquitto.url,
-        MQTT_CLIENT_ID=f"ingest-{group}",
-        INGEST_SPARKPLUG="true",
-        INGEST_SPARKPLUG_GROUPS=group,
-    )
+    """:func:`sparkplug_ingest`, ready."""
+    process = sparkplug_ingest(redis_url, mosquitto, group)
     try:
         await process.wait_ready()
         yield process
@@ -245,14 +253,7 @@ async def test_the_simulators_edge_nodes_met_mid_stream_are_asked_to_rebirth_and
             await asyncio.to_thread(first_message, mosquitto.port, f"spBv1.0/{group}/NDATA/#")
         except queue.Empty:
             pytest.fail(f"the simulator sent no NDATA within 20 s:\n{simulator.output()}")
-        ingest = start_cli(
-            "ingest",
-            redis_url=redis_url,
-            MQTT_BROKER_URL=mosquitto.url,
-            MQTT_CLIENT_ID=f"ingest-{group}",
-            INGEST_SPARKPLUG="true",
-            INGEST_SPARKPLUG_GROUPS=group,
-        )
+        ingest = sparkplug_ingest(redis_url, mosquitto, group)
         await ingest.wait_ready()
         machines: set[str] = set()
 
@@ -320,14 +321,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_aliases_resolve_after_the_res
     n, nodes = 6000, 4
 
     def ingest() -> CliProcess:
-        return start_cli(
-            "ingest",
-            redis_url=redis_url,
-            MQTT_BROKER_URL=mosquitto.url,
-            MQTT_CLIENT_ID=f"ingest-{group}",
-            INGEST_SPARKPLUG="true",
-            INGEST_SPARKPLUG_GROUPS=group,
-        )
+        return sparkplug_ingest(redis_url, mosquitto, group)
 
     first = ingest()
     await first.wait_ready()
@@ -394,14 +388,12 @@ async def test_two_replicas_each_take_their_edge_nodes_whole_and_in_order(
     waits, no job is made twice, and the two shares add up to the whole."""
     n, nodes = 4000, 8
     replicas = [
-        start_cli(
-            "ingest",
-            redis_url=redis_url,
-            MQTT_BROKER_URL=mosquitto.url,
+        sparkplug_ingest(
+            redis_url,
+            mosquitto,
+            group,
             MQTT_CLIENT_ID=f"ingest-{group}-{partition}",
             MQTT_SHARE_GROUP="conveyor",
-            INGEST_SPARKPLUG="true",
-            INGEST_SPARKPLUG_GROUPS=group,
             INGEST_SPARKPLUG_PARTITIONS="2",
             INGEST_SPARKPLUG_PARTITION=str(partition),
         )
@@ -446,15 +438,7 @@ async def test_the_primary_host_state_is_online_while_the_ingestor_runs(
     spy.on_message = lambda _c, _u, m: states.put({**json.loads(m.payload), "retain": m.retain})
 
     def ingest() -> CliProcess:
-        return start_cli(
-            "ingest",
-            redis_url=redis_url,
-            MQTT_BROKER_URL=mosquitto.url,
-            MQTT_CLIENT_ID=f"ingest-{group}",
-            INGEST_SPARKPLUG="true",
-            INGEST_SPARKPLUG_GROUPS=group,
-            INGEST_SPARKPLUG_HOST_ID=host,
-        )
+        return sparkplug_ingest(redis_url, mosquitto, group, INGEST_SPARKPLUG_HOST_ID=host)
 
     def next_state() -> dict[str, Any]:
         return states.get(timeout=20)
