@@ -383,6 +383,16 @@ class IngestSettings(BaseSettings):
         "StatefulSet's pod index)",
     )
 
+    @field_validator("sparkplug_groups")
+    @classmethod
+    def _groups(cls, value: str) -> str:
+        for group in (g.strip() for g in value.split(",")):
+            if re.search(r"[/+#\s]", group):
+                raise ValueError(
+                    f"{group!r} is not a Sparkplug group id: one topic level, without /, + or #"
+                )
+        return value
+
     @model_validator(mode="after")
     def _sparkplug(self) -> IngestSettings:
         if self.sparkplug_partition >= self.sparkplug_partitions:

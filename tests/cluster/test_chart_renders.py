@@ -222,6 +222,13 @@ def test_sparkplug_is_off_by_default_and_on_gives_each_replica_its_share() -> No
     assert "INGEST_SPARKPLUG_HOST_ID" not in env
 
 
+def test_sparkplug_values_that_are_not_topic_levels_are_refused() -> None:
+    for bad in ("ingestor.sparkplug.groups={a#b}", "ingestor.sparkplug.hostId=a/b"):
+        assert "values don't meet the specifications" in render_fails(
+            "ingestor.sparkplug.enabled=true", bad
+        ), bad
+
+
 def test_a_sparkplug_host_id_needs_a_broker_that_keeps_retained_messages() -> None:
     sets = ("ingestor.sparkplug.enabled=true", "ingestor.sparkplug.hostId=conveyor")
     message = render_fails(*sets)
