@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,8 +267,20 @@ class InfluxServer(ChildServer):
         )
         log.close()
         wait_for_port(self.port, proc=self.proc, timeout=30)
-        self.query(f"CREATE DATABASE {self.database}")
-        return self
+        # An open port is not yet an answering server: influxd may reset the first connections
+        # while it starts. Until it answers (30 s), or exits.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.query(f"CREATE DATABASE {self.database}")
+                return self
+            except (ConnectionError, urllib.error.URLError) as exc:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"influxd did not answer on port {self.port}: {exc} "
+                        f"(log: {self.workdir / 'influxd.log'})"
+                    ) from exc
+                time.sleep(0.1)
 
     def query(self, q: str) -> list[dict[str, object]]:
         """Run an InfluxQL query; the series of the first statement."""
