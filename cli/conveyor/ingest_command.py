@@ -24,6 +24,7 @@ from conveyor_ingestor import (
 )
 from conveyor_ingestor.sparkplug.handling import SparkplugIngest, SparkplugOptions
 from conveyor_ingestor.sparkplug.host import host_state
+from conveyor_ingestor.sparkplug.owners import Membership
 from conveyor_ingestor.sparkplug.sessions import SessionOptions
 from conveyor_ingestor.sparkplug.store import SessionStore
 from pydantic import ValidationError
@@ -38,6 +39,7 @@ from conveyor.settings import (
     load,
 )
 from reliable_queue import QueueClient
+from reliable_queue.cancelling import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,7 @@ def routing_table(settings: IngestSettings) -> RoutingTable:
 def sparkplug_options(settings: IngestSettings) -> SparkplugOptions:
     return SparkplugOptions(
         alerts_queue=settings.sparkplug_alerts_queue,
-        partitions=settings.sparkplug_partitions,
-        partition=settings.sparkplug_partition,
+        standby_max_bytes=settings.sparkplug_standby_bytes,
         sessions=SessionOptions(
             rebirth_interval_s=settings.sparkplug_rebirth_interval_s,
             max_parked=settings.sparkplug_max_parked,
@@ -99,9 +100,11 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
     redis_settings = load(RedisSettings)
     probes_at = load(ProbeSettings)
     try:
+        # Also this replica's name among the replicas sharing the Sparkplug edge nodes.
+        client_id = mqtt.client_id or f"conveyor-ingestor-{socket.gethostname()}"
         config = broker_config(
             mqtt.broker_url,
-            client_id=mqtt.client_id or f"conveyor-ingestor-{socket.gethostname()}",
+            client_id=client_id,
             username=mqtt.username,
             password=mqtt.secret(),
             ca_file=str(mqtt.ca_file) if mqtt.ca_file else None,
@@ -117,8 +120,8 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
             inbox_max_bytes=ingest.inbox_max_bytes,
         )
         presence = None
-        # One replica (partition 0) speaks for the host: while it is away, edge nodes buffer.
-        if routes.sparkplug_filters and ingest.sparkplug_host_id and not ingest.sparkplug_partition:
+        # One replica (index 0) speaks for the host: while it is away, edge nodes buffer.
+        if routes.sparkplug_filters and ingest.sparkplug_host_id and not ingest.replica_index:
             presence = functools.partial(host_state, ingest.sparkplug_host_id)
         subscriber = Subscriber(
             config, routes.filters, unshared=routes.sparkplug_filters, presence=presence
@@ -130,8 +133,10 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
     url, cluster = redis_settings.effective_url(), redis_settings.cluster
     sparkplug = None
     if routes.sparkplug_filters:
+        store = SessionStore.from_url(url, cluster=cluster)
         sparkplug = SparkplugIngest(
-            SessionStore.from_url(url, cluster=cluster),
+            store,
+            owners=Membership(store.redis, client_id),
             options=sparkplug_options(ingest),
             publish=subscriber.publish,
             metrics=metrics,
@@ -162,13 +167,22 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, ingestor.stop)
+        announcing = None
+        if sparkplug is not None:
+            announcing = asyncio.create_task(sparkplug.owners.run())
         await subscriber.start()
         log.info("ingesting %s from %s", ", ".join(routes.filters), mqtt.safe_broker_url)
+        stopped = False
         try:
             await ingestor.run()
+            stopped = True
         finally:
             await subscriber.stop()
             await probes.stop()
             if sparkplug is not None:
+                assert announcing is not None
+                await cancel_and_wait(announcing)
+                if stopped:  # its last batch is stored (if Redis let it be)
+                    await sparkplug.leave()  # the others take its edge nodes at once
                 await sparkplug.store.close()
     return 0

@@ -360,27 +360,29 @@ class IngestSettings(BaseSettings):
         ),
         description="machine id of a device's metrics, from `{group}`, `{node}` and `{device}`",
     )
-    sparkplug_partitions: int = Field(
-        default=1,
-        ge=1,
-        le=256,
-        description="ingestor replicas sharing the Sparkplug edge nodes (each node's messages go "
-        "to one, in order)",
+    sparkplug_standby_bytes: int = Field(
+        default_factory=library_default(
+            "conveyor_ingestor.sparkplug.handling:SparkplugOptions.standby_max_bytes"
+        ),
+        ge=1024 * 1024,
+        le=16 * 1024**3,
+        description="most payload bytes this replica keeps in memory of the edge nodes other "
+        "replicas handle (their last 30 s), to take them over without a loss should one stop "
+        "or die; beyond, the oldest are dropped",
     )
     sparkplug_host_id: str = Field(
         default="",
         pattern=r"^[^/+#\s]*$",
         description="publish the primary host STATE `spBv1.0/STATE/<this id>` (retained; the "
         "broker must keep retained messages), so that edge nodes configured with it publish "
-        "only while Conveyor is online; only replica 0 (INGEST_SPARKPLUG_PARTITION) publishes "
-        "it; empty: none",
+        "only while Conveyor is online; only replica 0 (INGEST_REPLICA_INDEX) publishes it; "
+        "empty: none",
     )
-    sparkplug_partition: int = Field(
+    replica_index: int = Field(
         default=0,
         ge=0,
-        le=255,
-        description="this replica's share, 0 .. INGEST_SPARKPLUG_PARTITIONS - 1 (the "
-        "StatefulSet's pod index)",
+        description="this replica's index (the StatefulSet's pod index, which the chart sets): "
+        "replica 0 publishes the Sparkplug primary host STATE",
     )
 
     @field_validator("sparkplug_groups")
@@ -395,11 +397,6 @@ class IngestSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _sparkplug(self) -> IngestSettings:
-        if self.sparkplug_partition >= self.sparkplug_partitions:
-            raise ValueError(
-                f"INGEST_SPARKPLUG_PARTITION {self.sparkplug_partition} must be below "
-                f"INGEST_SPARKPLUG_PARTITIONS {self.sparkplug_partitions}"
-            )
         for name, template, fields in (
             ("NODE_MACHINE", self.sparkplug_node_machine, ("group", "node")),
             ("DEVICE_MACHINE", self.sparkplug_device_machine, ("group", "node", "device")),

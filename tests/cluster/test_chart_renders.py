@@ -203,7 +203,7 @@ def test_every_value_is_documented_and_the_readme_is_current() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_sparkplug_is_off_by_default_and_on_gives_each_replica_its_share() -> None:
+def test_sparkplug_is_off_by_default_and_on_tells_each_replica_its_index() -> None:
     def ingestor_env(*sets: str) -> dict[str, Any]:
         return env_of(pod_templates(render(*sets))["StatefulSet/conveyor-ingestor"])
 
@@ -215,8 +215,7 @@ def test_sparkplug_is_off_by_default_and_on_gives_each_replica_its_share() -> No
     )
     assert env["INGEST_SPARKPLUG"]["value"] == "true"
     assert env["INGEST_SPARKPLUG_GROUPS"]["value"] == "plant1,plant2"
-    assert env["INGEST_SPARKPLUG_PARTITIONS"]["value"] == "3"
-    assert env["INGEST_SPARKPLUG_PARTITION"]["valueFrom"] == {
+    assert env["INGEST_REPLICA_INDEX"]["valueFrom"] == {  # replica 0 publishes the STATE
         "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
     }
     assert "INGEST_SPARKPLUG_HOST_ID" not in env

@@ -370,7 +370,7 @@ async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
 
 
 def counter(process: CliProcess, name: str) -> float:
-    """A counter of the process's /metrics (summed over its labels)."""
+    """A metric of the process's /metrics (summed over its labels)."""
     answer = process.probe("/metrics")
     assert answer is not None
     return sum(
@@ -380,48 +380,156 @@ def counter(process: CliProcess, name: str) -> float:
     )
 
 
+def sparkplug_event(process: CliProcess, event: str) -> float:
+    """``conveyor_ingest_sparkplug_events_total{event=...}`` of the process."""
+    answer = process.probe("/metrics")
+    assert answer is not None
+    prefix = f'conveyor_ingest_sparkplug_events_total{{event="{event}"}} '
+    found = [line for line in answer[1].splitlines() if line.startswith(prefix)]
+    return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+
 async def test_two_replicas_each_take_their_edge_nodes_whole_and_in_order(
     mosquitto: MosquittoServer, redis_url: str, client: QueueClient, group: str
 ) -> None:
     """Both replicas receive every Sparkplug message (no shared subscription); each handles
-    the edge nodes of its partition, all of their messages, in order: no gap is seen, none
-    waits, no job is made twice, and the two shares add up to the whole."""
+    the edge nodes it holds, all of their messages, in order: no gap is seen, none waits, no
+    job is made twice, and the two shares add up to the whole."""
     n, nodes = 4000, 8
     replicas = [
         sparkplug_ingest(
             redis_url,
             mosquitto,
             group,
-            MQTT_CLIENT_ID=f"ingest-{group}-{partition}",
+            MQTT_CLIENT_ID=f"ingest-{group}-{index}",
             MQTT_SHARE_GROUP="conveyor",
-            INGEST_SPARKPLUG_PARTITIONS="2",
-            INGEST_SPARKPLUG_PARTITION=str(partition),
         )
-        for partition in (0, 1)
+        for index in (0, 1)
     ]
     try:
         for replica in replicas:
             await replica.wait_ready()
-        burst = sparkplug_burst(group, n, nodes)
-        assert await asyncio.to_thread(publish, mosquitto.port, burst) == nodes + n
+
+        async def shared_out() -> bool:
+            await asyncio.to_thread(publish, mosquitto.port, sparkplug_burst(group, 0, nodes))
+            held = [counter(r, "conveyor_ingest_sparkplug_edge_nodes") for r in replicas]
+            return all(held) and sum(held) == nodes
+
+        # The births tell them the nodes; they share them out once each sees the other.
+        await eventually(shared_out, timeout=30, what="the edge nodes shared out")
+        before = (await client.queue_stats("mqtt_realtime")).enqueued
+        burst = sparkplug_burst(group, n, nodes)[nodes:]  # the data, no births
+        assert await asyncio.to_thread(publish, mosquitto.port, burst) == n
 
         async def all_in() -> bool:
-            return (await client.queue_stats("mqtt_realtime")).pending >= nodes + n
+            return (await client.queue_stats("mqtt_realtime")).enqueued >= before + n
 
-        await eventually(all_in, timeout=60, what=f"{nodes + n} jobs")
+        await eventually(
+            all_in,
+            timeout=60,
+            what=f"{n} jobs",
+            detail=lambda: "\n".join(r.output() for r in replicas),
+        )
         enqueued = [counter(r, "conveyor_ingest_enqueued_total") for r in replicas]
-        others = [counter(r, "conveyor_ingest_sparkplug_events_total") for r in replicas]
+        held = [counter(r, "conveyor_ingest_sparkplug_edge_nodes") for r in replicas]
     finally:
         outputs = [r.output() for r in replicas]
         for replica in replicas:
             replica.stop()
     stats = await client.queue_stats("mqtt_realtime")
-    assert stats.pending == nodes + n
-    assert stats.enqueued == nodes + n  # no job made twice (not even deduplicated)
+    assert stats.enqueued == before + n  # no job made twice (not even deduplicated)
     assert all(e > 0 for e in enqueued), enqueued  # both took a share
-    assert sum(enqueued) == nodes + n
-    assert others == [nodes + n - e for e in enqueued]  # the rest: the other's partition
+    assert all(held), held
+    assert sum(held) == nodes  # each node held by one
     assert not any("for a rebirth" in out for out in outputs)  # no gap, no waiting
+    assert await client.dead_letter_count("ingest") == 0
+
+
+async def test_edge_nodes_change_hands_losing_nothing_as_replicas_join_stop_and_die(
+    mosquitto: MosquittoServer, redis_url: str, client: QueueClient, group: str
+) -> None:
+    """While edge nodes publish, a third replica joins, one stops (SIGTERM) and one is
+    killed (-9, not restarted). Their edge nodes change hands: the taker handles what it kept
+    of them after the last one the previous holder stored. Every message reaches the queue,
+    none is seen out of order (that would ask for a rebirth), none waits."""
+    n, nodes = 16000, 8
+
+    def replica(index: int) -> CliProcess:
+        return sparkplug_ingest(
+            redis_url,
+            mosquitto,
+            group,
+            MQTT_CLIENT_ID=f"ingest-{group}-{index}",
+            MQTT_SHARE_GROUP="conveyor",
+        )
+
+    a, b = replica(0), replica(1)
+    c: CliProcess | None = None
+    await a.wait_ready()
+    await b.wait_ready()
+    burst = sparkplug_burst(group, n, nodes)
+    published: list[int] = []
+
+    def send() -> None:  # about 2,000 a second, so that every change comes mid-stream
+        for i in range(0, len(burst), 100):
+            published.append(publish(mosquitto.port, burst[i : i + 100]))
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+
+    async def enqueued() -> int:
+        return (await client.queue_stats("mqtt_realtime")).enqueued
+
+    try:
+        await eventually(
+            lambda: _at_least(enqueued, 2000),
+            timeout=60,
+            what="a part",
+            detail=lambda: f"a: {a.output()}\nb: {b.output()}",
+        )
+        c = replica(2)
+        await c.wait_ready()
+        await eventually(lambda: _at_least(enqueued, 6000), timeout=60, what="more")
+        assert a.stop() == 0, a.output()
+        await eventually(
+            lambda: _at_least(enqueued, 10000),
+            timeout=60,
+            what="more still",
+            detail=lambda: f"a: {a.output()}\nb: {b.output()}\nc: {c.output()}",  # type: ignore[union-attr]
+        )
+        b.kill()
+        await asyncio.to_thread(sender.join)
+        assert sum(published) == nodes + n
+        # c takes b's edge nodes once b's announcement lapses (10 s).
+        await eventually(
+            lambda: _at_least(enqueued, nodes + n),
+            timeout=90,
+            what="every message",
+            detail=c.output,
+        )
+        replayed = sparkplug_event(c, "replayed")
+        held = counter(c, "conveyor_ingest_sparkplug_edge_nodes")
+    finally:
+        sender.join()
+        outputs = [a.output(), b.output()]
+        if c is not None:
+            outputs.append(c.output())
+            c.stop()
+    indexes: list[int] = []
+
+    async def take(job: Job) -> None:
+        indexes.extend(s["values"]["Index"] for s in job.data["samples"] if "Flow" in s["values"])
+
+    stop = await client.start_worker("mqtt_realtime", take, concurrency=8)
+    try:
+        await eventually(lambda: len(indexes) >= nodes + n, timeout=60, what="every job taken")
+    finally:
+        await stop()
+    assert sorted(set(indexes)) == list(range(n))  # nothing lost (a few may be there twice)
+    assert held == nodes  # c holds them all in the end
+    assert replayed > 0  # what it kept of them served
+    assert not any("for a rebirth" in out for out in outputs), outputs
     assert await client.dead_letter_count("ingest") == 0
 
 

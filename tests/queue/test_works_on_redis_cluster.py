@@ -66,8 +66,10 @@ async def test_queues_spread_over_masters_and_work(redis_cluster: RedisClusterSe
 
 async def test_sparkplug_sessions_are_kept_on_a_cluster(redis_cluster: RedisClusterServers) -> None:
     """The ingestor's Sparkplug store on Redis Cluster: sessions of edge nodes on different
-    masters saved and loaded, a parked list appended, then written again whole (a script on
-    the list's own slot: a cluster pipeline refuses RENAME and the like)."""
+    masters taken, saved and loaded, a parked list appended, then written again whole (scripts on
+    the node's own slot: a cluster pipeline refuses RENAME and the like); held by one replica
+    until it lets go or another expects its last message, and its writes refused once another
+    holds the node."""
     from conveyor_ingestor.sparkplug.sessions import Parked, Session
     from conveyor_ingestor.sparkplug.store import SessionStore, session_key
 
@@ -76,6 +78,8 @@ async def test_sparkplug_sessions_are_kept_on_a_cluster(redis_cluster: RedisClus
         assert len({rc.get_node_from_key(session_key(n)).name for n in nodes}) >= 2
     store = SessionStore.from_url(redis_cluster.url, cluster=True)
     try:
+        taken = await store.take(nodes, replica="a", live=["a"])
+        assert all(t.session.seq is None for t in taken.values() if not isinstance(t, str))
         sessions = [Session(n, seq=5, online=True, changed=True, seq_changed=True) for n in nodes]
         for s in sessions:
             for i in range(3):
@@ -83,13 +87,25 @@ async def test_sparkplug_sessions_are_kept_on_a_cluster(redis_cluster: RedisClus
                     Parked(f"spBv1.0/plant/NDATA/{s.node_key}", bytes([i]), i, "gap", None)
                 )
             s.parked_new = list(s.parked)
-        await store.save(sessions)
+        assert await store.save(sessions, replica="a", last={nodes[0]: "d1"}) == []
         for s in sessions:
             s.parked = s.parked[2:]  # two taken by a birth, one still waits
             s.parked_rewrite = True
-        await store.save(sessions)
-        loaded = await store.load(nodes)
-        assert [s.seq for s in loaded] == [5] * 6
-        assert [[p.payload for p in s.parked] for s in loaded] == [[b"\x02"]] * 6
+        assert await store.save(sessions, replica="a", last={}) == []
+        refused = await store.take(nodes, replica="b", live=["a", "b"])
+        assert {r.holder for r in refused.values()} == {"a"}  # type: ignore[union-attr]
+        assert refused[nodes[0]].last == "d1"
+        stolen = await store.take(
+            nodes[:1], replica="b", live=["a", "b"], expected={nodes[0]: "d1"}
+        )
+        assert stolen[nodes[0]].session.seq == 5  # type: ignore[union-attr]
+        await store.let_go(nodes, replica="a")
+        loaded = await store.take(nodes, replica="b", live=["a", "b"])  # a let go, or lost one
+        assert [t.session.seq for t in loaded.values()] == [5] * 6  # type: ignore[union-attr]
+        assert [[p.payload for p in t.session.parked] for t in loaded.values()] == [  # type: ignore[union-attr]
+            [b"\x02"]
+        ] * 6
+        assert loaded[nodes[0]].last == "d1"  # type: ignore[union-attr]
+        assert await store.save(sessions[:1], replica="a", last={}) == [nodes[0]]  # fenced
     finally:
         await store.close()

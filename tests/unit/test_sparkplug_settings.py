@@ -1,6 +1,6 @@
 """Every INGEST_SPARKPLUG_* setting reaches what it says it sets (the routing table, the
-sessions' options, the partition, the host's STATE), and absurd ones are refused at start,
-naming the variable."""
+sessions' options, what a replica keeps of the others' edge nodes, the host's STATE), and
+absurd ones are refused at start, naming the variable."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ SET = {
     "INGEST_SPARKPLUG_MAX_PARKED_BYTES_TOTAL": "2097152",
     "INGEST_SPARKPLUG_NODE_MACHINE": "{node}",
     "INGEST_SPARKPLUG_DEVICE_MACHINE": "{node}.{device}",
-    "INGEST_SPARKPLUG_PARTITIONS": "3",
-    "INGEST_SPARKPLUG_PARTITION": "2",
+    "INGEST_SPARKPLUG_STANDBY_BYTES": "3145728",
+    "INGEST_REPLICA_INDEX": "2",
     "INGEST_SPARKPLUG_HOST_ID": "conveyor-a",
 }
 
@@ -48,11 +48,8 @@ def test_each_setting_reaches_what_it_sets(monkeypatch: pytest.MonkeyPatch) -> N
     assert {r.queue for r in table.routes if r.kind == "sparkplug"} == {"sparkplug_rt"}
     assert table.routes[0].kind == "sparkplug"  # before the JSON routes
     options = sparkplug_options(ingest)
-    assert (options.alerts_queue, options.partitions, options.partition) == (
-        "sparkplug_alerts",
-        3,
-        2,
-    )
+    assert (options.alerts_queue, options.standby_max_bytes) == ("sparkplug_alerts", 3145728)
+    assert ingest.replica_index == 2
     s = options.sessions
     assert (s.rebirth_interval_s, s.max_parked, s.max_parked_bytes) == (7, 11, 131072)
     assert s.max_parked_bytes_total == 2097152
@@ -71,8 +68,8 @@ def test_off_by_default_and_every_group_when_none_is_named(
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({"INGEST_SPARKPLUG_PARTITIONS": "2", "INGEST_SPARKPLUG_PARTITION": "2"}, "PARTITION"),
-        ({"INGEST_SPARKPLUG_PARTITIONS": "0"}, "sparkplug_partitions"),
+        ({"INGEST_REPLICA_INDEX": "-1"}, "replica_index"),
+        ({"INGEST_SPARKPLUG_STANDBY_BYTES": "1000"}, "sparkplug_standby_bytes"),
         ({"INGEST_SPARKPLUG_NODE_MACHINE": "{group}/{secret}"}, "NODE_MACHINE"),
         ({"INGEST_SPARKPLUG_DEVICE_MACHINE": "{0}"}, "DEVICE_MACHINE"),
         ({"INGEST_SPARKPLUG_HOST_ID": "a/b"}, "sparkplug_host_id"),

@@ -34,7 +34,7 @@ from conveyor_ingestor.broker import Delivery, Subscriber
 from conveyor_ingestor.errors import InvalidPayload
 from conveyor_ingestor.metrics import IngestMetrics
 from conveyor_ingestor.payloads import parse_job
-from conveyor_ingestor.routing import RoutingTable
+from conveyor_ingestor.routing import Route, RoutingTable
 from conveyor_ingestor.sparkplug.handling import SparkplugIngest
 from reliable_queue import NewDeadLetter, NewJob, QueueClient, QueueUnavailable
 from reliable_queue.backoff import Backoff
@@ -124,7 +124,8 @@ class Ingestor:
         try:
             while not self._stopping:
                 await self.subscriber.wait(0.5)
-                if not self.subscriber.inbox:
+                handover = self.sparkplug is not None and self.sparkplug.due()
+                if not self.subscriber.inbox and not handover:
                     # Idle: readiness still follows Redis (say, one that was not up yet when
                     # this pod started), checked every second while down, every 5 s while up;
                     # while a batch is being stored, that store says.
@@ -138,12 +139,13 @@ class Ingestor:
                     task, storing = storing, None
                     if not await task:
                         break
-                if len(self.subscriber.inbox) < self.options.batch_size:
+                if 0 < len(self.subscriber.inbox) < self.options.batch_size:
                     await asyncio.sleep(self.options.flush_interval)  # let the batch fill a little
                 batch = self._take()
-                if self.sparkplug is not None and self._sparkplug_topics(batch):
+                if self.sparkplug is not None and (handover or self._sparkplug_deliveries(batch)):
                     # Sparkplug sessions change as a batch is sorted and are saved with it:
-                    # one batch at a time, so that a save never carries the next one's changes.
+                    # one batch at a time, so that a save never carries the next one's changes
+                    # (and edge nodes change hands between two batches, none in flight).
                     if storing is not None:
                         task, storing = storing, None
                         if not await task:
@@ -198,28 +200,29 @@ class Ingestor:
                     self._backoff.peek(),
                 )
                 await self._backoff.sleep()
-        self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
+        if batch:
+            self.metrics.enqueue_seconds.observe(time.perf_counter() - started)
         self.subscriber.ack_all(batch)
         if self.sparkplug is not None:
             self.sparkplug.request_rebirths()
         return True
 
-    def _sparkplug_topics(self, batch: list[Delivery]) -> list[str]:
-        topics = []
+    def _sparkplug_deliveries(self, batch: list[Delivery]) -> list[Delivery]:
+        found = []
         for d in batch:
             match = self.routes.match(d.topic)
             if match is not None and match.route.kind == "sparkplug":
-                topics.append(d.topic)
-        return topics
+                found.append(d)
+        return found
 
     async def _prepare(self, batch: list[Delivery]) -> bool:
         """Load the Sparkplug sessions the batch needs (retrying while Redis is away); False if
         it was given up (stopping)."""
         assert self.sparkplug is not None
-        topics = self._sparkplug_topics(batch)
-        while topics:
+        sparkplug = self._sparkplug_deliveries(batch)
+        while True:
             try:
-                await self.sparkplug.prepare(topics)
+                await self.sparkplug.prepare(sparkplug)
                 break
             except QueueUnavailable as exc:
                 self.redis_ok = False
@@ -231,8 +234,9 @@ class Ingestor:
         return True
 
     def _sort(self, batch: list[Delivery]) -> _Outcome:
-        self.metrics.received.inc(len(batch))
-        self.metrics.batch_size.observe(len(batch))
+        if batch:  # none: a cycle only to hand Sparkplug edge nodes over
+            self.metrics.received.inc(len(batch))
+            self.metrics.batch_size.observe(len(batch))
         jobs: dict[str, list[NewJob]] = defaultdict(list)
         dead: list[NewDeadLetter] = []
         for d in batch:
@@ -253,18 +257,7 @@ class Ingestor:
                 )
                 continue
             if match.route.kind == "sparkplug":
-                assert self.sparkplug is not None
-                made = self.sparkplug.handle(d, queue=match.route.queue)
-                for queue, data, job_id in made.jobs:
-                    priority = match.route.priority if queue == match.route.queue else None
-                    jobs[queue].append(NewJob(data, priority=priority, job_id=job_id))
-                for parked, exc in made.dead:
-                    error = f"{exc.detail} (Sparkplug B route {match.route.filter})"
-                    dead.append(
-                        self._letter(
-                            parked.topic, parked.payload, parked.received_at, exc.reason, error
-                        )
-                    )
+                self._sparkplug(d, match.route, jobs, dead)
                 continue
             try:
                 data, own_identity = parse_job(
@@ -288,7 +281,27 @@ class Ingestor:
             jobs[match.route.queue].append(
                 NewJob(data, priority=match.route.priority, job_id=job_id)
             )
+        if self.sparkplug is not None:
+            # Kept messages of edge nodes just taken over, whose own were not in the batch.
+            for d in self.sparkplug.take_replays():
+                match = self.routes.match(d.topic)
+                assert match is not None  # kept from this route
+                self._sparkplug(d, match.route, jobs, dead)
         return _Outcome(dict(jobs), dead)
+
+    def _sparkplug(
+        self, d: Delivery, route: Route, jobs: dict[str, list[NewJob]], dead: list[NewDeadLetter]
+    ) -> None:
+        assert self.sparkplug is not None
+        made = self.sparkplug.handle(d, queue=route.queue)
+        for queue, data, job_id in made.jobs:
+            priority = route.priority if queue == route.queue else None
+            jobs[queue].append(NewJob(data, priority=priority, job_id=job_id))
+        for parked, exc in made.dead:
+            error = f"{exc.detail} (Sparkplug B route {route.filter})"
+            dead.append(
+                self._letter(parked.topic, parked.payload, parked.received_at, exc.reason, error)
+            )
 
     async def _write(self, outcome: _Outcome) -> None:
         before = self.client.duplicates_skipped

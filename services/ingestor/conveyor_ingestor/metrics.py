@@ -54,8 +54,16 @@ class IngestMetrics:
         self.sparkplug = Counter(
             "conveyor_ingest_sparkplug_events",
             "Sparkplug B session events: rebirth_requested, parked, resolved_after_rebirth, "
-            "stale_death, other_partition",
+            "stale_death; edge nodes changing hands: kept_for_other_replica (a message of a "
+            "node another replica handles), taken, replayed (kept messages handled on taking a "
+            "node), taken_away (another replica took a node this one held), let_go (on a clean "
+            "stop), standby_dropped (kept messages dropped over INGEST_SPARKPLUG_STANDBY_BYTES)",
             ["event"],
+            registry=r,
+        )
+        self.sparkplug_edge_nodes = Gauge(
+            "conveyor_ingest_sparkplug_edge_nodes",
+            "Sparkplug B edge nodes this replica handles (holds)",
             registry=r,
         )
         self.connected = Gauge(

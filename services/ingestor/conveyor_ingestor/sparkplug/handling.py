@@ -7,11 +7,16 @@ route's queue, ``node_offline`` alerts into ``alerts_queue`` - or dead letters
 (:meth:`~SparkplugIngest.save`), before it acknowledges the batch to the broker, and then (4)
 asks edge nodes for the rebirths the batch needs (:meth:`~SparkplugIngest.request_rebirths`).
 
-One edge node's messages must be handled in order, by one ingestor. With several replicas,
-each subscribes to every Sparkplug message without a shared subscription and handles the edge
-nodes whose stable hash falls in its partition (``partitions``, ``partition``: the StatefulSet's
-replicas and this pod's ordinal); the others' messages it acknowledges and leaves to them. The
-price is that every replica receives every Sparkplug message.
+One edge node's messages must be handled in order, by one replica. Every replica subscribes to
+every Sparkplug message (no shared subscription) and handles the edge nodes it holds
+(:mod:`~conveyor_ingestor.sparkplug.owners`: the live replicas agree on who should, and the
+store records who does); the other nodes' messages it keeps a while
+(:mod:`~conveyor_ingestor.sparkplug.standby`). When the replicas change, each takes, between
+two batches, the nodes that are now its own: from a holder that is gone or stopped (it lets go
+of its nodes) at once, from a live one once it has received itself the last message that one
+handled. It loads their sessions and handles first what it kept of them after that message;
+the previous holder's writes are refused from then on, and it forgets the node. The price is
+that every replica receives every Sparkplug message.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ from conveyor_ingestor.errors import InvalidPayload
 from conveyor_ingestor.metrics import IngestMetrics
 from conveyor_ingestor.sparkplug.decoding import BOOLEAN, decode
 from conveyor_ingestor.sparkplug.encoding import OutMetric, encode_payload
+from conveyor_ingestor.sparkplug.owners import Membership
 from conveyor_ingestor.sparkplug.sessions import Parked, SessionOptions, Sessions, unexpected
-from conveyor_ingestor.sparkplug.store import SessionStore
+from conveyor_ingestor.sparkplug.standby import Standby
+from conveyor_ingestor.sparkplug.store import Refused, SessionStore
 from conveyor_ingestor.sparkplug.topics import Topic, parse_topic
+from reliable_queue import QueueUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +50,11 @@ REBIRTH_METRIC = "Node Control/Rebirth"
 class SparkplugOptions:
     alerts_queue: str = "alerts"
     """Where ``node_offline`` alerts go."""
-    partitions: int = 1
-    partition: int = 0
+    standby_window_s: float = 30.0
+    """How long the messages of nodes other replicas handle are kept (three times as long as a
+    replica that stops announcing itself is still taken for alive)."""
+    standby_max_bytes: int = 64 * 1024 * 1024
+    """Most payload bytes kept of them, over all nodes."""
     sessions: SessionOptions = field(default_factory=SessionOptions)
 
 
@@ -53,12 +64,6 @@ class Made:
 
     jobs: list[tuple[str, Message, str]] = field(default_factory=list)
     dead: list[tuple[Parked, InvalidPayload]] = field(default_factory=list)
-
-
-def partition_of(node_key: str, partitions: int) -> int:
-    """The partition of an edge node: the same on every replica and every restart."""
-    digest = hashlib.blake2b(node_key.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % partitions
 
 
 def rebirth_request() -> bytes:
@@ -72,66 +77,185 @@ class SparkplugIngest:
         self,
         store: SessionStore,
         *,
+        owners: Membership,
         options: SparkplugOptions | None = None,
         publish: Callable[[str, bytes], None],
         metrics: IngestMetrics | None = None,
     ) -> None:
         self.options = options or SparkplugOptions()
-        if not 0 <= self.options.partition < self.options.partitions:
-            raise ValueError(
-                f"partition {self.options.partition} is not one of 0..{self.options.partitions - 1}"
-            )
         self.store = store
+        self.owners = owners
         self.sessions = Sessions(self.options.sessions)
+        self.standby = Standby(
+            window_s=self.options.standby_window_s, max_bytes=self.options.standby_max_bytes
+        )
+        self.held: set[str] = set()
+        """The edge nodes this replica handles."""
         self.metrics = metrics or IngestMetrics()
+        self.metrics.sparkplug_edge_nodes.set_function(lambda: len(self.held))
         self._publish = publish
         self._rebirths: dict[str, Topic] = {}
+        self._replays: dict[str, list[Delivery]] = {}
+        """Kept messages of nodes just taken, to handle before their next."""
+        self._handled_through: dict[str, str] = {}
+        """Nodes just taken whose previous holder's last message is in the batch: up to it,
+        their messages are skipped."""
+        self._batch: dict[str, list[Delivery]] = {}
+        """The messages handled since the last save, per node."""
+        self._view_stale = False
+        self._last: dict[str, str] = {}
+        """Digest of the last message handled per node, not saved yet."""
+        self._view = 0
+        self._retry_at: float | None = None
+        """When to ask again for the nodes kept here that are this replica's (None: no need)."""
+        self._dropped = 0
         self._error_logged = -float("inf")
 
-    def mine(self, topic: Topic) -> bool:
-        if self.options.partitions == 1:
-            return True
-        return partition_of(topic.node_key, self.options.partitions) == self.options.partition
+    @property
+    def replica(self) -> str:
+        return self.owners.replica
 
-    async def prepare(self, topics: list[str]) -> None:
-        """Load the sessions of the edge nodes of ``topics`` not yet in memory (raises
-        QueueUnavailable while Redis is away)."""
-        missing: dict[str, None] = {}
-        for text in topics:
+    def due(self) -> bool:
+        """Whether to take nodes without waiting for their next message: the replicas
+        changed, or a node kept here is this replica's and its holder had not handed it over
+        when last asked."""
+        if self.owners.view != self._view:
+            return True
+        return self._retry_at is not None and time.monotonic() >= self._retry_at
+
+    async def prepare(self, batch: list[Delivery]) -> None:
+        """Before a batch of messages on ``sparkplug`` routes: take the nodes that are this
+        replica's (loading their sessions); raises QueueUnavailable while Redis is away."""
+        now = time.monotonic()
+        self.standby.expire(now)
+        if self.standby.dropped > self._dropped:
+            self.metrics.sparkplug.labels("standby_dropped").inc(
+                self.standby.dropped - self._dropped
+            )
+            self._dropped = self.standby.dropped
+        if self._view_stale:  # nodes were taken from this replica: see who joined
+            await self.owners.announce()
+            self._view_stale = False
+        if self.owners.view != self._view:
+            self._view = self.owners.view
+            self._retry_at = now  # the nodes kept here that are now this replica's
+        wanted: dict[str, list[Delivery]] = {}
+        for d in batch:
             try:
-                topic = parse_topic(text)
+                topic = parse_topic(d.topic)
             except InvalidPayload:
                 continue  # handle() says why
-            if topic is not None and topic.node_key not in self.sessions and self.mine(topic):
-                missing[topic.node_key] = None
-        for session in await self.store.load(missing):
-            self.sessions.put(session)
+            if topic is None or topic.node_key in self.sessions:
+                continue
+            if self.owners.mine(topic.node_key):
+                wanted.setdefault(topic.node_key, []).append(d)
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            for node in self.standby.nodes():
+                if self.owners.mine(node):
+                    wanted.setdefault(node, [])
+        if not wanted:
+            return
+        live = self.owners.members
+        taken = await self.store.take(wanted, replica=self.replica, live=live)
+        # Held by a live replica (that has not seen the change yet, or hands the node over):
+        # taken once this one has the last message the holder handled, kept or in this batch,
+        # so that it misses none after it.
+        expected = {
+            node: got.last
+            for node, got in taken.items()
+            if isinstance(got, Refused)
+            and got.last is not None
+            and _has(self.standby.peek(node) + wanted[node], got.last)
+        }
+        if expected:
+            taken.update(
+                await self.store.take(expected, replica=self.replica, live=live, expected=expected)
+            )
+        took = replayed = 0
+        for node, got in taken.items():
+            if isinstance(got, Refused):  # asked again with its next message, or in a while
+                if self._retry_at is None:
+                    self._retry_at = now + self.owners.heartbeat_s
+                if node in self.held:
+                    log.info("Sparkplug edge node %s is handled by %s now", node, got.holder)
+                    self._forget(node)
+                continue
+            self.sessions.put(got.session)
+            if node in self.held:
+                continue  # its session was only out of memory
+            self.held.add(node)
+            took += 1
+            kept = self.standby.take(node)
+            if got.last is not None and not _has(kept, got.last) and _has(wanted[node], got.last):
+                self._handled_through[node] = got.last  # in this batch: what precedes it is done
+                continue
+            replay = _after(kept, got.last)
+            if replay:
+                self._replays[node] = replay
+                replayed += len(replay)
+        if took:
+            log.info(
+                "took %d Sparkplug edge nodes (%d messages kept of them handled first)",
+                took,
+                replayed,
+            )
+            self.metrics.sparkplug.labels("taken").inc(took)
+            self.metrics.sparkplug.labels("replayed").inc(replayed)
 
     def handle(self, d: Delivery, *, queue: str) -> Made:
-        """The jobs and dead letters of one delivery on a ``sparkplug`` route into ``queue``."""
+        """The jobs and dead letters of one delivery on a ``sparkplug`` route into ``queue``:
+        none if another replica handles its node (it is kept a while)."""
         made = Made()
-        received_at = int(d.received_at * 1000)
         try:
             topic = parse_topic(d.topic)
-            if topic is None:
-                return made  # a host application's STATE: nothing to ingest
-            if not self.mine(topic):
-                self.metrics.sparkplug.labels("other_partition").inc()
-                return made
+        except InvalidPayload as exc:
+            if self.owners.mine(d.topic):  # one replica says so, not each
+                made.dead.append((self._parked(d, exc.reason), exc))
+            return made
+        if topic is None:
+            return made  # a host application's STATE: nothing to ingest
+        node = topic.node_key
+        if node not in self.held:
+            self.standby.add(node, d, time.monotonic())
+            self.metrics.sparkplug.labels("kept_for_other_replica").inc()
+            return made
+        handled_through = self._handled_through.get(node)
+        if handled_through is not None:  # the previous holder handled it
+            if digest(d) == handled_through:
+                del self._handled_through[node]
+            return made
+        for kept in self._replays.pop(node, ()):
+            self._handle(kept, topic_of(kept), queue, made)
+        self._handle(d, topic, queue, made)
+        return made
+
+    def take_replays(self) -> list[Delivery]:
+        """The kept messages of nodes taken whose own were not in the batch (they are handled
+        with it)."""
+        replays = [d for kept in self._replays.values() for d in kept]
+        self._replays.clear()
+        return replays
+
+    def _handle(self, d: Delivery, topic: Topic, queue: str, made: Made) -> None:
+        self._last[topic.node_key] = digest(d)
+        self._batch.setdefault(topic.node_key, []).append(d)
+        received_at = int(d.received_at * 1000)
+        try:
             payload = decode(d.payload)
             handled = self.sessions.handle(
                 topic, payload, raw=d.payload, received_at=received_at, now=time.monotonic()
             )
         except InvalidPayload as exc:
-            made.dead.append((Parked(d.topic, d.payload, received_at, exc.reason, None), exc))
-            return made
+            made.dead.append((self._parked(d, exc.reason), exc))
+            return
         except Exception as exc:
             if time.monotonic() - self._error_logged >= 60:
                 self._error_logged = time.monotonic()
                 log.exception("a Sparkplug B message on %r could not be handled", d.topic)
             error = unexpected(exc)
-            made.dead.append((Parked(d.topic, d.payload, received_at, error.reason, None), error))
-            return made
+            made.dead.append((self._parked(d, error.reason), error))
+            return
         for data, raw in handled.realtime:
             made.jobs.append((queue, data, _job_id(data["topic"], raw, data["machine"])))
         for alert in handled.alerts:
@@ -151,11 +275,32 @@ class SparkplugIngest:
             self.metrics.sparkplug.labels("stale_death").inc()
         if handled.rebirth:
             self._rebirths[topic.node_key] = topic
-        return made
+
+    @staticmethod
+    def _parked(d: Delivery, reason: str) -> Parked:
+        return Parked(d.topic, d.payload, int(d.received_at * 1000), reason, None)
 
     async def save(self) -> None:
         """Store what the handled messages changed (before their batch is acknowledged)."""
-        await self.store.save(self.sessions.changed())
+        todo = {s.node_key: s for s in self.sessions.changed()}
+        for node in self._last:
+            session = self.sessions.get(node)
+            if session is not None:
+                todo.setdefault(node, session)
+        lost = await self.store.save(todo.values(), replica=self.replica, last=self._last)
+        self._last.clear()
+        batch, self._batch = self._batch, {}
+        now = time.monotonic()
+        for node in lost:
+            # Taken by the replica it belongs to now (or this one was taken for gone): what
+            # this one made of the node's last messages, the new holder makes again; kept
+            # here as not handled, should the node come back to this replica.
+            log.info("Sparkplug edge node %s is handled by another replica now", node)
+            self.metrics.sparkplug.labels("taken_away").inc()
+            self._forget(node)
+            for d in batch.get(node, ()):
+                self.standby.add(node, d, now)
+            self._view_stale = True
         self.sessions.trim()
 
     def request_rebirths(self) -> None:
@@ -171,10 +316,54 @@ class SparkplugIngest:
             self.metrics.sparkplug.labels("rebirth_requested").inc()
         self._rebirths.clear()
 
+    async def leave(self) -> None:
+        """A clean stop, after the last batch was stored: let go of every node and withdraw,
+        so that the other replicas take them at once."""
+        try:
+            await self.store.let_go(self.held, replica=self.replica)
+        except QueueUnavailable as exc:
+            log.warning("%s; the other replicas take them once this one is gone", exc)
+        self.metrics.sparkplug.labels("let_go").inc(len(self.held))
+        await self.owners.leave()
+        for node in list(self.held):
+            self._forget(node)
+
+    def _forget(self, node: str) -> None:
+        self.held.discard(node)
+        self.sessions.drop(node)
+        self._replays.pop(node, None)
+        self._handled_through.pop(node, None)
+        self._batch.pop(node, None)
+        self._rebirths.pop(node, None)
+        self._last.pop(node, None)
+
+
+def topic_of(d: Delivery) -> Topic:
+    topic = parse_topic(d.topic)
+    assert topic is not None  # kept because its topic named a node
+    return topic
+
+
+def digest(d: Delivery) -> str:
+    """Names one message: the store keeps the last handled, to find where a taker resumes."""
+    return hashlib.blake2b(d.topic.encode() + b"\0" + d.payload, digest_size=12).hexdigest()
+
+
+def _has(messages: list[Delivery], last: str) -> bool:
+    return any(digest(d) == last for d in reversed(messages))
+
+
+def _after(kept: list[Delivery], last: str | None) -> list[Delivery]:
+    """What of ``kept`` comes after the message ``last`` (all of it if it is not there: some
+    may then be handled twice, nothing is lost)."""
+    if last is not None:
+        for i in range(len(kept) - 1, -1, -1):
+            if digest(kept[i]) == last:
+                return kept[i + 1 :]
+    return kept
+
 
 def _job_id(topic: str, payload: bytes, what: str) -> str:
     """Stable for the same message (a redelivery, a parked message taken again): queued once."""
-    digest = hashlib.blake2b(
-        topic.encode() + b"\0" + what.encode() + b"\0" + payload, digest_size=12
-    )
-    return "s" + digest.hexdigest()
+    h = hashlib.blake2b(topic.encode() + b"\0" + what.encode() + b"\0" + payload, digest_size=12)
+    return "s" + h.hexdigest()

@@ -275,6 +275,12 @@ class Sessions:
         self._sessions.move_to_end(session.node_key)
         self.parked_bytes += session.parked_bytes
 
+    def drop(self, node_key: str) -> None:
+        """Forget a node's session (another replica handles the node now)."""
+        old = self._sessions.pop(node_key, None)
+        if old is not None:
+            self.parked_bytes -= old.parked_bytes
+
     def trim(self) -> None:
         """Forget the least recently seen sessions beyond ``max_sessions``, once saved (the
         ingestor calls this between batches, never while one needs them)."""

@@ -4,7 +4,8 @@ a restart, knows each edge node's births, aliases, ``seq`` and waiting messages.
 Per edge node, hash-tagged by it (one Cluster slot):
 
 - ``conveyor:sparkplug:{<group>/<node>}``: HASH with ``session`` (JSON: bdSeq, online, the
-  node's and devices' births, open alerts, why it waits for a rebirth) and ``seq``;
+  node's and devices' births, open alerts, why it waits for a rebirth), ``seq``, ``last`` (a
+  digest of the last message handled) and ``holder`` (the replica that handles the node);
 - ``conveyor:sparkplug:{<group>/<node>}:parked``: LIST of the messages that wait for its
   rebirth (JSON with the payload in base64 and the reason), oldest first.
 
@@ -12,11 +13,17 @@ Both expire ``ttl_s`` after the node's last message (7 days by default; a day fo
 has not been born), so that edge nodes that are gone, or node ids a misbehaving client made up,
 do not stay forever; a node back after that is asked for a rebirth like a new one. (What waits
 for a node that is not born within a day expires with it: it could not have been named.)
+
+A replica loads a session by taking the node (:meth:`SessionStore.take`). It takes a node
+another live replica holds only once it has received, itself, the last message that one
+handled: it then misses none after it. Its writes land only while it still holds the node: once
+another has taken it, they are refused, and it forgets the node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -26,14 +33,46 @@ from reliable_queue.connection import RedisClient, connect
 from reliable_queue.keys import PREFIX
 
 DEFAULT_TTL_S = 7 * 24 * 3600
-# KEYS[1]: a parked list. ARGV[1]: its TTL; ARGV[2..]: its entries, oldest first (none: gone).
-REWRITE = """
-redis.call('DEL', KEYS[1])
-for i = 2, #ARGV, 1000 do
-  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+# KEYS[1]: a session, KEYS[2]: its parked list. ARGV[1]: this replica; ARGV[2]: the TTL of a
+# session not stored yet; ARGV[3]: the digest of the last message handled this replica expects
+# ('' none); ARGV[4..]: the live replicas. A node held by another live replica is taken only if
+# its last message is the expected one. Returns {0, holder, last} if refused, else
+# {1, session, seq, last, parked...}.
+TAKE = """
+local holder = redis.call('HGET', KEYS[1], 'holder')
+local last = redis.call('HGET', KEYS[1], 'last')
+if holder and holder ~= ARGV[1] and (ARGV[3] == '' or ARGV[3] ~= last) then
+  for i = 4, #ARGV do
+    if ARGV[i] == holder then return {0, holder, last} end
+  end
 end
-if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return #ARGV - 1
+redis.call('HSET', KEYS[1], 'holder', ARGV[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+local s = redis.call('HMGET', KEYS[1], 'session', 'seq')
+return {1, s[1], s[2], last, redis.call('LRANGE', KEYS[2], 0, -1)}
+"""
+# KEYS[1]: a session, KEYS[2]: its parked list. ARGV[1]: this replica; ARGV[2]: the TTL;
+# ARGV[3]: the session's JSON, ARGV[4]: seq, ARGV[5]: last ('' each: unchanged); ARGV[6]:
+# 'keep', 'append' or 'rewrite' the parked list with ARGV[7..] (in one script: never a list
+# cut short by a crash). Returns 0, writing nothing, if this replica no longer holds the node.
+SAVE = """
+if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+for i, field in ipairs({'session', 'seq', 'last'}) do
+  if ARGV[2 + i] ~= '' then redis.call('HSET', KEYS[1], field, ARGV[2 + i]) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if ARGV[6] == 'rewrite' then redis.call('DEL', KEYS[2]) end
+if ARGV[6] ~= 'keep' then
+  for i = 7, #ARGV, 1000 do
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  if #ARGV > 6 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+end
+return 1
+"""
+# KEYS[1]: a session. ARGV[1]: this replica.
+LET_GO = """
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then redis.call('HDEL', KEYS[1], 'holder') end
 """
 UNBORN_TTL_S = 24 * 3600
 """TTL of an edge node never born (or whose birth was refused), and what it has waiting."""
@@ -61,48 +100,90 @@ class SessionStore:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def load(self, node_keys: Iterable[str]) -> list[Session]:
+    async def take(
+        self,
+        node_keys: Iterable[str],
+        *,
+        replica: str,
+        live: Iterable[str],
+        expected: dict[str, str] | None = None,
+    ) -> dict[str, Taken | Refused]:
+        """Take the nodes for ``replica``: each one's stored session, or who holds it. A node
+        another of the ``live`` replicas holds is taken only if the last message it handled is
+        the one ``expected`` (by digest) for that node."""
         keys = list(node_keys)
         if not keys:
-            return []
+            return {}
+        members = list(live)
+        expected = expected or {}
         try:
             pipe = self.redis.pipeline(transaction=False)
             for key in keys:
-                pipe.hmget(session_key(key), ["session", "seq"])
-                pipe.lrange(parked_key(key), 0, -1)
+                pipe.eval(
+                    TAKE,
+                    2,
+                    session_key(key),
+                    parked_key(key),
+                    replica,
+                    UNBORN_TTL_S,
+                    expected.get(key, ""),
+                    *members,
+                )
             found = await pipe.execute()
         except (RedisError, RedisClusterException, OSError) as exc:
-            raise QueueUnavailable(f"cannot load Sparkplug sessions from Redis: {exc}") from exc
-        return [
-            Session.from_stored(key, stored, seq, parked)
-            for key, (stored, seq), parked in zip(keys, found[::2], found[1::2], strict=True)
-        ]
+            raise QueueUnavailable(f"cannot take Sparkplug edge nodes in Redis: {exc}") from exc
+        taken: dict[str, Taken | Refused] = {}
+        for key, answer in zip(keys, found, strict=True):
+            if answer[0] == 0:
+                taken[key] = Refused(_text(answer[1]) or "another replica", _text(answer[2]))
+                continue
+            stored, seq, last, parked = answer[1], answer[2], answer[3], answer[4]
+            taken[key] = Taken(Session.from_stored(key, stored, seq, parked), _text(last))
+        return taken
 
-    async def save(self, sessions: Iterable[Session]) -> None:
-        """Write what changed in each of ``sessions``; marks them saved."""
-        todo = list(sessions)
-        if not todo:
+    async def let_go(self, node_keys: Iterable[str], *, replica: str) -> None:
+        keys = list(node_keys)
+        if not keys:
             return
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for s in todo:
-                key = session_key(s.node_key)
-                fields: dict[str, str] = {}
-                if s.changed:
-                    fields["session"] = s.to_json()
-                if s.seq_changed and s.seq is not None:
-                    fields["seq"] = str(s.seq)
-                ttl = self.ttl_s if s.node is not None else min(self.ttl_s, UNBORN_TTL_S)
-                if fields:
-                    pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                pipe.expire(key, ttl)  # the node was heard from: its session lives on
-                parked = parked_key(s.node_key)
-                if s.parked_rewrite:  # in one script: never a list cut short by a crash
-                    pipe.eval(REWRITE, 1, parked, ttl, *(p.to_json() for p in s.parked))
-                elif s.parked_new:
-                    pipe.rpush(parked, *(p.to_json() for p in s.parked_new))
-                    pipe.expire(parked, ttl)
+            for key in keys:
+                pipe.eval(LET_GO, 1, session_key(key), replica)
             await pipe.execute()
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise QueueUnavailable(f"cannot let go of Sparkplug edge nodes: {exc}") from exc
+
+    async def save(
+        self, sessions: Iterable[Session], *, replica: str, last: dict[str, str]
+    ) -> list[str]:
+        """Write what changed in each of ``sessions`` (and the digest of the last message
+        handled, ``last``) if ``replica`` still holds its node; marks them saved. Returns the
+        nodes it no longer holds (nothing was written for them)."""
+        todo = list(sessions)
+        if not todo:
+            return []
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for s in todo:
+                ttl = self.ttl_s if s.node is not None else min(self.ttl_s, UNBORN_TTL_S)
+                if s.parked_rewrite:
+                    mode, entries = "rewrite", s.parked
+                else:
+                    mode, entries = ("append", s.parked_new) if s.parked_new else ("keep", [])
+                pipe.eval(
+                    SAVE,
+                    2,
+                    session_key(s.node_key),
+                    parked_key(s.node_key),
+                    replica,
+                    ttl,
+                    s.to_json() if s.changed else "",
+                    str(s.seq) if s.seq_changed and s.seq is not None else "",
+                    last.get(s.node_key, ""),
+                    mode,
+                    *(p.to_json() for p in entries),
+                )
+            saved = await pipe.execute()
         except (RedisError, RedisClusterException, OSError) as exc:
             for s in todo:  # some of the writes may have landed: append nothing twice
                 s.parked_rewrite = s.parked_rewrite or bool(s.parked_new)
@@ -110,3 +191,24 @@ class SessionStore:
         for s in todo:
             s.changed = s.seq_changed = s.parked_rewrite = False
             s.parked_new.clear()
+        return [s.node_key for s, ok in zip(todo, saved, strict=True) if not ok]
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A node just taken: its session as stored, and the digest of the last message handled."""
+
+    session: Session
+    last: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A node another live replica holds, and the digest of the last message it handled."""
+
+    holder: str
+    last: str | None
+
+
+def _text(value: str | bytes | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
