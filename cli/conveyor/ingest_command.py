@@ -168,20 +168,20 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, ingestor.stop)
         announcing = None
-        if sparkplug is not None:
-            announcing = asyncio.create_task(sparkplug.owners.run())
-        await subscriber.start()
-        log.info("ingesting %s from %s", ", ".join(routes.filters), mqtt.safe_broker_url)
         stopped = False
         try:
+            await subscriber.start()
+            log.info("ingesting %s from %s", ", ".join(routes.filters), mqtt.safe_broker_url)
+            if sparkplug is not None:  # subscribed first: a replica counted in receives
+                announcing = asyncio.create_task(sparkplug.owners.run())
             await ingestor.run()
             stopped = True
         finally:
             await subscriber.stop()
             await probes.stop()
-            if sparkplug is not None:
-                assert announcing is not None
+            if announcing is not None:
                 await cancel_and_wait(announcing)
+            if sparkplug is not None:
                 if stopped:  # its last batch is stored (if Redis let it be)
                     await sparkplug.leave()  # the others take its edge nodes at once
                 await sparkplug.store.close()

@@ -56,8 +56,10 @@ class IngestMetrics:
             "Sparkplug B session events: rebirth_requested, parked, resolved_after_rebirth, "
             "stale_death; edge nodes changing hands: kept_for_other_replica (a message of a "
             "node another replica handles), taken, replayed (kept messages handled on taking a "
-            "node), taken_away (another replica took a node this one held), let_go (on a clean "
-            "stop), standby_dropped (kept messages dropped over INGEST_SPARKPLUG_STANDBY_BYTES)",
+            "node), taken_without_last (the holder's last message was not among those kept), "
+            "taken_away (another replica took a node this one held), let_go (on a clean stop, "
+            "or a node idle beyond the sessions kept in memory), standby_dropped (kept "
+            "messages dropped over INGEST_SPARKPLUG_STANDBY_BYTES)",
             ["event"],
             registry=r,
         )

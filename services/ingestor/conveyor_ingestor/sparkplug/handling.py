@@ -37,7 +37,7 @@ from conveyor_ingestor.sparkplug.encoding import OutMetric, encode_payload
 from conveyor_ingestor.sparkplug.owners import Membership
 from conveyor_ingestor.sparkplug.sessions import Parked, SessionOptions, Sessions, unexpected
 from conveyor_ingestor.sparkplug.standby import Standby
-from conveyor_ingestor.sparkplug.store import Refused, SessionStore
+from conveyor_ingestor.sparkplug.store import Refused, SessionStore, Taken
 from conveyor_ingestor.sparkplug.topics import Topic, parse_topic
 from reliable_queue import QueueUnavailable
 
@@ -103,6 +103,8 @@ class SparkplugIngest:
         self._batch: dict[str, list[Delivery]] = {}
         """The messages handled since the last save, per node."""
         self._view_stale = False
+        self._checked: set[str] = set()
+        """Other replicas' nodes this one looked for itself among their holders."""
         self._last: dict[str, str] = {}
         """Digest of the last message handled per node, not saved yet."""
         self._view = 0
@@ -126,6 +128,11 @@ class SparkplugIngest:
     async def prepare(self, batch: list[Delivery]) -> None:
         """Before a batch of messages on ``sparkplug`` routes: take the nodes that are this
         replica's (loading their sessions); raises QueueUnavailable while Redis is away."""
+        if not self.owners.fresh or self._view_stale:
+            # Not announced lately (or just starting): Redis may be away, and the view of the
+            # replicas stale. Nothing of the batch is acknowledged until it is current.
+            await self.owners.announce()
+            self._view_stale = False
         now = time.monotonic()
         self.standby.expire(now)
         if self.standby.dropped > self._dropped:
@@ -133,13 +140,11 @@ class SparkplugIngest:
                 self.standby.dropped - self._dropped
             )
             self._dropped = self.standby.dropped
-        if self._view_stale:  # nodes were taken from this replica: see who joined
-            await self.owners.announce()
-            self._view_stale = False
         if self.owners.view != self._view:
             self._view = self.owners.view
             self._retry_at = now  # the nodes kept here that are now this replica's
         wanted: dict[str, list[Delivery]] = {}
+        unknown: dict[str, None] = {}
         for d in batch:
             try:
                 topic = parse_topic(d.topic)
@@ -147,16 +152,35 @@ class SparkplugIngest:
                 continue  # handle() says why
             if topic is None or topic.node_key in self.sessions:
                 continue
-            if self.owners.mine(topic.node_key):
-                wanted.setdefault(topic.node_key, []).append(d)
+            node = topic.node_key
+            if self.owners.mine(node) or node in self.held:  # held: its session was trimmed
+                wanted.setdefault(node, []).append(d)
+            elif node not in self._checked:
+                unknown[node] = None
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             for node in self.standby.nodes():
                 if self.owners.mine(node):
                     wanted.setdefault(node, [])
+        if unknown:
+            # Others' nodes, first seen since this replica started: does it hold one still
+            # (it died and came back before another took the node)? Then it handles the node
+            # until the replica it belongs to takes it over.
+            if len(self._checked) > 100_000:
+                self._checked.clear()
+            self._checked.update(unknown)
+            own = await self.store.take(unknown, replica=self.replica, live=(), own=True)
+            for node, got in own.items():
+                if isinstance(got, Taken):
+                    self.sessions.put(got.session)
+                    self.held.add(node)
+                    if replay := _after(self.standby.take(node), got.last):
+                        self._replays[node] = replay
         if not wanted:
             return
-        live = self.owners.members
+        # Until announcing for a TTL, a holder missing from the view may only be slow to
+        # announce itself again (after a Redis outage): taken from only as from a live one.
+        live = self.owners.members if self.owners.settled else ("*",)
         taken = await self.store.take(wanted, replica=self.replica, live=live)
         # Held by a live replica (that has not seen the change yet, or hands the node over):
         # taken once this one has the last message the holder handled, kept or in this batch,
@@ -191,6 +215,16 @@ class SparkplugIngest:
                 self._handled_through[node] = got.last  # in this batch: what precedes it is done
                 continue
             replay = _after(kept, got.last)
+            if got.last is not None and len(replay) == len(kept) and kept:
+                # The holder's last message is not among those kept: it was ahead of this
+                # replica (some will be handled twice), or behind by more than they reach.
+                log.warning(
+                    "took Sparkplug edge node %s without the last message its holder handled "
+                    "among the %d kept: handling them all",
+                    node,
+                    len(kept),
+                )
+                self.metrics.sparkplug.labels("taken_without_last").inc()
             if replay:
                 self._replays[node] = replay
                 replayed += len(replay)
@@ -301,7 +335,12 @@ class SparkplugIngest:
             for d in batch.get(node, ()):
                 self.standby.add(node, d, now)
             self._view_stale = True
-        self.sessions.trim()
+        # Nodes whose sessions memory no longer holds (the least recently heard of): let go,
+        # so that this replica holds no more nodes than sessions.
+        idle = [node for node in self.sessions.trim() if node in self.held]
+        if idle:
+            await self.store.let_go(idle, replica=self.replica)
+            self.held.difference_update(idle)
 
     def request_rebirths(self) -> None:
         """Publish the Rebirth requests of the batch just stored."""
@@ -354,11 +393,11 @@ def _has(messages: list[Delivery], last: str) -> bool:
 
 
 def _after(kept: list[Delivery], last: str | None) -> list[Delivery]:
-    """What of ``kept`` comes after the message ``last`` (all of it if it is not there: some
-    may then be handled twice, nothing is lost)."""
+    """What of ``kept`` comes after the message ``last`` (all of it if it is not there). The
+    same bytes twice: after the first, handling some twice rather than missing any."""
     if last is not None:
-        for i in range(len(kept) - 1, -1, -1):
-            if digest(kept[i]) == last:
+        for i, d in enumerate(kept):
+            if digest(d) == last:
                 return kept[i + 1 :]
     return kept
 

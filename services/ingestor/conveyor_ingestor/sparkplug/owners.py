@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
+import time
 
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -67,6 +69,9 @@ class Membership:
         self.view = 0
         """Counts the changes of :attr:`members`."""
         self._owners: dict[str, str | None] = {}
+        self._announced_at = -math.inf
+        self._back_since = math.inf
+        """Since when announcements succeed without a break (monotonic seconds)."""
 
     def owner(self, node_key: str) -> str | None:
         owner = self._owners.get(node_key, "")
@@ -79,6 +84,19 @@ class Membership:
     def mine(self, node_key: str) -> bool:
         return self.owner(node_key) == self.replica
 
+    @property
+    def fresh(self) -> bool:
+        """Announced lately: its view of the replicas is current, and the others count it in.
+        (While it is not, Redis is away: nothing may be acknowledged.)"""
+        return time.monotonic() - self._announced_at < self.ttl_s / 2
+
+    @property
+    def settled(self) -> bool:
+        """Announcing for a full TTL without a break: replicas that were away as long as it
+        was (a Redis outage) have had the time to announce themselves again, so one missing
+        from its view is gone."""
+        return time.monotonic() - self._back_since >= self.ttl_s
+
     async def announce(self) -> None:
         """Renew this replica's announcement and read the live replicas (raises
         QueueUnavailable while Redis is away)."""
@@ -87,7 +105,12 @@ class Membership:
                 ANNOUNCE, 1, MEMBERS_KEY, self.replica, int(self.ttl_s * 1000)
             )
         except (RedisError, RedisClusterException, OSError) as exc:
+            self._back_since = math.inf
             raise QueueUnavailable(f"cannot announce this ingestor replica: {exc}") from exc
+        now = time.monotonic()
+        if now - self._announced_at >= self.ttl_s:  # the first, or after a break
+            self._back_since = now
+        self._announced_at = now
         members = tuple(sorted(m.decode() if isinstance(m, bytes) else m for m in found))
         if members != self.members:
             log.info("Sparkplug replicas: %s", ", ".join(members))

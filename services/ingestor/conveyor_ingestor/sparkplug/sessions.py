@@ -281,15 +281,18 @@ class Sessions:
         if old is not None:
             self.parked_bytes -= old.parked_bytes
 
-    def trim(self) -> None:
+    def trim(self) -> list[str]:
         """Forget the least recently seen sessions beyond ``max_sessions``, once saved (the
-        ingestor calls this between batches, never while one needs them)."""
+        ingestor calls this between batches, never while one needs them); their nodes."""
+        trimmed = []
         while len(self._sessions) > self.options.max_sessions:
             key, oldest = next(iter(self._sessions.items()))
             if oldest.unsaved:
                 break  # not saved yet: kept until it is
             del self._sessions[key]
             self.parked_bytes -= oldest.parked_bytes
+            trimmed.append(key)
+        return trimmed
 
     def changed(self) -> list[Session]:
         return [s for s in self._sessions.values() if s.unsaved]

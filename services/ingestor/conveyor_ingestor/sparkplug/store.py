@@ -34,16 +34,18 @@ from reliable_queue.keys import PREFIX
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 # KEYS[1]: a session, KEYS[2]: its parked list. ARGV[1]: this replica; ARGV[2]: the TTL of a
-# session not stored yet; ARGV[3]: the digest of the last message handled this replica expects
-# ('' none); ARGV[4..]: the live replicas. A node held by another live replica is taken only if
-# its last message is the expected one. Returns {0, holder, last} if refused, else
-# {1, session, seq, last, parked...}.
+# session not stored yet; ARGV[3]: 'own' to take the node only if this replica holds it
+# already; ARGV[4]: the digest of the last message handled this replica expects ('' none);
+# ARGV[5..]: the live replicas ('*': any holder counts as live). A node held by another live
+# replica is taken only if its last message is the expected one. Returns {0, holder, last} if
+# refused, else {1, session, seq, last, parked...}.
 TAKE = """
 local holder = redis.call('HGET', KEYS[1], 'holder')
 local last = redis.call('HGET', KEYS[1], 'last')
-if holder and holder ~= ARGV[1] and (ARGV[3] == '' or ARGV[3] ~= last) then
-  for i = 4, #ARGV do
-    if ARGV[i] == holder then return {0, holder, last} end
+if ARGV[3] == 'own' and holder ~= ARGV[1] then return {0, holder, last} end
+if holder and holder ~= ARGV[1] and (ARGV[4] == '' or ARGV[4] ~= last) then
+  for i = 5, #ARGV do
+    if ARGV[i] == holder or ARGV[i] == '*' then return {0, holder, last} end
   end
 end
 redis.call('HSET', KEYS[1], 'holder', ARGV[1])
@@ -107,10 +109,12 @@ class SessionStore:
         replica: str,
         live: Iterable[str],
         expected: dict[str, str] | None = None,
+        own: bool = False,
     ) -> dict[str, Taken | Refused]:
         """Take the nodes for ``replica``: each one's stored session, or who holds it. A node
-        another of the ``live`` replicas holds is taken only if the last message it handled is
-        the one ``expected`` (by digest) for that node."""
+        another of the ``live`` replicas holds (``"*"``: any) is taken only if the last message
+        it handled is the one ``expected`` (by digest) for that node. ``own``: only the nodes
+        ``replica`` holds already."""
         keys = list(node_keys)
         if not keys:
             return {}
@@ -126,6 +130,7 @@ class SessionStore:
                     parked_key(key),
                     replica,
                     UNBORN_TTL_S,
+                    "own" if own else "take",
                     expected.get(key, ""),
                     *members,
                 )
@@ -135,7 +140,7 @@ class SessionStore:
         taken: dict[str, Taken | Refused] = {}
         for key, answer in zip(keys, found, strict=True):
             if answer[0] == 0:
-                taken[key] = Refused(_text(answer[1]) or "another replica", _text(answer[2]))
+                taken[key] = Refused(_text(answer[1]) or "", _text(answer[2]))
                 continue
             stored, seq, last, parked = answer[1], answer[2], answer[3], answer[4]
             taken[key] = Taken(Session.from_stored(key, stored, seq, parked), _text(last))
@@ -204,7 +209,8 @@ class Taken:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A node another live replica holds, and the digest of the last message it handled."""
+    """A node another live replica holds (or none: ``""``), and the digest of the last message
+    it handled."""
 
     holder: str
     last: str | None
