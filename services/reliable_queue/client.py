@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from reliable_queue.dead_letters import (
     replay_dead,
 )
 from reliable_queue.errors import UsageError
+from reliable_queue.history import Sample, read_history, record_history
 from reliable_queue.job import split_envelope
 from reliable_queue.keys import QUEUE_REGISTRY, QueueKeys, queue_from_dead_letter_name
 from reliable_queue.policy import QueuePolicy
@@ -197,6 +199,23 @@ class QueueClient:
 
     async def queue_stats(self, queue: str) -> QueueStats:
         return await read_queue_stats(self._scripts, _queue(queue))
+
+    async def record_history(
+        self, stats: dict[str, Any], *, interval_s: float, keep_s: float
+    ) -> None:
+        """Add a :meth:`stats` document to each of its queues' history
+        (:mod:`reliable_queue.history`: one sample per ``interval_s`` kept ``keep_s``, and one a
+        minute kept a day)."""
+        await record_history(self._scripts, stats["queues"], interval_s=interval_s, keep_s=keep_s)
+
+    async def history(
+        self, queues: Sequence[str], *, seconds: float, keep_s: float
+    ) -> dict[str, list[Sample]]:
+        """Each queue's samples of the last ``seconds``, oldest first: every ``interval_s`` if
+        ``seconds`` is within ``keep_s``, else every minute."""
+        since_ms = int((time.time() - seconds) * 1000)
+        names = [_queue(q) for q in queues]
+        return await read_history(self._redis, names, since_ms=since_ms, fine=seconds <= keep_s)
 
     async def jobs_held(self, queue: str) -> dict[str, int]:
         """``{worker id: jobs it holds}`` for each live worker of ``queue`` (a heartbeat in

@@ -63,6 +63,8 @@ class QueueKeys:
     workers: str
     held: str
     reaper_lock: str
+    history: str
+    history_coarse: str
     owner: str
     """HASH namespace, name, uid, claimed_at_ms of the one MessageQueue that owns the queue
     (``lua/owner_claim.lua``). Not in :meth:`all`: deleting a queue's data is not giving it up."""
@@ -90,6 +92,8 @@ class QueueKeys:
             workers=base + "workers",
             held=base + "held",
             reaper_lock=base + "reaper_lock",
+            history=base + "history",
+            history_coarse=base + "history_coarse",
             owner=base + "owner",
         )
 
@@ -113,6 +117,8 @@ class QueueKeys:
             self.workers,
             self.held,
             self.reaper_lock,
+            self.history,
+            self.history_coarse,
         )
 
 

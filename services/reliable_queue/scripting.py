@@ -24,6 +24,7 @@ SCRIPT_NAMES = (
     "enqueue",
     "fail",
     "held",
+    "history",
     "owner_claim",
     "owner_release",
     "reap",

@@ -7,17 +7,21 @@ blocks nothing the page does."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 import redis
 from conveyor_plant.keys import latest_values, live_channel
 from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 
+from reliable_queue import QueueClient
 from reliable_queue.keys import QUEUE_REGISTRY
 from tests.gateway.conftest import TOKEN, GatewayProcess
 from tests.helpers import ROOT, CliProcess, start_cli, wait_until
@@ -218,5 +222,42 @@ def test_an_offline_machines_card_says_so_until_it_is_back(
         with redis.Redis.from_url(redis_url) as r:
             r.publish(live_channel(machine), alert("firing"))
         expect(card).to_have_class(re.compile(r"\boffline\b"), timeout=10_000)
+        browser.close()
+    assert errors == [], errors
+
+
+def test_the_depth_history_survives_a_gateway_restart_and_spans_a_day(
+    gateway_process: Callable[..., GatewayProcess], redis_url: str
+) -> None:
+    """The queues' history is kept in Redis: a gateway started after another stopped shows
+    the depth from before its start, over 10 minutes and over the day."""
+
+    async def enqueue() -> None:
+        async with QueueClient.from_url(redis_url) as client:
+            await client.enqueue_many("alerts", [{"n": i} for i in range(5)])
+
+    asyncio.run(enqueue())
+    first = gateway_process()
+
+    def samples() -> int:
+        history = httpx.get(f"{first.url}/stats/history?minutes=10", timeout=5).json()
+        return len(history["queues"].get("alerts", []))
+
+    wait_until(lambda: samples() >= 2, timeout=20, what="two samples of the first gateway")
+    first.process.stop(timeout=15)  # SIGTERM, as a pod gets
+    stopped = time.time()
+    second = gateway_process()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        errors = watch(page)
+        page.goto(second.url)
+        spark = page.locator('[data-queue="alerts"] svg.spark')
+        expect(spark.locator("path.line")).to_have_count(1, timeout=15_000)
+        assert float(spark.get_attribute("data-since") or "inf") < stopped - 1
+        expect(spark.locator("title")).to_contain_text("last 10 min, peak 5")
+        page.select_option("#history-window", "1440")
+        expect(spark.locator("title")).to_contain_text("last 24 h", timeout=15_000)
+        assert float(spark.get_attribute("data-since") or "inf") < stopped
         browser.close()
     assert errors == [], errors

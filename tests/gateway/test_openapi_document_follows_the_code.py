@@ -29,6 +29,7 @@ from conveyor_plant.keys import latest_values
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from reliable_queue import DeadLetter, NewDeadLetter, QueueClient, QueueStats
+from reliable_queue.history import Sample
 from reliable_queue.keys import QUEUE_NAME_PATTERN
 from tests.gateway.conftest import TOKEN, Gateway
 
@@ -91,11 +92,14 @@ def test_the_bounds_in_the_document_are_the_codes_limits() -> None:
     assert array["maxItems"] == MAX_IDS
 
 
-@pytest.mark.parametrize("history_s", [60.0, 600.0, 3600.0])
-def test_the_history_window_in_the_document_follows_the_configuration(history_s: float) -> None:
+@pytest.mark.parametrize(("history_s", "most"), [(60.0, 1440), (600.0, 1440), (172800.0, 2880)])
+def test_the_history_window_in_the_document_follows_the_configuration(
+    history_s: float, most: int
+) -> None:
+    """A day of minute samples, or the fine ones kept, if longer."""
     doc = openapi_document(GatewayConfig(history_s=history_s))
     minutes = parameter(doc, "/stats/history", "get", "minutes")
-    assert minutes["maximum"] == history_minutes(history_s) == max(1, int(history_s // 60))
+    assert minutes["maximum"] == history_minutes(history_s) == most
 
 
 def test_the_models_name_every_field_of_the_librarys_records() -> None:
@@ -106,6 +110,8 @@ def test_the_models_name_every_field_of_the_librarys_records() -> None:
     assert figures[: len(stats_fields)] == stats_fields
     letter_fields = [f.name for f in dataclasses.fields(DeadLetter)]
     assert list(answer_models.DeadLetter.model_fields) == letter_fields
+    sample_fields = [f.name for f in dataclasses.fields(Sample)]
+    assert list(answer_models.HistorySample.model_fields) == sample_fields
 
 
 @pytest.mark.integration
@@ -130,7 +136,7 @@ def test_the_gateway_enforces_the_documented_bounds_exactly(
             for value, refused in ((low, False), (high, False), (low - 1, True), (high + 1, True)):
                 r = gateway.http.get(f"{url}?{name}={value}", headers=AUTH)
                 assert (r.status_code == 422) is refused, (path, name, value, r.text)
-    assert parameter(doc, "/stats/history", "get", "minutes")["maximum"] == 5
+    assert parameter(doc, "/stats/history", "get", "minutes")["maximum"] == 1440
 
     longest = parameter(doc, "/machines/{machine}", "get", "machine")["maxLength"]
     raw_redis.hset(latest_values("m" * longest), mapping={"t": "1"})

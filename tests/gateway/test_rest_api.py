@@ -4,6 +4,7 @@ token), probes, metrics, the OpenAPI document and errors a person can act on."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -200,3 +201,29 @@ def test_redis_down_is_a_503_that_says_so(
     ready = gateway.http.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"] is False
+
+
+def test_the_queue_history_survives_a_restart_and_is_the_same_from_a_second_replica(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    first = make_gateway(sample_interval_s=0.05)
+    first.run(first.client.enqueue_many, "alerts", [{"n": i} for i in range(7)])
+
+    def history(gateway: Gateway, minutes: int) -> dict[str, Any]:
+        return gateway.http.get(f"/stats/history?minutes={minutes}").json()
+
+    wait_until(lambda: len(history(first, 10)["queues"].get("alerts", [])) >= 3, what="samples")
+    first.http.__exit__(None, None, None)  # stopped: its samples stay in Redis
+    stopped = time.time()
+    second, third = make_gateway(sample_interval_s=0.05), make_gateway(sample_interval_s=0.05)
+    kept, seen_by_third = (
+        [s for s in history(g, 10)["queues"]["alerts"] if s["at"] <= stopped]
+        for g in (second, third)
+    )
+    assert len(kept) >= 3
+    assert seen_by_third == kept
+    assert {s["pending"] for s in kept} == {7}
+    day = history(second, 1440)
+    assert day["interval_s"] == 60
+    minutes = [s["pending"] for s in day["queues"]["alerts"]]
+    assert minutes in ([7], [7, 7])  # one sample a minute

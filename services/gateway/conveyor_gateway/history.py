@@ -1,9 +1,10 @@
-"""Queue figures over time: the gateway samples every queue's stats at a fixed interval and
-keeps the last minutes in memory, for per-queue throughput (``/stats``) and the dashboard's
-depth sparklines (``/stats/history``).
+"""Queue figures over time: the gateway samples every queue's stats at a fixed interval into
+each queue's history in Redis (:mod:`reliable_queue.history`), for per-queue throughput
+(``/stats``) and the dashboard's charts of depth, rate and oldest age (``/stats/history``).
 
-Each gateway replica samples on its own; all read the same Redis, so they agree to within one
-interval. Nothing is written back: a restarted gateway starts with an empty history.
+Every gateway replica samples; Redis keeps the first sample of each slot, so replicas share one
+history, and a restarted gateway finds it where it was: every ``interval_s`` for the last
+``keep_s``, and every minute for a day.
 """
 
 from __future__ import annotations
@@ -11,24 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reliable_queue import QueueClient, QueueUnavailable
+from reliable_queue.history import COARSE_KEEP_S, Sample
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    at: float  # epoch seconds
-    pending: int
-    processing: int
-    delayed: int
-    failed: int
-    completed: int
-    enqueued: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,52 +43,44 @@ class StatsHistory:
     def __init__(self, client: QueueClient, *, interval_s: float, keep_s: float) -> None:
         self._client = client
         self.interval_s = interval_s
-        self._keep = max(2, int(keep_s / interval_s) + 1)
-        self._samples: dict[str, deque[Sample]] = {}
+        self.keep_s = keep_s
+        self.longest_s = max(keep_s, COARSE_KEEP_S)
+        """The longest history kept: a day."""
 
-    def record(self, stats: dict[str, Any], at: float) -> None:
-        """Add one stats document (``QueueClient.stats()``) taken at ``at``."""
-        for name, q in stats["queues"].items():
-            samples = self._samples.setdefault(name, deque(maxlen=self._keep))
-            samples.append(
-                Sample(
-                    at=at,
-                    pending=q["pending"],
-                    processing=q["processing"],
-                    delayed=q["delayed"],
-                    failed=q["failed"],
-                    completed=q["completed"],
-                    enqueued=q["enqueued"],
-                )
+    async def throughput(
+        self, stats: dict[str, dict[str, Any]], window_s: float = 60.0
+    ) -> dict[str, Throughput]:
+        """Each queue's, between the oldest sample within ``window_s`` and ``stats`` (its
+        current figures)."""
+        history = await self._client.history(list(stats), seconds=window_s, keep_s=self.keep_s)
+        t = time.time()
+        found = {}
+        for queue, now in stats.items():
+            samples = history.get(queue)
+            if not samples:
+                found[queue] = Throughput(0, 0, 0.0)
+                continue
+            base = samples[0]
+            found[queue] = Throughput(
+                completed=max(0, now["completed"] - base.completed),
+                enqueued=max(0, now["enqueued"] - base.enqueued),
+                window_s=max(0.0, t - base.at),
             )
-        for gone in set(self._samples) - set(stats["queues"]):
-            del self._samples[gone]
+        return found
 
-    def throughput(self, queue: str, now: dict[str, Any], window_s: float = 60.0) -> Throughput:
-        """Between the oldest sample within ``window_s`` and ``now`` (current stats)."""
-        samples = self._samples.get(queue)
-        if not samples:
-            return Throughput(0, 0, 0.0)
-        t = time.time()
-        base = next((s for s in samples if t - s.at <= window_s), samples[-1])
-        return Throughput(
-            completed=max(0, now["completed"] - base.completed),
-            enqueued=max(0, now["enqueued"] - base.enqueued),
-            window_s=max(0.0, t - base.at),
-        )
-
-    def series(self, queue: str, seconds: float) -> list[dict[str, Any]]:
-        t = time.time()
-        return [asdict(s) for s in self._samples.get(queue, ()) if t - s.at <= seconds]
-
-    def queues(self) -> list[str]:
-        return sorted(self._samples)
+    async def series(self, queues: Sequence[str], seconds: float) -> dict[str, list[Sample]]:
+        """Each queue's samples of the last ``seconds`` (every ``interval_s`` within
+        ``keep_s``, else every minute), oldest first."""
+        return await self._client.history(queues, seconds=seconds, keep_s=self.keep_s)
 
     async def run(self) -> None:
         """Sample until cancelled; a Redis outage leaves a gap, not an error."""
         while True:
             try:
-                self.record(await self._client.stats(), time.time())
+                stats = await self._client.stats()
+                await self._client.record_history(
+                    stats, interval_s=self.interval_s, keep_s=self.keep_s
+                )
             except QueueUnavailable as exc:
                 log.warning("cannot sample queue stats: %s", exc)
             await asyncio.sleep(self.interval_s)

@@ -3,6 +3,8 @@ these and the OpenAPI document states them (a test holds the two together)."""
 
 from __future__ import annotations
 
+from reliable_queue.history import COARSE_KEEP_S
+
 MAX_PAGE = 500
 """Most dead letters or alerts in one answer (``limit``)."""
 
@@ -20,5 +22,6 @@ MACHINES_LISTED = 1_000
 
 
 def history_minutes(history_s: float) -> int:
-    """The most minutes ``/stats/history`` can answer for, keeping ``history_s`` seconds."""
-    return max(1, int(history_s // 60))
+    """The most minutes ``/stats/history`` can answer for: a day of minute samples (or
+    ``history_s`` seconds of fine ones, if longer)."""
+    return max(1, int(max(history_s, COARSE_KEEP_S) // 60))

@@ -72,10 +72,14 @@ class HistorySample(_Answer):
     failed: int
     completed: int
     enqueued: int
+    oldest_pending_age_s: float
 
 
 class History(_Answer):
-    interval_s: float
+    interval_s: float = Field(
+        description="seconds between samples: the gateway's interval within the minutes it "
+        "keeps of them, else 60"
+    )
     queues: dict[str, list[HistorySample]] = Field(description="samples, oldest first")
 
 

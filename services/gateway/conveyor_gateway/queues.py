@@ -30,6 +30,7 @@ from conveyor_gateway.parameters import (
     replay_ids,
 )
 from conveyor_gateway.state import state_of
+from reliable_queue.history import COARSE_S
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ log = logging.getLogger(__name__)
 async def stats(request: Request) -> Response:
     gateway = state_of(request)
     doc = await gateway.client.stats()
+    throughput = await gateway.history.throughput(doc["queues"])
     queues = {}
     for name, figures in doc["queues"].items():
-        tp = gateway.history.throughput(name, figures)
+        tp = throughput[name]
         queues[name] = QueueFigures(
             **figures,
             completed_last_minute=tp.completed,
@@ -55,13 +57,15 @@ async def stats_history(request: Request) -> Response:
     gateway = state_of(request)
     seconds = MINUTES.read(request) * 60
     history = gateway.history
+    found = await history.series(await gateway.client.queues(), seconds)
     return json_response(
         History(
-            interval_s=gateway.config.sample_interval_s,
+            interval_s=history.interval_s if seconds <= history.keep_s else COARSE_S,
             queues={
-                # The sampler's own figures: built, not validated again (up to 300 per queue).
-                q: [HistorySample.model_construct(**s) for s in history.series(q, seconds)]
-                for q in history.queues()
+                # Samples as stored: built, not validated again (up to 1,440 per queue).
+                q: [HistorySample.model_construct(**s.to_dict()) for s in samples]
+                for q, samples in sorted(found.items())
+                if samples
             },
         )
     )

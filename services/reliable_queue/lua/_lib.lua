@@ -18,6 +18,9 @@
 --   conveyor:{Q}:workers    ZSET  worker id -> last heartbeat, ms (live workers)
 --   conveyor:{Q}:held       HASH  worker id -> jobs it held at its last heartbeat (the
 --                                 operator's pod-deletion-cost: busy pods are removed last)
+--   conveyor:{Q}:history    ZSET  "<slot ms>|<figures JSON>" -> slot ms: the queue's figures
+--                                 every few seconds, for minutes (history.lua)
+--   conveyor:{Q}:history_coarse  ZSET  the same every minute, for a day
 -- Times come from Redis TIME only, so clocks of worker hosts never matter.
 
 -- Scores: (PRIO_MAX - priority) * 2^42 + seq. ZPOPMIN takes the highest priority first and,

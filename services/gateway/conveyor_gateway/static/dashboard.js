@@ -53,9 +53,16 @@ function sparkline(samples) {
   svg.setAttribute("class", "spark");
   svg.setAttribute("viewBox", "0 0 100 40");
   svg.setAttribute("preserveAspectRatio", "none");
-  if (samples.length < 2) return svg;
   const depth = samples.map((s) => s.pending + s.processing + s.delayed);
   const max = Math.max(1, ...depth);
+  const span = $("#history-window").selectedOptions[0].textContent;
+  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+  title.textContent = samples.length
+    ? `depth over the last ${span}, peak ${fmt.format(max)}`
+    : `no depth sampled in the last ${span}`;
+  svg.append(title);
+  if (samples.length) svg.dataset.since = samples[0].at; // the history's start, for the tests
+  if (samples.length < 2) return svg;
   const pts = depth.map((d, i) => [(i / (depth.length - 1)) * 100, 38 - (d / max) * 36]);
   const line = pts.map(([x, y], i) => `${i ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`).join("");
   for (const [cls, d] of [["area", `${line}L100,40L0,40Z`], ["line", line]]) {
@@ -64,9 +71,6 @@ function sparkline(samples) {
     path.setAttribute("d", d);
     svg.append(path);
   }
-  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
-  title.textContent = `depth over the last minutes, peak ${fmt.format(max)}`;
-  svg.append(title);
   return svg;
 }
 
@@ -120,7 +124,8 @@ async function pollStats() {
 
 async function pollHistory() {
   try {
-    history = (await getJSON("/stats/history?minutes=5")).queues;
+    // Kept in Redis: the same after a gateway restart, and from any replica.
+    history = (await getJSON(`/stats/history?minutes=${$("#history-window").value}`)).queues;
   } catch (err) {
     /* the next poll retries; the cards keep their last sparkline */
   }
@@ -309,6 +314,7 @@ setInterval(tick, 1000);
 pollHistory().then(pollStats);
 setInterval(pollStats, 2000);
 setInterval(pollHistory, 5000);
+$("#history-window").addEventListener("change", () => pollHistory().then(pollStats));
 setInterval(loadDead, 10000);
 loadInitial();
 connect();
