@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -209,13 +208,16 @@ class QueueClient:
         await record_history(self._scripts, stats["queues"], interval_s=interval_s, keep_s=keep_s)
 
     async def history(
-        self, queues: Sequence[str], *, seconds: float, keep_s: float
-    ) -> dict[str, list[Sample]]:
-        """Each queue's samples of the last ``seconds``, oldest first: every ``interval_s`` if
-        ``seconds`` is within ``keep_s``, else every minute."""
-        since_ms = int((time.time() - seconds) * 1000)
+        self, queues: Sequence[str], *, seconds: float, keep_s: float, first_only: bool = False
+    ) -> tuple[float, dict[str, list[Sample]]]:
+        """Redis's time now, and each queue's samples of the ``seconds`` before it, oldest
+        first: every ``interval_s`` if ``seconds`` is within ``keep_s``, else every minute
+        (``first_only``: the oldest only)."""
         names = [_queue(q) for q in queues]
-        return await read_history(self._redis, names, since_ms=since_ms, fine=seconds <= keep_s)
+        fine = seconds <= keep_s
+        return await read_history(
+            self._redis, names, seconds=seconds, fine=fine, first_only=first_only
+        )
 
     async def jobs_held(self, queue: str) -> dict[str, int]:
         """``{worker id: jobs it holds}`` for each live worker of ``queue`` (a heartbeat in

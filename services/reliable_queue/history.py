@@ -5,8 +5,10 @@ Two series per queue, each sample the figures of :class:`~reliable_queue.stats.Q
 that move (depths, counters, the oldest pending job's age): one every ``interval_s`` kept
 ``keep_s`` (the caller's: the gateway samples every 2 s and keeps 10 minutes), and one every
 minute kept a day (:data:`COARSE_S`, :data:`COARSE_KEEP_S`): at most ``keep_s / interval_s``
-and 1,440 samples per queue. Slots are aligned on Redis's clock, and the first sample of a slot
-stands, so that samplers side by side neither double nor rewrite a series.
++ 1 and 1,441 samples per queue. Slots are aligned on Redis's clock, and the first sample of a
+slot stands, so that samplers side by side neither double nor rewrite a series; each sample
+carries when it was taken (Redis's clock too), and readers get Redis's time with it. A deleted
+queue's history is not written again by a sampler late with its figures.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ FIGURES = (
 @dataclass(frozen=True, slots=True)
 class Sample:
     at: float
-    """Start of its slot, seconds since the epoch (Redis's clock)."""
+    """When it was recorded, seconds since the epoch (Redis's clock)."""
     pending: int
     processing: int
     delayed: int
@@ -61,7 +63,7 @@ async def record_history(
             sample = json.dumps({name: figures[name] for name in FIGURES}, separators=(",", ":"))
             await scripts.run(
                 "history",
-                (keys.history, keys.history_coarse),
+                (keys.history, keys.history_coarse, keys.counters),
                 (
                     int(interval_s * 1000),
                     int(keep_s * 1000),
@@ -73,22 +75,33 @@ async def record_history(
 
 
 async def read_history(
-    redis: RedisClient, queues: Sequence[str], *, since_ms: int, fine: bool
-) -> dict[str, list[Sample]]:
-    """Each queue's samples from ``since_ms`` on, oldest first: the fine series, else the
-    coarse one."""
+    redis: RedisClient,
+    queues: Sequence[str],
+    *,
+    seconds: float,
+    fine: bool,
+    first_only: bool = False,
+) -> tuple[float, dict[str, list[Sample]]]:
+    """Redis's time now, and each queue's samples of the ``seconds`` before it, oldest first:
+    the fine series, else the coarse one (``first_only``: the oldest only)."""
     with redis_boundary("read the queues' history"):
+        sec, usec = await redis.time()
+        now = sec + usec / 1e6
+        since = int((now - seconds) * 1000)
         pipe = redis.pipeline(transaction=False)
         for queue in queues:
             keys = QueueKeys.for_queue(queue)
-            pipe.zrangebyscore(keys.history if fine else keys.history_coarse, since_ms, "+inf")
+            key = keys.history if fine else keys.history_coarse
+            if first_only:
+                pipe.zrangebyscore(key, since, "+inf", start=0, num=1)
+            else:
+                pipe.zrangebyscore(key, since, "+inf")
         found = await pipe.execute()
-    return {
-        queue: [_sample(m) for m in members] for queue, members in zip(queues, found, strict=True)
-    }
+    samples = {q: [_sample(m) for m in members] for q, members in zip(queues, found, strict=True)}
+    return now, samples
 
 
 def _sample(member: bytes | str) -> Sample:
     text = member.decode() if isinstance(member, bytes) else member
-    slot, _, doc = text.partition("|")
-    return Sample(at=int(slot) / 1000, **json.loads(doc))
+    at, _, doc = text.partition("|")
+    return Sample(at=int(at) / 1000, **json.loads(doc))

@@ -109,3 +109,18 @@ async def test_sparkplug_sessions_are_kept_on_a_cluster(redis_cluster: RedisClus
         assert await store.save(sessions[:1], replica="a", last={}) == [nodes[0]]  # fenced
     finally:
         await store.close()
+
+
+async def test_queue_history_is_kept_on_a_cluster(redis_cluster: RedisClusterServers) -> None:
+    """The history script on each queue's slot, read back across masters with Redis's time."""
+    queues = [f"q{i}" for i in range(6)]
+    async with QueueClient.from_url(redis_cluster.url, cluster=True) as client:
+        for q in queues:
+            await client.enqueue_many(q, [{"q": q}])
+        stats = await client.stats(queues)
+        await client.record_history(stats, interval_s=2, keep_s=600)
+        now, found = await client.history(queues, seconds=60, keep_s=600)
+        _, firsts = await client.history(queues, seconds=60, keep_s=600, first_only=True)
+    assert {q: [s.pending for s in found[q]] for q in queues} == {q: [1] for q in queues}
+    assert firsts == found
+    assert all(now - 60 < found[q][0].at <= now for q in queues)

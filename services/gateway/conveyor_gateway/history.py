@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +51,9 @@ class StatsHistory:
     ) -> dict[str, Throughput]:
         """Each queue's, between the oldest sample within ``window_s`` and ``stats`` (its
         current figures)."""
-        history = await self._client.history(list(stats), seconds=window_s, keep_s=self.keep_s)
-        t = time.time()
+        t, history = await self._client.history(
+            list(stats), seconds=window_s, keep_s=self.keep_s, first_only=True
+        )
         found = {}
         for queue, now in stats.items():
             samples = history.get(queue)
@@ -71,7 +71,8 @@ class StatsHistory:
     async def series(self, queues: Sequence[str], seconds: float) -> dict[str, list[Sample]]:
         """Each queue's samples of the last ``seconds`` (every ``interval_s`` within
         ``keep_s``, else every minute), oldest first."""
-        return await self._client.history(queues, seconds=seconds, keep_s=self.keep_s)
+        _, found = await self._client.history(queues, seconds=seconds, keep_s=self.keep_s)
+        return found
 
     async def run(self) -> None:
         """Sample until cancelled; a Redis outage leaves a gap, not an error."""

@@ -18,7 +18,7 @@
 --   conveyor:{Q}:workers    ZSET  worker id -> last heartbeat, ms (live workers)
 --   conveyor:{Q}:held       HASH  worker id -> jobs it held at its last heartbeat (the
 --                                 operator's pod-deletion-cost: busy pods are removed last)
---   conveyor:{Q}:history    ZSET  "<slot ms>|<figures JSON>" -> slot ms: the queue's figures
+--   conveyor:{Q}:history    ZSET  "<taken at ms>|<figures JSON>" -> slot ms: the queue's figures
 --                                 every few seconds, for minutes (history.lua)
 --   conveyor:{Q}:history_coarse  ZSET  the same every minute, for a day
 -- Times come from Redis TIME only, so clocks of worker hosts never matter.

@@ -122,10 +122,14 @@ async function pollStats() {
   }
 }
 
+let historyAsked = 0;
+
 async function pollHistory() {
+  const asked = ++historyAsked;
   try {
     // Kept in Redis: the same after a gateway restart, and from any replica.
-    history = (await getJSON(`/stats/history?minutes=${$("#history-window").value}`)).queues;
+    const answer = await getJSON(`/stats/history?minutes=${$("#history-window").value}`);
+    if (asked === historyAsked) history = answer.queues; // not an answer to an older window
   } catch (err) {
     /* the next poll retries; the cards keep their last sparkline */
   }

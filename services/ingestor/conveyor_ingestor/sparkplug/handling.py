@@ -166,10 +166,10 @@ class SparkplugIngest:
             # Others' nodes, first seen since this replica started: does it hold one still
             # (it died and came back before another took the node)? Then it handles the node
             # until the replica it belongs to takes it over.
+            own = await self.store.take(unknown, replica=self.replica, live=(), own=True)
             if len(self._checked) > 100_000:
                 self._checked.clear()
             self._checked.update(unknown)
-            own = await self.store.take(unknown, replica=self.replica, live=(), own=True)
             for node, got in own.items():
                 if isinstance(got, Taken):
                     self.sessions.put(got.session)

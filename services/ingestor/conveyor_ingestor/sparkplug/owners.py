@@ -108,8 +108,8 @@ class Membership:
             self._back_since = math.inf
             raise QueueUnavailable(f"cannot announce this ingestor replica: {exc}") from exc
         now = time.monotonic()
-        if now - self._announced_at >= self.ttl_s:  # the first, or after a break
-            self._back_since = now
+        if self._back_since == math.inf or now - self._announced_at >= self.ttl_s:
+            self._back_since = now  # the first, or the first after a failure or a break
         self._announced_at = now
         members = tuple(sorted(m.decode() if isinstance(m, bytes) else m for m in found))
         if members != self.members:
