@@ -261,3 +261,34 @@ def test_the_depth_history_survives_a_gateway_restart_and_spans_a_day(
         assert float(spark.get_attribute("data-since") or "inf") < stopped
         browser.close()
     assert errors == [], errors
+
+
+def test_a_machine_that_went_quiet_is_greyed_with_when_it_was_last_seen(
+    gateway_process: Callable[..., GatewayProcess], redis_url: str
+) -> None:
+    """No value for two minutes: the card is greyed and says "last seen"; the next value
+    brings it back."""
+    machine = "press-quiet"
+    ten_minutes_ago = int((time.time() - 600) * 1000)
+    with redis.Redis.from_url(redis_url) as r:
+        r.sadd(QUEUE_REGISTRY, "alerts")
+        r.hset(latest_values(machine), mapping={"temp": "21.5", "_ts": str(ten_minutes_ago)})
+    gw = gateway_process(GATEWAY_API_TOKEN=TOKEN)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        errors = watch(page)
+        page.goto(gw.url)
+        card = page.locator(f'[data-machine="{machine}"]')
+        expect(card).to_have_class(re.compile(r"\bstale\b"), timeout=15_000)
+        expect(card).to_contain_text("last seen")
+        expect(page.locator("#live-status")).to_have_text("live", timeout=10_000)
+        event = {"kind": "realtime", "machine": machine, "ts": int(time.time() * 1000),
+                 "values": {"temp": 22.5}}  # fmt: skip
+        with redis.Redis.from_url(redis_url) as r:  # what the realtime worker publishes
+            r.publish(live_channel(machine), json.dumps(event))
+        expect(card).not_to_have_class(re.compile(r"\bstale\b"), timeout=10_000)
+        expect(card).not_to_contain_text("last seen")
+        expect(card.locator("dd").first).to_have_text("22.50")
+        browser.close()
+    assert errors == [], errors

@@ -124,8 +124,11 @@ async function pollStats() {
 
 let historyAsked = 0;
 
+let historyPolled = 0;
+
 async function pollHistory() {
   const asked = ++historyAsked;
+  historyPolled = Date.now();
   try {
     // Kept in Redis: the same after a gateway restart, and from any replica.
     const answer = await getJSON(`/stats/history?minutes=${$("#history-window").value}`);
@@ -137,6 +140,11 @@ async function pollHistory() {
 
 // --- machines and alerts ----------------------------------------------------------------------
 const machines = new Map();
+const STALE_AFTER_MS = 120000; // no value for two minutes: the card says since when
+
+function stale(m) {
+  return !m.offline && m.updated != null && Date.now() - m.updated > STALE_AFTER_MS;
+}
 
 function showValue(v) {
   if (typeof v === "number") return Number.isInteger(v) ? fmt.format(v) : v.toFixed(2);
@@ -149,7 +157,10 @@ function renderMachine(id) {
   if (m.config) rows.push(el("dt", {}, "config"), el("dd", {}, `v${m.config.version}`));
   const title = [el("h4", {}, id)];
   if (m.offline) title.push(el("p", { class: "offline-note" }, `offline since ${new Date(m.offline).toLocaleTimeString()}: last values`));
-  const card = el("div", { class: `machine fresh${m.offline ? " offline" : ""}`, "data-machine": id }, ...title, el("dl", {}, ...rows));
+  m.stale = stale(m);
+  if (m.stale) title.push(el("p", { class: "offline-note" }, `last seen ${new Date(m.updated).toLocaleString()}`));
+  const state = m.offline ? " offline" : m.stale ? " stale" : "";
+  const card = el("div", { class: `machine fresh${state}`, "data-machine": id }, ...title, el("dl", {}, ...rows));
   const old = document.querySelector(`[data-machine="${CSS.escape(id)}"]`);
   if (old) old.replaceWith(card);
   else {
@@ -179,6 +190,7 @@ function onEvent(event) {
   if (event.kind === "realtime") {
     const m = machines.get(event.machine) || { values: {}, config: null };
     Object.assign(m.values, event.values);
+    m.updated = Date.now();
     machines.set(event.machine, m);
     renderMachine(event.machine);
   } else if (event.kind === "tech") {
@@ -244,7 +256,7 @@ async function loadInitial() {
     await Promise.all(ids.slice(0, 60).map(async (id) => {
       const m = await getJSON(`/machines/${encodeURIComponent(id)}`).catch(() => null);
       if (m && !machines.has(id)) {
-        machines.set(id, { values: m.values, config: m.config, offline: m.offline_since_ms });
+        machines.set(id, { values: m.values, config: m.config, offline: m.offline_since_ms, updated: m.updated_ms });
         renderMachine(id);
       }
     }));
@@ -312,12 +324,18 @@ $("#login").onsubmit = (event) => {
 };
 $("#dead-queue").onchange = loadDead;
 $("#replay-all").onclick = () => replay($("#dead-queue").value, null);
-const tick = () => { $("#clock").textContent = new Date().toLocaleTimeString(); };
+const tick = () => {
+  $("#clock").textContent = new Date().toLocaleTimeString();
+  for (const [id, m] of machines) if (stale(m) !== Boolean(m.stale)) renderMachine(id); // went quiet
+};
 tick();
 setInterval(tick, 1000);
 pollHistory().then(pollStats);
 setInterval(pollStats, 2000);
-setInterval(pollHistory, 5000);
+// Samples every 2 s within 10 minutes, every minute beyond: polled as often as they change.
+setInterval(() => {
+  if (Number($("#history-window").value) <= 10 || Date.now() - historyPolled >= 60000) pollHistory();
+}, 5000);
 $("#history-window").addEventListener("change", () => pollHistory().then(pollStats));
 setInterval(loadDead, 10000);
 loadInitial();
