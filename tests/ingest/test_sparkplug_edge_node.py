@@ -350,6 +350,15 @@ async def test_kill_9_mid_stream_loses_nothing_and_aliases_resolve_after_the_res
         assert second.stop() == 0, second.output()
     assert published == [nodes + n]
     assert before_restart < nodes + n  # the kill interrupted the stream
+    indexes = await queued_indexes(client, nodes + n)
+    assert sorted(indexes) == [0] * nodes + list(range(n))  # births' 0s, then each index once
+    assert "for a rebirth" not in second.output()
+    assert await client.dead_letter_count("ingest") == 0
+
+
+async def queued_indexes(client: QueueClient, n: int) -> list[int]:
+    """The ``Index`` values of the realtime jobs :func:`sparkplug_burst` made, taken by a
+    worker until ``n`` are seen (births give 0s)."""
     indexes: list[int] = []
 
     async def take(job: Job) -> None:
@@ -357,12 +366,10 @@ async def test_kill_9_mid_stream_loses_nothing_and_aliases_resolve_after_the_res
 
     stop = await client.start_worker("mqtt_realtime", take, concurrency=8)
     try:
-        await eventually(lambda: len(indexes) >= nodes + n, timeout=60, what="every job taken")
+        await eventually(lambda: len(indexes) >= n, timeout=60, what="every job taken")
     finally:
         await stop()
-    assert sorted(indexes) == [0] * nodes + list(range(n))  # births' 0s, then each index once
-    assert "for a rebirth" not in second.output()
-    assert await client.dead_letter_count("ingest") == 0
+    return indexes
 
 
 async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
@@ -518,16 +525,7 @@ async def test_edge_nodes_change_hands_losing_nothing_as_replicas_join_stop_and_
         if c is not None:
             outputs.append(c.output())
             c.stop()
-    indexes: list[int] = []
-
-    async def take(job: Job) -> None:
-        indexes.extend(s["values"]["Index"] for s in job.data["samples"] if "Flow" in s["values"])
-
-    stop = await client.start_worker("mqtt_realtime", take, concurrency=8)
-    try:
-        await eventually(lambda: len(indexes) >= nodes + n, timeout=60, what="every job taken")
-    finally:
-        await stop()
+    indexes = await queued_indexes(client, nodes + n)
     assert sorted(set(indexes)) == list(range(n))  # nothing lost (a few may be there twice)
     assert held == nodes  # c holds them all in the end
     assert after_kill[0] > before_kill[0]  # c took b's nodes after b died...
@@ -698,17 +696,6 @@ async def test_a_redis_outage_longer_than_the_replicas_ttl_loses_nothing(
             outputs = [r.output() for r in replicas]
             for replica in replicas:
                 replica.stop()
-        indexes: list[int] = []
-
-        async def take(job: Job) -> None:
-            indexes.extend(
-                s["values"]["Index"] for s in job.data["samples"] if "Flow" in s["values"]
-            )
-
-        stop = await client.start_worker("mqtt_realtime", take, concurrency=8)
-        try:
-            await eventually(lambda: len(indexes) >= nodes + n, timeout=60, what="every job")
-        finally:
-            await stop()
+        indexes = await queued_indexes(client, nodes + n)
     assert sorted(set(indexes)) == list(range(n))  # nothing lost
     assert not any("for a rebirth" in out for out in outputs), outputs
