@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,6 +12,13 @@ import redis.asyncio
 
 from conveyor.local_servers import InfluxServer, influxd_binary
 from reliable_queue import QueueClient
+from tests.helpers import (
+    SIMULATED_MACHINE,
+    SIMULATED_PAST_S,
+    SIMULATED_STEP_S,
+    start_cli,
+    wait_until,
+)
 from tests.servers import MosquittoServer, RedisServer, require_binary
 
 
@@ -80,3 +88,47 @@ def influx(influx_server: InfluxServer) -> InfluxServer:
     influx_server.query(f"DROP DATABASE {influx_server.database}")
     influx_server.query(f"CREATE DATABASE {influx_server.database}")
     return influx_server
+
+
+@pytest.fixture
+def simulated_past(
+    redis_url: str, mosquitto: MosquittoServer, influx: InfluxServer
+) -> Iterator[str]:
+    """Two hours of one simulated machine's past (``conveyor simulate --history 7200``, a tick
+    every 10 s, seeded), through the ingestor and the workers of every queue it feeds into
+    InfluxDB; the machine's id. The services run until the test ends."""
+    sinks = {"INFLUX_URL": influx.url, "INFLUX_BUCKET": influx.bucket}
+    processes = [start_cli("ingest", redis_url=redis_url, MQTT_BROKER_URL=mosquitto.url)]
+    for queue in ("mqtt_realtime", "mqtt_spc", "mqtt_tech", "alerts"):
+        processes.append(start_cli("work", "--queue", queue, redis_url=redis_url, **sinks))
+    try:
+        for process in processes:
+            wait_until(
+                process.ready,
+                timeout=30,
+                interval=0.1,
+                what=f"conveyor {process.command} ready on /readyz",
+                detail=process.output,
+            )
+        simulate = start_cli(
+            "simulate", "--machines", "1", "--seed", "3", "--history", str(SIMULATED_PAST_S),
+            "--history-step", str(SIMULATED_STEP_S), "--duration", "0",
+            MQTT_BROKER_URL=mosquitto.url,
+        )  # fmt: skip
+        assert simulate.wait(timeout=120) == 0, simulate.output()
+        ticks = SIMULATED_PAST_S // SIMULATED_STEP_S
+
+        async def completed() -> tuple[int, int]:
+            async with QueueClient.from_url(redis_url) as client:
+                stats = [await client.queue_stats(q) for q in ("mqtt_realtime", "mqtt_spc")]
+            return stats[0].completed, stats[1].completed
+
+        def written() -> bool:
+            realtime, spc = asyncio.run(completed())
+            return realtime >= ticks and spc >= ticks // 5
+
+        wait_until(written, timeout=120, what="the simulated past written to InfluxDB")
+        yield SIMULATED_MACHINE
+    finally:
+        for process in processes:
+            process.stop(timeout=20)

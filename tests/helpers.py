@@ -29,6 +29,10 @@ from conveyor_worker import Context, InfluxSink, SinkSettings, WorkerMetrics
 from reliable_queue import QueueClient
 from tests.servers import free_port
 
+SIMULATED_MACHINE = "press-01"
+"""The simulator's first machine: the one the ``simulated_past`` fixture publishes."""
+SIMULATED_PAST_S = 7200
+SIMULATED_STEP_S = 10
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
@@ -216,6 +220,12 @@ class CliProcess:
         self.proc.kill()
         self.proc.wait(timeout=10)
         self._log.close()
+
+    def wait(self, *, timeout: float) -> int:
+        """Until it exits by itself: its exit code."""
+        code = self.proc.wait(timeout=timeout)
+        self._log.close()
+        return code
 
     def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """SIGTERM (what a pod gets) or another signal, and wait for the exit code."""

@@ -66,6 +66,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--rate", type=float, default=2.0, help="realtime messages per machine per second"
     )
+    p.add_argument(
+        "--history",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="the simulator first publishes this many seconds of the past (e.g. 86400: a day "
+        "of trends and control charts to look at at once)",
+    )
     p.add_argument("--no-simulator", action="store_true", help="publish nothing by itself")
     p.add_argument("--summary-every", type=float, default=2.0, help="seconds between summaries")
     p.set_defaults(run=cmd_dev)
@@ -142,6 +150,8 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         plan += [("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], {})]
         if not args.no_simulator:
             sim = ["simulate", "--machines", str(args.machines), "--rate", str(args.rate)]
+            if args.history:
+                sim += ["--history", str(args.history)]
             plan += [("simulator", sim, {})]
         for name, argv, extra in plan:
             if name == "simulator":

@@ -7,7 +7,13 @@ import logging
 
 from conveyor_plant import PlantState
 
-from conveyor.settings import GatewaySettings, RedisSettings, SettingsError, load
+from conveyor.settings import (
+    GatewaySettings,
+    InfluxSettings,
+    RedisSettings,
+    SettingsError,
+    load,
+)
 from conveyor.startup import wait_for_redis
 from reliable_queue import QueueClient
 
@@ -17,9 +23,10 @@ log = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "gateway",
-        help="serve the dashboard, REST and the live stream (REDIS_*, GATEWAY_*)",
+        help="serve the dashboard, REST and the live stream (REDIS_*, GATEWAY_*, INFLUX_*)",
         description="Serves / (dashboard), /stats, /machines/{id}, /queues/{q}/dead (+ replay, "
-        "delete with GATEWAY_API_TOKEN), /ws, /healthz, /readyz, /metrics and /openapi.json. "
+        "delete with GATEWAY_API_TOKEN), /ws, /healthz, /readyz, /metrics and /openapi.json; "
+        "with INFLUX_URL, the charts' /machines/{id}/series and /spc/{machine}/{characteristic}. "
         "GATEWAY_READ_AUTH and GATEWAY_STREAM_AUTH make reads and /ws require the token too.",
     )
     p.add_argument("--host", default=None, help="address to bind (default $GATEWAY_HOST)")
@@ -29,10 +36,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def cmd_gateway(args: argparse.Namespace) -> int:
     import uvicorn
-    from conveyor_gateway import GatewayConfig, create_app
+    from conveyor_gateway import GatewayConfig, InfluxSource, create_app
 
     settings = load(GatewaySettings)
     redis_settings = load(RedisSettings)
+    influx_settings = load(InfluxSettings)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -52,13 +60,23 @@ async def cmd_gateway(args: argparse.Namespace) -> int:
         log.info("GATEWAY_API_TOKEN is not set: replaying and deleting dead letters is off")
     if not settings.read_auth:
         log.warning("GATEWAY_READ_AUTH is off: anyone who reaches the gateway reads plant data")
+    influx = None
+    if influx_settings.url is None:
+        log.info("INFLUX_URL is not set: the dashboard's trend and control charts are off")
+    else:
+        influx = InfluxSource(
+            url=influx_settings.url,
+            bucket=influx_settings.bucket,
+            token=influx_settings.token.get_secret_value(),
+            timeout_s=influx_settings.timeout_s,
+        )
     url, cluster = redis_settings.effective_url(), redis_settings.cluster
     async with (
         QueueClient.from_url(url, cluster=cluster) as client,
         PlantState.from_url(url, cluster=cluster) as plant,
     ):
         await wait_for_redis(client, redis_settings.startup_wait_s)
-        app = create_app(client, plant, config)
+        app = create_app(client, plant, config, influx)
         server_config = uvicorn.Config(
             app,
             host=host,

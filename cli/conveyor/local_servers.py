@@ -282,6 +282,19 @@ class InfluxServer(ChildServer):
                     ) from exc
                 time.sleep(0.1)
 
+    def write(self, lines: list[str]) -> None:
+        """Write points in line protocol, times in milliseconds."""
+        import urllib.parse
+        import urllib.request
+
+        params = urllib.parse.urlencode({"db": self.database, "precision": "ms"})
+        request = urllib.request.Request(  # noqa: S310 - our own loopback server
+            f"{self.url}/write?{params}", data="\n".join(lines).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+            if resp.status != 204:
+                raise RuntimeError(f"InfluxDB refused the write: {resp.status} {resp.read()!r}")
+
     def query(self, q: str) -> list[dict[str, object]]:
         """Run an InfluxQL query; the series of the first statement."""
         import json

@@ -11,7 +11,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from conveyor.settings import MqttSettings, SettingsError, load
@@ -19,6 +19,11 @@ from conveyor.simulator import Plant, Publication
 from conveyor.sparkplug_simulator import SparkplugPlant
 
 log = logging.getLogger(__name__)
+
+MAX_HISTORY_S = 7 * 86_400.0
+"""The most past ``--history`` publishes: a week, the dashboard's longest trend window."""
+HISTORY_CHUNK = 5_000
+"""Messages of the past published before waiting for the broker's acknowledgements."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +45,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--duration", type=float, help="seconds to run after the burst (default: until Ctrl-C)"
+    )
+    p.add_argument(
+        "--history",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first publish this many seconds of the past, one tick per --history-step, with "
+        "their own timestamps: a day (86400) of trends and control charts to look at at once",
+    )
+    p.add_argument(
+        "--history-step",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between the past's ticks (default 10)",
     )
     p.add_argument("--seed", type=int, help="repeatable telemetry")
     p.add_argument(
@@ -67,8 +87,14 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.machines < 1 or args.rate <= 0 or args.burst < 0:
         raise SettingsError("--machines and --rate must be positive, --burst at least 0")
-    if args.sparkplug and (args.burst or args.devices < 0 or not args.group):
-        raise SettingsError("with --sparkplug: no --burst, --devices at least 0, a --group")
+    if args.sparkplug and (args.burst or args.history or args.devices < 0 or not args.group):
+        raise SettingsError(
+            "with --sparkplug: no --burst or --history, --devices at least 0, a --group"
+        )
+    if not 0 <= args.history <= MAX_HISTORY_S or args.history_step < 0.1:
+        raise SettingsError(
+            f"--history is 0 to {MAX_HISTORY_S:g} seconds (a week), --history-step at least 0.1"
+        )
     settings = load(MqttSettings)
     config = broker_config(settings.broker_url, client_id=f"conveyor-sim-{uuid.uuid4().hex[:8]}")
     client = mqtt.Client(
@@ -136,7 +162,10 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
 
     try:
         now = int(time.time() * 1000)
-        publish(plant.start(now))
+        if args.history and isinstance(plant, Plant):  # the machines came up back then
+            await _publish_history(plant, publish, now, args.history, args.history_step)
+        else:
+            publish(plant.start(now))
         if args.burst and isinstance(plant, Plant):
             infos = publish(plant.burst(args.burst, now))
             await asyncio.to_thread(_wait_acked, infos)
@@ -181,6 +210,30 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
         client.loop_stop()
     print("published " + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.items())), flush=True)
     return 0
+
+
+async def _publish_history(
+    plant: Plant,
+    publish: Callable[[list[Publication]], list[Any]],
+    now: int,
+    history_s: float,
+    step_s: float,
+) -> None:
+    """The plant's past ``history_s`` seconds up to ``now``, a tick every ``step_s``, each
+    message with its own time; acknowledged by the broker a chunk at a time, so that paho's
+    queue stays bounded."""
+    step_ms = int(step_s * 1000)
+    start = now - int(history_s * 1000)
+    infos = publish(plant.start(start))
+    ticks = 0
+    for at in range(start, now, step_ms):
+        infos += publish(plant.tick(at))
+        ticks += 1
+        if len(infos) >= HISTORY_CHUNK:
+            await asyncio.to_thread(_wait_acked, infos)
+            infos = []
+    await asyncio.to_thread(_wait_acked, infos)
+    log.info("published %d ticks of the past %g s, acknowledged by the broker", ticks, history_s)
 
 
 def _wait_acked(infos: Sequence[Any]) -> None:

@@ -2,8 +2,8 @@
 
 Each machine publishes, on the default topics:
 
-- ``<machine>/realtime``: temperature (a slow daily-like wave, a random-walk drift and sensor
-  noise), pressure, spindle speed, a run flag and the operating mode;
+- ``<machine>/realtime``: temperature (a slow wave of about half an hour, a random-walk drift
+  and sensor noise), pressure, spindle speed, a run flag and the operating mode;
 - ``<machine>/spc``: a subgroup of 5 bore diameters every few seconds, in control around the
   nominal value, except that now and then the process shifts by 2.5 sigma for a dozen
   subgroups, which the SPC rules catch;

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from reliable_queue.working import WorkerCounters
 from tests.cluster.chart import by_kind, one, render
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.cluster
 ON = ("serviceMonitor.enabled=true", "prometheusRule.enabled=true", "grafanaDashboard.enabled=true")
@@ -117,4 +118,27 @@ def test_alert_rules_and_dashboard_use_exported_metrics() -> None:
 def test_a_misspelt_metric_is_caught() -> None:
     assert names_in(["rate(conveyor_worker_procesed_total[1m])"]) - exported() == {
         "conveyor_worker_procesed_total"
+    }
+
+
+def test_the_plant_dashboard_ships_on_its_own_value() -> None:
+    """``grafanaDashboard.plant`` adds the InfluxDB dashboard (its queries are run against
+    InfluxDB in tests/dashboards); either dashboard ships without the other."""
+    shipped = (ROOT / "charts" / "conveyor" / "dashboards" / "conveyor-plant.json").read_text()
+
+    def dashboards(*values: str) -> dict[str, str]:
+        maps = [
+            d
+            for d in by_kind(render(*values), "ConfigMap")
+            if d["metadata"]["name"].endswith("-dashboard")
+        ]
+        return {k: v for m in maps for k, v in m["data"].items()}
+
+    assert dashboards() == {}
+    assert set(dashboards("grafanaDashboard.enabled=true")) == {"conveyor.json"}
+    plant = dashboards("grafanaDashboard.plant=true")
+    assert plant == {"conveyor-plant.json": shipped}
+    assert set(dashboards("grafanaDashboard.enabled=true", "grafanaDashboard.plant=true")) == {
+        "conveyor.json",
+        "conveyor-plant.json",
     }

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 import pytest
 import redis
-from conveyor_gateway import GatewayConfig, create_app
+from conveyor_gateway import GatewayConfig, InfluxSource, create_app
 from conveyor_gateway.state import GatewayState
 from conveyor_plant import PlantState
 from starlette.applications import Starlette
@@ -23,6 +23,17 @@ from tests.helpers import CliProcess, start_cli
 from tests.servers import free_port
 
 TOKEN = "test-token-0123456789"
+REPORT: list[str] = []
+"""Figures the dashboard's tests measured, printed at the end of the run (never asserted)."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("dashboard")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -61,11 +72,13 @@ def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
 def make_gateway(redis_url: str) -> Iterator[Callable[..., Gateway]]:
     opened: list[Gateway] = []
 
-    def make(*, url: str | None = None, **config: Any) -> Gateway:
+    def make(
+        *, url: str | None = None, influx: InfluxSource | None = None, **config: Any
+    ) -> Gateway:
         client = QueueClient.from_url(url or redis_url)
         plant = PlantState.from_url(url or redis_url)
         settings = {"api_token": TOKEN, "sample_interval_s": 0.1, **config}
-        app = create_app(client, plant, GatewayConfig(**settings))
+        app = create_app(client, plant, GatewayConfig(**settings), influx)
         app_lifespan = app.router.lifespan_context
 
         @contextlib.asynccontextmanager

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,50 +17,17 @@ import httpx
 import pytest
 import redis
 from conveyor_plant.keys import latest_values, live_channel
-from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from reliable_queue import QueueClient
 from reliable_queue.keys import QUEUE_REGISTRY
+from tests.gateway.browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path, watch
 from tests.gateway.conftest import TOKEN, GatewayProcess
-from tests.helpers import ROOT, CliProcess, start_cli, wait_until
+from tests.helpers import CliProcess, start_cli, wait_until
 from tests.mqtt import publish
 from tests.servers import MosquittoServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-ARTIFACTS = ROOT / "test-artifacts"
-# As root, in a sandbox, and with no network beyond loopback: no sandbox, no background calls.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "chromium is not installed: run hack/bootstrap.sh (or apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def watch(page: Page) -> list[str]:
-    """Script errors and Content-Security-Policy violations on the page, as they happen."""
-    problems: list[str] = []
-
-    def console(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text:
-            problems.append(message.text)
-
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on("console", console)
-    return problems
 
 
 @pytest.fixture

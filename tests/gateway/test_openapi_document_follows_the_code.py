@@ -8,26 +8,34 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-from conveyor_gateway import GatewayConfig, create_app, openapi_document
+from conveyor_gateway import GatewayConfig, InfluxSource, create_app, openapi_document
 from conveyor_gateway import models as answer_models
 from conveyor_gateway.limits import (
     MAX_IDS,
     MAX_MACHINE_ID,
+    MAX_NAME,
     MAX_OFFSET,
     MAX_PAGE,
+    MAX_SPC_POINTS,
+    MAX_TREND_POINTS,
+    MAX_TREND_SIGNALS,
+    MAX_WINDOW_MS,
     history_minutes,
 )
 from conveyor_gateway.metrics import path_template
 from conveyor_gateway.routes import OPERATIONS
 from conveyor_plant import PlantState
 from conveyor_plant.keys import latest_values
+from conveyor_worker.points import line, spc_line, tech_line
 from starlette.routing import Mount, Route, WebSocketRoute
 
+from conveyor.local_servers import InfluxServer
 from reliable_queue import DeadLetter, NewDeadLetter, QueueClient, QueueStats
 from reliable_queue.history import Sample
 from reliable_queue.keys import QUEUE_NAME_PATTERN
@@ -70,6 +78,14 @@ def test_the_bounds_are_what_they_were_decided_to_be() -> None:
     """Changing a bound is a decision, not an edit: the document follows the constants (below),
     so this is where a looser one must be argued for."""
     assert (MAX_PAGE, MAX_OFFSET, MAX_IDS, MAX_MACHINE_ID) == (500, 10**9, 10_000, 256)
+    # The charts: a month's window, a chart's width of buckets, a few thousand SPC points.
+    assert (MAX_WINDOW_MS, MAX_TREND_POINTS, MAX_TREND_SIGNALS, MAX_SPC_POINTS, MAX_NAME) == (
+        31 * 86_400_000,
+        2_000,
+        50,
+        5_000,
+        256,
+    )
 
 
 def test_the_bounds_in_the_document_are_the_codes_limits() -> None:
@@ -175,10 +191,25 @@ def test_a_body_the_model_accepts_is_accepted(gateway: Gateway, body: bytes) -> 
 
 @pytest.mark.integration
 def test_every_json_answer_is_its_documented_model(
-    make_gateway: Callable[..., Gateway], raw_redis: redis.Redis
+    make_gateway: Callable[..., Gateway], raw_redis: redis.Redis, influx: InfluxServer
 ) -> None:
-    gateway = make_gateway()
+    gateway = make_gateway(influx=InfluxSource(influx.url, influx.bucket))
     raw_redis.hset(latest_values("press-1"), mapping={"temp": "21.5", "_ts": "1"})
+    now = int(time.time() * 1000)
+    influx.write(
+        [
+            line("realtime", {"machine": "press-1", "signal": "temp"}, {"value": 21.5}, now - 1000),
+            spc_line(
+                machine="press-1",
+                characteristic="bore",
+                ts_ms=now - 1000,
+                values=[1.0, 2.0],
+                limits={"cl": 1.5, "ucl": 2.5, "lcl": 0.5, "r_cl": 1, "r_ucl": 3.3, "r_lcl": 0},
+                rules=[1],
+            ),
+            tech_line(machine="press-1", ts_ms=now - 1000, config={"fw": "1.1"}, version=3),
+        ]
+    )
     gateway.run(
         gateway.client.add_dead_letters,
         "alerts",
@@ -186,6 +217,9 @@ def test_every_json_answer_is_its_documented_model(
     )
     urls = {
         "/machines/{machine}": "/machines/press-1",
+        "/machines/{machine}/series": "/machines/press-1/series",
+        "/machines/{machine}/changes": "/machines/press-1/changes",
+        "/spc/{machine}/{characteristic}": "/spc/press-1/bore",
         "/queues/{queue}/dead": "/queues/alerts/dead",
     }
     checked = 0
@@ -196,4 +230,4 @@ def test_every_json_answer_is_its_documented_model(
         assert r.status_code == 200, (op.path, r.text)
         op.answer.model_validate_json(r.content, strict=True)
         checked += 1
-    assert checked == 7
+    assert checked == 10

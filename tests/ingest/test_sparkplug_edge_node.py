@@ -620,7 +620,12 @@ async def test_the_edge_nodes_data_reaches_influxdb_and_the_cache_named_and_type
             # 2 NBIRTH and 2 DBIRTH (before and after the death), 11 NDATA and 11 DDATA
             return (await client.queue_stats("mqtt_realtime")).completed >= 4 + 2 * 11
 
-        await eventually(done, timeout=30, what="every job written", detail=worker.output)
+        await eventually(
+            done,
+            timeout=30,
+            what="every job written",
+            detail=lambda: f"worker:\n{worker.output()}\ningestor:\n{ingest.output()[-6000:]}",
+        )
     finally:
         worker.stop()
     node, device = f"{group}/line1", f"{group}/line1/press1"

@@ -25,6 +25,22 @@ def test_subgroup_limits_match_a2_r_bar() -> None:
     assert limits.ucl - limits.centre == pytest.approx(a2 * 2.0, rel=1e-3)
 
 
+def test_subgroups_have_an_r_chart_from_r_bar_and_individuals_none() -> None:
+    # Ranges 2, 4, 3 of subgroups of 7: R-bar 3, the R chart's limits D3 and D4 times it.
+    groups = [[9.0, 10, 10, 10, 10, 10, 11], [8.0, 10, 10, 10, 10, 10, 12], [9.0, 10, 12, 10]]
+    assert subgroup_limits(groups) is None  # sizes differ
+    limits = subgroup_limits([*groups[:2], [9.0, 10, 12, 10, 10, 10, 10]])
+    assert limits is not None
+    assert limits.range_limits() == pytest.approx(
+        {"r_cl": 3.0, "r_ucl": 1.924 * 3.0, "r_lcl": 0.076 * 3.0}
+    )
+    assert limits.as_dict()["r_ucl"] == pytest.approx(1.924 * 3.0)
+    single = individual_limits([10, 12, 10, 12, 10])
+    assert single is not None
+    assert single.range_limits() == {}
+    assert "r_cl" not in single.as_dict()
+
+
 def test_no_limits_without_variation_or_data() -> None:
     assert individual_limits([5.0]) is None
     assert individual_limits([5.0, 5.0, 5.0]) is None

@@ -59,12 +59,14 @@ async def test_spc_rule_violation_becomes_an_alert(
     assert alert["details"]["values"] == [10.9]
     assert alert["details"]["limits"]["ucl"] < 10.9
     assert alerts[0].priority == 10  # the alerts queue's own, not one the worker chose
-    rows = influx.query("SELECT value, ucl, lcl FROM spc WHERE characteristic='bore'")
+    rows = influx.query("SELECT value, ucl, lcl, rules FROM spc WHERE characteristic='bore'")
     points = rows[0]["values"]  # type: ignore[index]
     assert len(points) == len(values)
     assert points[-1][1] == 10.9
     assert points[-1][2] is not None
     assert points[0][2] is None  # too few points for limits yet
+    # The point carries the rule it broke, for the control chart; the others none.
+    assert [p[4] for p in points] == [None] * len(in_control) + ["1"]
 
 
 async def test_tech_keeps_current_config_history_and_changes(

@@ -3,6 +3,8 @@ are processed by the next worker; each point lands in InfluxDB once."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from conveyor.local_servers import InfluxServer
@@ -29,13 +31,18 @@ async def test_jobs_of_a_killed_worker_are_processed_after_the_lease(
     env = {"INFLUX_URL": influx.url, "INFLUX_BUCKET": influx.bucket, "WORKER_BATCH_SIZE": "50"}
     victim = start_cli("work", "--queue", "mqtt_realtime", redis_url=redis_url, **env)
 
-    async def mid_batch() -> bool:
+    async def frozen_mid_batch() -> bool:
+        # Frozen (SIGSTOP) before looking, so the batch seen held is still held at the kill.
+        victim.proc.send_signal(signal.SIGSTOP)
         s = await client.queue_stats("mqtt_realtime")
-        return s.completed >= 200 and s.processing > 0
+        if s.completed >= 200 and s.processing > 0:
+            return True
+        victim.proc.send_signal(signal.SIGCONT)
+        return False
 
-    await eventually(mid_batch, timeout=30, what="the worker in the middle of a batch")
-    victim.kill()
+    await eventually(frozen_mid_batch, timeout=30, what="the worker in the middle of a batch")
     held = (await client.queue_stats("mqtt_realtime")).processing
+    victim.kill()
     survivor = start_cli("work", "--queue", "mqtt_realtime", redis_url=redis_url, **env)
     try:
 

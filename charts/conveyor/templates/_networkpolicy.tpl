@@ -36,6 +36,15 @@ cluster-wide operator they run in any namespace. */}}
 {{- $port | default .default -}}
 {{- end -}}
 
+{{/* Egress to InfluxDB (the port of influx.url, on any address), for the workers' writes and
+the gateway's charts; nothing when influx.url is empty. */}}
+{{- define "conveyor.np.influxEgress" -}}
+{{- with .Values.influx.url -}}
+- ports:
+    - {port: {{ include "conveyor.np.urlPort" (dict "url" . "default" (ternary "443" "80" (hasPrefix "https:" .))) }}, protocol: TCP}
+{{- end -}}
+{{- end -}}
+
 {{/* Egress rules every component needs: DNS. */}}
 {{- define "conveyor.np.dnsEgress" -}}
 - to: {{- toYaml .Values.networkPolicy.dnsPeers | nindent 4 }}

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 from conveyor_gateway.config import GatewayConfig
 from conveyor_gateway.errors import EXCEPTION_HANDLERS
 from conveyor_gateway.history import StatsHistory
+from conveyor_gateway.influx import InfluxReader, InfluxSource
 from conveyor_gateway.live import LiveHub
 from conveyor_gateway.metrics import GatewayMetrics, RequestTimer
 from conveyor_gateway.openapi import openapi_document
@@ -56,12 +57,18 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         await cancel_and_wait(*tasks)
+        if gateway.influx is not None:
+            await gateway.influx.close()
 
 
 def create_app(
-    client: QueueClient, plant: PlantState, config: GatewayConfig | None = None
+    client: QueueClient,
+    plant: PlantState,
+    config: GatewayConfig | None = None,
+    influx: InfluxSource | None = None,
 ) -> Starlette:
-    """The gateway over the queues (``client``) and the plant's state (``plant``)."""
+    """The gateway over the queues (``client``), the plant's state (``plant``) and, for the
+    charts, the points in InfluxDB (``influx``; None: the charts answer 503)."""
     cfg = config or GatewayConfig()
     metrics = GatewayMetrics()
     gateway = GatewayState(
@@ -79,6 +86,7 @@ def create_app(
         gate=StreamGate(),
         page=(files("conveyor_gateway") / "static" / "index.html").read_text(),
         openapi=openapi_document(cfg),
+        influx=InfluxReader(influx) if influx is not None else None,
     )
 
     routes: list[BaseRoute] = [

@@ -20,6 +20,21 @@ MAX_MACHINE_ID = 256
 MACHINES_LISTED = 1_000
 """Most machine ids ``/machines`` lists (a SCAN stops there and says ``truncated``)."""
 
+MAX_NAME = 256
+"""Longest signal or SPC characteristic name asked for."""
+
+MAX_WINDOW_MS = 31 * 24 * 3600 * 1000
+"""Longest window (``to - from``) a trend or control chart covers: a month."""
+
+MAX_TREND_POINTS = 2_000
+"""Most points per signal in a trend (``points``): a chart is not wider than this."""
+
+MAX_TREND_SIGNALS = 50
+"""Most signals in one trend answer (without ``signal``); more says ``truncated``."""
+
+MAX_SPC_POINTS = 5_000
+"""Most points of a control chart (``points``): the newest of the window."""
+
 
 def history_minutes(history_s: float) -> int:
     """The most minutes ``/stats/history`` can answer for: a day of minute samples (or

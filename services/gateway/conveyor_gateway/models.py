@@ -100,6 +100,67 @@ class Machine(_Answer):
     )
 
 
+class SignalTrend(_Answer):
+    """One signal's points, as columns: each bucket's time and the mean, min and max of the
+    values in it."""
+
+    signal: str
+    times: list[int] = Field(description="each bucket's start, ms since the epoch")
+    mean: list[float]
+    min: list[float]
+    max: list[float]
+
+
+class Trend(_Answer):
+    machine: str
+    from_ms: int
+    to_ms: int
+    interval_ms: int = Field(
+        description="the buckets' width: the window over the points asked for, at least 1 s"
+    )
+    series: list[SignalTrend] = Field(description="numeric signals with points, by name")
+    truncated: bool = Field(description="more signals had points than one answer holds")
+    characteristics: list[str] = Field(
+        description="the machine's SPC characteristics with points in the window (each a "
+        "control chart at /spc/{machine}/{characteristic})"
+    )
+
+
+class ConfigChange(_Answer):
+    time_ms: int = Field(description="when the configuration changed, ms since the epoch")
+    version: int
+    config: Any = Field(description="the configuration as of this version")
+
+
+class ConfigChanges(_Answer):
+    machine: str
+    changes: list[ConfigChange] = Field(description="newest first")
+
+
+class ControlChart(_Answer):
+    """An SPC characteristic's points as the workers judged them, as columns, oldest first.
+    The limits are those in force at each point (null before there were enough points)."""
+
+    machine: str
+    characteristic: str
+    chart: Literal["I-MR", "Xbar-R"] = Field(
+        description="individuals, or subgroup means with an R chart"
+    )
+    times: list[int] = Field(description="ms since the epoch")
+    value: list[float] = Field(description="the value, or the subgroup's mean")
+    cl: list[float | None]
+    ucl: list[float | None]
+    lcl: list[float | None]
+    range: list[float | None] = Field(description="the subgroup's range (Xbar-R)")
+    r_cl: list[float | None] = Field(description="the R chart's centre line, R-bar")
+    r_ucl: list[float | None]
+    r_lcl: list[float | None]
+    rules: list[list[int]] = Field(
+        description="the Western Electric rules (1-4) each point broke, as the worker judged"
+    )
+    truncated: bool = Field(description="the window held more points than these newest")
+
+
 class Alerts(_Answer):
     alerts: list[Any] = Field(description="newest first, as the workers stored them")
 

@@ -16,7 +16,17 @@ from starlette.requests import Request
 
 from conveyor_gateway.config import GatewayConfig
 from conveyor_gateway.errors import ApiError
-from conveyor_gateway.limits import MAX_IDS, MAX_MACHINE_ID, MAX_OFFSET, MAX_PAGE, history_minutes
+from conveyor_gateway.limits import (
+    MAX_IDS,
+    MAX_MACHINE_ID,
+    MAX_NAME,
+    MAX_OFFSET,
+    MAX_PAGE,
+    MAX_SPC_POINTS,
+    MAX_TREND_POINTS,
+    MAX_WINDOW_MS,
+    history_minutes,
+)
 from conveyor_gateway.models import ReplayRequest
 from conveyor_gateway.state import state_of
 from reliable_queue.keys import QUEUE_NAME_PATTERN, validate_queue_name
@@ -103,6 +113,32 @@ MACHINE = TextParam(
 IDS = TextParam(
     "ids", "query", "comma-separated job ids; absent: every dead letter", {"type": "string"}
 )
+SIGNAL = TextParam(
+    "signal",
+    "query",
+    "one signal's name; absent: every numeric signal of the machine",
+    {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+)
+CHARACTERISTIC = TextParam(
+    "characteristic",
+    "path",
+    "the SPC characteristic's name (the last path segment)",
+    {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+)
+MAX_EPOCH_MS = 10**13
+"""The latest time a window may name (the year 2286), in ms since the epoch."""
+_EPOCH_MS = {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}
+FROM = TextParam(
+    "from",
+    "query",
+    "the window's start, ms since the epoch; default: to - 1 h "
+    "(a trend), to - 24 h (a control chart) or to - 31 days (changes)",
+    _EPOCH_MS,
+)
+TO = TextParam("to", "query", "the window's end, ms since the epoch; default: now", _EPOCH_MS)
+TREND_POINTS = IntQuery("points", default=600, minimum=10, maximum=MAX_TREND_POINTS)
+SPC_POINTS = IntQuery("points", default=500, minimum=1, maximum=MAX_SPC_POINTS)
+CHANGES = IntQuery("limit", default=20, minimum=1, maximum=MAX_PAGE)
 
 
 async def known_queue(request: Request) -> str:
@@ -119,6 +155,50 @@ def machine_id(request: Request) -> str:
     if not 0 < len(machine) <= MAX_MACHINE_ID:
         raise ApiError(422, f"a machine id has 1 to {MAX_MACHINE_ID} characters")
     return machine
+
+
+def name_in_path(request: Request, name: str) -> str:
+    value = cast(str, request.path_params[name])
+    if not 0 < len(value) <= MAX_NAME:
+        raise ApiError(422, f"a {name} has 1 to {MAX_NAME} characters")
+    return value
+
+
+def signal_name(request: Request) -> str | None:
+    """``?signal=``; None (every signal) without it."""
+    value = request.query_params.get("signal")
+    if value is not None and not 0 < len(value) <= MAX_NAME:
+        raise ApiError(422, f"signal has 1 to {MAX_NAME} characters")
+    return value
+
+
+def time_window(request: Request, *, default_ms: int, now_ms: int) -> tuple[int, int]:
+    """``?from=&to=`` in ms since the epoch: ``to`` defaults to ``now_ms``, ``from`` to
+    ``default_ms`` before it; the window is 1 s to :data:`MAX_WINDOW_MS` long."""
+
+    def read(name: str, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ApiError(
+                422, f"{name}={raw[:40]!r} is not a time: send milliseconds since the epoch"
+            ) from None
+        if not 0 <= value <= MAX_EPOCH_MS:
+            raise ApiError(422, f"{name}={value} is not a time in milliseconds since the epoch")
+        return value
+
+    to = read("to", now_ms)
+    start = read("from", to - default_ms)
+    if not 1000 <= to - start <= MAX_WINDOW_MS:
+        raise ApiError(
+            422,
+            f"from={start} to={to} is a window of {(to - start) / 1000:g} s: ask for 1 s to "
+            f"{MAX_WINDOW_MS // 86_400_000} days, from before to",
+        )
+    return start, to
 
 
 def purge_ids(request: Request) -> list[str] | None:

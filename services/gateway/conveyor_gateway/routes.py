@@ -17,11 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conveyor_gateway import machines, probes, queues
+from conveyor_gateway import machines, probes, queues, trends
 from conveyor_gateway.access import Access
 from conveyor_gateway.metrics import TimedRoute, path_template
 from conveyor_gateway.models import (
     Alerts,
+    ConfigChanges,
+    ControlChart,
     DeadLetterPage,
     Health,
     History,
@@ -32,12 +34,29 @@ from conveyor_gateway.models import (
     Replayed,
     ReplayRequest,
     Stats,
+    Trend,
 )
-from conveyor_gateway.parameters import IDS, LIMIT, MACHINE, MINUTES, OFFSET, QUEUE, Parameter
+from conveyor_gateway.parameters import (
+    CHANGES,
+    CHARACTERISTIC,
+    FROM,
+    IDS,
+    LIMIT,
+    MACHINE,
+    MINUTES,
+    OFFSET,
+    QUEUE,
+    SIGNAL,
+    SPC_POINTS,
+    TO,
+    TREND_POINTS,
+    Parameter,
+)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 UNAVAILABLE = "Redis is unreachable; retry later"
+NO_INFLUX = "InfluxDB is not configured for the gateway, or does not answer: the reason"
 BAD_QUEUE = "not a valid queue name"
 NO_QUEUE = "no such queue"
 
@@ -93,6 +112,29 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET", "/machines", machines.machines, Access.READ,
         "machines with cached latest values", Machines, "machine ids, sorted",
         errors={503: UNAVAILABLE},
+    ),
+    # Before /machines/{machine:path}, which would read ".../series" and ".../changes" as part
+    # of a machine id (the latest values of a machine whose id ends so are out of reach).
+    Operation(
+        "GET", "/machines/{machine:path}/series", trends.machine_series, Access.READ,
+        "a machine's numeric signals over a window from InfluxDB, downsampled to `points` "
+        "buckets per signal (mean, min, max)", Trend, "trends, by signal",
+        (MACHINE, SIGNAL, FROM, TO, TREND_POINTS),
+        errors={422: "a name, window or points out of range", 503: NO_INFLUX},
+    ),
+    Operation(
+        "GET", "/machines/{machine:path}/changes", trends.config_changes, Access.READ,
+        "a machine's technical configuration, version by version, from InfluxDB",
+        ConfigChanges, "changes, newest first", (MACHINE, FROM, TO, CHANGES),
+        errors={422: "a name, window or limit out of range", 503: NO_INFLUX},
+    ),
+    Operation(
+        "GET", "/spc/{machine:path}/{characteristic}", trends.control_chart, Access.READ,
+        "an SPC characteristic's control chart from InfluxDB: its newest points with the "
+        "limits in force at each and the rules each broke", ControlChart, "the chart's points",
+        (MACHINE, CHARACTERISTIC, FROM, TO, SPC_POINTS),
+        errors={404: "no points of it in the window",
+                422: "a name, window or points out of range", 503: NO_INFLUX},
     ),
     Operation(  # a machine id may have slashes (a Sparkplug B one: <group>/<node>/<device>)
         "GET", "/machines/{machine:path}", machines.machine, Access.READ,

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 
 from conveyor_gateway.config import GatewayConfig
 from conveyor_gateway.history import StatsHistory
+from conveyor_gateway.influx import InfluxReader
 from conveyor_gateway.live import LiveHub
 from conveyor_gateway.metrics import GatewayMetrics
 from reliable_queue import QueueClient
@@ -24,7 +25,8 @@ if TYPE_CHECKING:  # the stream's endpoint reads this state: no import back at r
 class GatewayState:
     """``client``: the queues; ``plant``: the machines' state; ``hub``: the live stream's
     fan-out; ``history``: the stats sampler; ``gate``: the open ``/ws`` sockets; ``page``:
-    the dashboard's HTML; ``openapi``: the document, made once for this configuration."""
+    the dashboard's HTML; ``openapi``: the document, made once for this configuration;
+    ``influx``: where the charts' points are read (None: InfluxDB is not configured)."""
 
     client: QueueClient
     plant: PlantState
@@ -35,6 +37,7 @@ class GatewayState:
     gate: StreamGate
     page: str
     openapi: dict[str, Any]
+    influx: InfluxReader | None = None
 
 
 def state_of(connection: HTTPConnection) -> GatewayState:

@@ -4,8 +4,10 @@
   float field ``value``, a boolean to ``flag``, a string to ``text`` (separate fields, so a
   signal that changes type never conflicts with itself).
 - spc: measurement ``spc``, tags ``machine`` and ``characteristic``; fields ``value`` (the
-  point: the value, or the subgroup mean), ``range`` and ``n`` for subgroups, and the control
-  limits ``cl``, ``ucl``, ``lcl`` in force when the point was judged.
+  point: the value, or the subgroup mean), ``range`` and ``n`` for subgroups, the control
+  limits ``cl``, ``ucl``, ``lcl`` in force when the point was judged (and the R chart's
+  ``r_cl``, ``r_ucl``, ``r_lcl`` for subgroups), and ``rules``: the Western Electric rules the
+  point broke, as text (``"1,4"``), when it broke any.
 - tech: measurement ``tech``, tag ``machine``; fields ``config`` (JSON) and ``version``.
 
 Each point carries the message's own timestamp, or the time the ingestor received it, in
@@ -36,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -49,6 +51,8 @@ MAX_KEY_BYTES = 65_535
 """InfluxDB's limit on a series key (measurement, tags and a field key)."""
 MAX_STRING_FIELD_BYTES = 64 * 1024
 """InfluxDB's documented limit on a string field value."""
+SPC_LIMITS = ("cl", "ucl", "lcl", "r_cl", "r_ucl", "r_lcl")
+"""The control limits an SPC point carries, when it has them."""
 
 _INT64 = 2**63
 _FLOAT_EXACT = 2**53  # integers a float holds exactly (and so finite)
@@ -190,13 +194,18 @@ def spc_line(
     ts_ms: int,
     values: list[float],
     limits: Mapping[str, Any] | None,
+    rules: Sequence[int] = (),
 ) -> str:
+    """``limits``: those in force (``cl``, ``ucl``, ``lcl``, and ``r_cl``, ``r_ucl``,
+    ``r_lcl`` for subgroups); ``rules``: the Western Electric rules the point broke."""
     fields: dict[str, Any] = {"value": sum(values) / len(values)}
     if len(values) > 1:
         fields["range"] = max(values) - min(values)
         fields["n"] = len(values)
     if limits is not None:
-        fields.update({k: float(limits[k]) for k in ("cl", "ucl", "lcl")})
+        fields.update({k: float(limits[k]) for k in SPC_LIMITS if k in limits})
+    if rules:
+        fields["rules"] = ",".join(str(r) for r in sorted(rules))
     return line("spc", {"machine": machine, "characteristic": characteristic}, fields, ts_ms)
 
 

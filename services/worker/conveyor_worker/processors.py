@@ -394,6 +394,7 @@ async def process_spc(ctx: Context, jobs: Sequence[Job], deadline: float | None 
             history, entry = await _spc_history(ctx, machine, name, point_id, values)
             added.setdefault(job.id, []).append(entry)
             limits = _limits(history[:-1], ctx.settings.spc_min_points)
+            broken = check_rules([fmean(v) for v in history], limits) if limits else []
             lines.append(
                 spc_line(
                     machine=machine,
@@ -401,11 +402,11 @@ async def process_spc(ctx: Context, jobs: Sequence[Job], deadline: float | None 
                     ts_ms=ts,
                     values=values,
                     limits=limits.as_dict() if limits else None,
+                    rules=[v.rule for v in broken],
                 )
             )
-            if limits is None:
-                continue
-            for violation in check_rules([fmean(v) for v in history], limits):
+            for violation in broken:
+                assert limits is not None  # rules are judged against limits
                 alerts.setdefault(job.id, []).append(
                     _spc_alert(
                         job.data, name, ts, violation.rule, violation.points, limits, point_id

@@ -2,7 +2,8 @@
 
 Limits come from a window of earlier points: individuals / moving range (I-MR) for single
 values, X-bar / R for subgroups. sigma is MR-bar / 1.128 (d2 for n = 2) or R-bar / d2(n);
-the limits are CL +- 3 sigma (for X-bar: CL +- A2 * R-bar, which is the same thing).
+the limits are CL +- 3 sigma (for X-bar: CL +- A2 * R-bar, which is the same thing). The R
+chart of subgroups has R-bar as its centre line, D3 * R-bar and D4 * R-bar as its limits.
 
 The rules, checked on the newest point and those before it, relative to CL and sigma:
   1. one point beyond 3 sigma;
@@ -23,6 +24,9 @@ from statistics import fmean
 
 # d2 for subgroup sizes 2..10 (ASTM E2587).
 D2 = {2: 1.128, 3: 1.693, 4: 2.059, 5: 2.326, 6: 2.534, 7: 2.704, 8: 2.847, 9: 2.970, 10: 3.078}
+# D3 and D4, the R chart's lower and upper limit factors, for the same sizes (ASTM E2587).
+D3 = {2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0, 7: 0.076, 8: 0.136, 9: 0.184, 10: 0.223}
+D4 = {2: 3.267, 3: 2.574, 4: 2.282, 5: 2.114, 6: 2.004, 7: 1.924, 8: 1.864, 9: 1.816, 10: 1.777}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,10 @@ class Limits:
     centre: float
     sigma: float
     chart: str  # "I-MR" or "Xbar-R"
+    size: int = 1
+    """The subgroup size (1: individuals)."""
+    rbar: float | None = None
+    """The mean range of the subgroups (Xbar-R only): the R chart's centre line."""
 
     @property
     def ucl(self) -> float:
@@ -39,6 +47,16 @@ class Limits:
     def lcl(self) -> float:
         return self.centre - 3 * self.sigma
 
+    def range_limits(self) -> dict[str, float]:
+        """The R chart's ``r_cl``, ``r_ucl`` and ``r_lcl`` (Xbar-R only, else empty)."""
+        if self.rbar is None:
+            return {}
+        return {
+            "r_cl": self.rbar,
+            "r_ucl": D4[self.size] * self.rbar,
+            "r_lcl": D3[self.size] * self.rbar,
+        }
+
     def as_dict(self) -> dict[str, float | str]:
         return {
             "chart": self.chart,
@@ -46,6 +64,7 @@ class Limits:
             "ucl": self.ucl,
             "lcl": self.lcl,
             "sigma": self.sigma,
+            **self.range_limits(),
         }
 
 
@@ -86,7 +105,7 @@ def subgroup_limits(subgroups: Sequence[Sequence[float]]) -> Limits | None:
         return None
     centre = fmean(fmean(g) for g in subgroups)
     sigma_xbar = rbar / D2[size] / size**0.5
-    return Limits(centre=centre, sigma=sigma_xbar, chart="Xbar-R")
+    return Limits(centre=centre, sigma=sigma_xbar, chart="Xbar-R", size=size, rbar=rbar)
 
 
 def check_rules(points: Sequence[float], limits: Limits) -> list[Violation]:

@@ -151,11 +151,14 @@ function showValue(v) {
   return String(v);
 }
 
+// The machine detail's deep link (detail.js shows it).
+const machineLink = (id) => `#machine/${encodeURIComponent(id)}`;
+
 function renderMachine(id) {
   const m = machines.get(id);
   const rows = Object.entries(m.values).slice(0, 8).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, showValue(v))]);
   if (m.config) rows.push(el("dt", {}, "config"), el("dd", {}, `v${m.config.version}`));
-  const title = [el("h4", {}, id)];
+  const title = [el("h4", {}, el("a", { href: machineLink(id), title: "trends, SPC, configuration, alerts" }, id))];
   if (m.offline) title.push(el("p", { class: "offline-note" }, `offline since ${new Date(m.offline).toLocaleTimeString()}: last values`));
   m.stale = stale(m);
   if (m.stale) title.push(el("p", { class: "offline-note" }, `last seen ${new Date(m.updated).toLocaleString()}`));
@@ -187,6 +190,7 @@ function addAlert(a, prepend = true) {
 }
 
 function onEvent(event) {
+  if (typeof detailEvent === "function") detailEvent(event); // the open machine's charts
   if (event.kind === "realtime") {
     const m = machines.get(event.machine) || { values: {}, config: null };
     Object.assign(m.values, event.values);
