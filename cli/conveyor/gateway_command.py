@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="serve the dashboard, REST and the live stream (REDIS_*, GATEWAY_*, INFLUX_*)",
         description="Serves / (dashboard), /stats, /machines/{id}, /queues/{q}/dead (+ replay, "
         "delete with GATEWAY_API_TOKEN), /ws, /healthz, /readyz, /metrics and /openapi.json; "
-        "with INFLUX_URL, the charts' /machines/{id}/series and /spc/{machine}/{characteristic}. "
+        "with INFLUX_URL, the charts' /machines/{id}/series, /machines/{id}/changes and "
+        "/spc/{machine}/{characteristic}. "
         "GATEWAY_READ_AUTH and GATEWAY_STREAM_AUTH make reads and /ws require the token too.",
     )
     p.add_argument("--host", default=None, help="address to bind (default $GATEWAY_HOST)")

@@ -424,15 +424,16 @@ class ProbeSettings(BaseSettings):
 
 
 class InfluxSettings(BaseSettings):
-    """``INFLUX_URL``, ``INFLUX_TOKEN``, ``INFLUX_ORG``, ``INFLUX_BUCKET``. For InfluxDB 1.8 the
-    bucket is ``<database>/<retention policy>`` and the token ``<user>:<password>``."""
+    """``INFLUX_URL``, ``INFLUX_TOKEN``, ``INFLUX_ORG``, ``INFLUX_BUCKET``: where the workers
+    write points and the gateway's charts read them. For InfluxDB 1.8 the bucket is
+    ``<database>/<retention policy>`` and the token ``<user>:<password>``."""
 
     model_config = SettingsConfigDict(env_prefix="INFLUX_", extra="ignore")
 
     url: str | None = Field(
         default=None,
         description="e.g. `http://influxdb:8086`; unset or empty: no points are written (said "
-        "loudly at start), the other sinks still run",
+        "loudly at start), the other sinks still run, and the gateway's charts answer 503",
     )
     token: SecretStr = Field(
         default=SecretStr(""), description="API token; for InfluxDB 1.8 `<user>:<password>`"
@@ -449,7 +450,7 @@ class InfluxSettings(BaseSettings):
         default=10.0,
         gt=0,
         le=300,
-        description="timeout of one write request, seconds",
+        description="timeout of one write request (the gateway: of one chart's read), seconds",
     )
 
     @field_validator("url", mode="before")

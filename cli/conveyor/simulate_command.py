@@ -91,9 +91,10 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
         raise SettingsError(
             "with --sparkplug: no --burst or --history, --devices at least 0, a --group"
         )
-    if not 0 <= args.history <= MAX_HISTORY_S or args.history_step < 0.1:
+    if not (0 <= args.history <= MAX_HISTORY_S and 0.1 <= args.history_step <= MAX_HISTORY_S):
         raise SettingsError(
-            f"--history is 0 to {MAX_HISTORY_S:g} seconds (a week), --history-step at least 0.1"
+            f"--history is 0 to {MAX_HISTORY_S:g} seconds (a week), --history-step 0.1 to "
+            f"{MAX_HISTORY_S:g}"
         )
     settings = load(MqttSettings)
     config = broker_config(settings.broker_url, client_id=f"conveyor-sim-{uuid.uuid4().hex[:8]}")
@@ -163,7 +164,8 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         now = int(time.time() * 1000)
         if args.history and isinstance(plant, Plant):  # the machines came up back then
-            await _publish_history(plant, publish, now, args.history, args.history_step)
+            await _publish_history(plant, publish, args.history, args.history_step, stopping)
+            now = int(time.time() * 1000)
         else:
             publish(plant.start(now))
         if args.burst and isinstance(plant, Plant):
@@ -215,27 +217,33 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
 async def _publish_history(
     plant: Plant,
     publish: Callable[[list[Publication]], list[Any]],
-    now: int,
     history_s: float,
     step_s: float,
+    stopping: asyncio.Event,
 ) -> None:
-    """The plant's past ``history_s`` seconds up to ``now``, a tick every ``step_s``, each
-    message with its own time; acknowledged by the broker a chunk at a time, so that paho's
-    queue stays bounded."""
+    """The plant's past ``history_s`` seconds, a tick every ``step_s``, each message with its
+    own time, up to the moment it is done (so that the live ticks go on from there);
+    acknowledged by the broker a chunk at a time, so that paho's queue stays bounded."""
     step_ms = int(step_s * 1000)
-    start = now - int(history_s * 1000)
-    infos = publish(plant.start(start))
+    at = int(time.time() * 1000) - int(history_s * 1000)
+    infos = publish(plant.start(at))
     ticks = 0
-    for at in range(start, now, step_ms):
+    while at < time.time() * 1000 and not stopping.is_set():
         infos += publish(plant.tick(at))
         ticks += 1
+        at += step_ms
         if len(infos) >= HISTORY_CHUNK:
             await asyncio.to_thread(_wait_acked, infos)
             infos = []
     await asyncio.to_thread(_wait_acked, infos)
-    log.info("published %d ticks of the past %g s, acknowledged by the broker", ticks, history_s)
+    log.info("published %d ticks of the past, acknowledged by the broker", ticks)
 
 
 def _wait_acked(infos: Sequence[Any]) -> None:
     for info in infos:
         info.wait_for_publish(300)
+        if not info.is_published():
+            raise SettingsError(
+                "the MQTT broker did not acknowledge a message within 300 s: check the broker "
+                "and its log"
+            )

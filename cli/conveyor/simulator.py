@@ -3,7 +3,8 @@
 Each machine publishes, on the default topics:
 
 - ``<machine>/realtime``: temperature (a slow wave of about half an hour, a random-walk drift
-  and sensor noise), pressure, spindle speed, a run flag and the operating mode;
+  and sensor noise), pressure, spindle speed, a run flag and the operating mode, with the
+  numbers' units;
 - ``<machine>/spc``: a subgroup of 5 bore diameters every few seconds, in control around the
   nominal value, except that now and then the process shifts by 2.5 sigma for a dozen
   subgroups, which the SPC rules catch;
@@ -28,6 +29,8 @@ SIGMA = 0.02
 SHIFT_CHANCE = 0.03  # per SPC subgroup
 SHIFT_LENGTH = 12
 RECIPES = ("A-100", "A-120", "B-200", "C-050")
+UNITS = {"temperature": "°C", "pressure": "bar", "spindle_rpm": "1/min"}
+"""The units each realtime message names, as bridges that know them send."""
 
 Publication = tuple[str, bytes]
 
@@ -58,7 +61,7 @@ class Machine:
             "running": self.running,
             "mode": "AUTO" if self.running else "MANUAL",
         }
-        return self._json("realtime", {"timestamp": now_ms, "values": values})
+        return self._json("realtime", {"timestamp": now_ms, "values": values, "units": UNITS})
 
     def spc(self, now_ms: int) -> Publication:
         if self.shift_left == 0 and self.rng.random() < SHIFT_CHANCE:

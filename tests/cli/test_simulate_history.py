@@ -13,7 +13,9 @@ from tests.helpers import run_cli
     [
         (["--history", "604801"], "--history is 0 to 604800 seconds (a week)"),
         (["--history", "-1"], "--history is 0 to 604800 seconds"),
-        (["--history", "60", "--history-step", "0.01"], "--history-step at least 0.1"),
+        (["--history", "60", "--history-step", "0.01"], "--history-step 0.1 to 604800"),
+        (["--history", "60", "--history-step", "nan"], "--history-step 0.1 to 604800"),
+        (["--history", "inf"], "--history is 0 to 604800 seconds"),
         (["--sparkplug", "--history", "60"], "with --sparkplug: no --burst or --history"),
     ],
 )

@@ -127,3 +127,33 @@ def test_the_token_survives_an_upgrade_and_notes_say_how_to_read_it(crd: KubeClu
     finally:
         kube.helm("uninstall", "conveyor", "-n", ns, check=False)
         kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_the_charts_read_influxdb_with_a_token_by_reference_a_read_only_one_first() -> None:
+    """Without influx.url the gateway has no INFLUX_* and no egress to InfluxDB; with it, the
+    URL and bucket, the token of influx.readSecret (else the workers') only by reference, and
+    egress to the URL's port."""
+    bare = env_of(gateway_pod(render()))
+    assert not [name for name in bare if name.startswith("INFLUX_")]
+
+    url = "influx.url=https://influx.data.svc:8443"
+    workers = env_of(gateway_pod(render(url, "influx.existingSecret=influx-writer")))
+    assert workers["INFLUX_URL"]["value"] == "https://influx.data.svc:8443"
+    assert workers["INFLUX_BUCKET"]["value"] == "conveyor/autogen"
+    assert workers["INFLUX_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "influx-writer", "key": "influx-token"}
+    }
+    docs = render(url, "influx.existingSecret=influx-writer", "influx.readSecret=influx-reader")
+    reader = env_of(gateway_pod(docs))
+    assert reader["INFLUX_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "influx-reader", "key": "influx-read-token"}
+    }
+    assert "value" not in reader["INFLUX_TOKEN"]
+    policy = one(docs, "NetworkPolicy", "conveyor-gateway")
+    ports = [p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])]
+    assert 8443 in ports
+    assert 8443 not in [
+        p["port"]
+        for rule in one(render(), "NetworkPolicy", "conveyor-gateway")["spec"]["egress"]
+        for p in rule.get("ports", [])
+    ]

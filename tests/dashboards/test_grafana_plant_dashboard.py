@@ -20,11 +20,13 @@ DASHBOARD = ROOT / "charts" / "conveyor" / "dashboards" / "conveyor-plant.json"
 
 def _filled(query: str, values: dict[str, list[str]]) -> str:
     """``query`` with Grafana's macros and variables as Grafana sends them to InfluxDB: a
-    variable inside a regex as ``(a|b)`` of escaped values."""
+    variable in the ``regex`` format as ``(a|b)`` of escaped values (the dashboard asks for
+    that format everywhere: a machine id like ``g/n/d`` or ``press.1`` is no regex)."""
     query = query.replace("$timeFilter", "time > now() - 3h").replace("$__interval", "1m")
     for name, chosen in values.items():
-        query = query.replace(f"${name}", "(" + "|".join(re.escape(v) for v in chosen) + ")")
-    left = re.search(r"\$\w+", query)
+        alternatives = "(" + "|".join(re.escape(v) for v in chosen) + ")"
+        query = query.replace("${" + name + ":regex}", alternatives)
+    left = re.search(r"\$\{?\w+", query)
     assert left is None, f"{left.group()} left unfilled in {query}"
     return query
 

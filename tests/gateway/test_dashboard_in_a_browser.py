@@ -23,7 +23,7 @@ from reliable_queue import QueueClient
 from reliable_queue.keys import QUEUE_REGISTRY
 from tests.gateway.browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path, watch
 from tests.gateway.conftest import TOKEN, GatewayProcess
-from tests.helpers import CliProcess, start_cli, wait_until
+from tests.helpers import CliProcess, eventually, start_cli, wait_until
 from tests.mqtt import publish
 from tests.servers import MosquittoServer
 
@@ -255,5 +255,64 @@ def test_a_machine_that_went_quiet_is_greyed_with_when_it_was_last_seen(
         expect(card).not_to_have_class(re.compile(r"\bstale\b"), timeout=10_000)
         expect(card).not_to_contain_text("last seen")
         expect(card.locator("dd").first).to_have_text("22.50")
+        browser.close()
+    assert errors == [], errors
+
+
+def test_a_queues_page_draws_its_depth_rates_and_oldest_age(
+    gateway_process: Callable[..., GatewayProcess], redis_url: str
+) -> None:
+    """A queue's name opens its page: depth, jobs per second and the oldest pending job's
+    age from the samples kept in Redis; a backlog that formed and drained shows in all three."""
+
+    async def backlog_then_drain() -> None:
+        async with QueueClient.from_url(redis_url) as client:
+            await client.enqueue_many("alerts", [{"n": i} for i in range(40)])
+            wait_until(lambda: samples() >= 2, timeout=20, what="two samples of the backlog")
+
+            async def take(job: object) -> None:
+                return None
+
+            stop = await client.start_worker("alerts", take)
+            try:
+
+                async def drained() -> bool:
+                    return (await client.queue_stats("alerts")).completed == 40
+
+                await eventually(drained, timeout=20, what="the backlog drained")
+            finally:
+                await stop()
+
+    gw = gateway_process()
+
+    def samples() -> int:
+        history = httpx.get(f"{gw.url}/stats/history?minutes=10", timeout=5).json()
+        return len(history["queues"].get("alerts", []))
+
+    with redis.Redis.from_url(redis_url) as r:
+        r.sadd(QUEUE_REGISTRY, "alerts")
+    asyncio.run(backlog_then_drain())
+    before = samples()
+    wait_until(lambda: samples() >= before + 2, timeout=20, what="samples after the drain")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        errors = watch(page)
+        page.goto(gw.url)
+        page.locator('[data-queue="alerts"] h3 a').click(timeout=15_000)
+        expect(page).to_have_url(f"{gw.url}/#queue/alerts")
+        page.select_option("#queue-window", "10")
+        depth = page.locator('figure[data-series="depth"]')
+        expect(depth).to_have_attribute("data-max", "40", timeout=15_000)
+        rate = page.locator('figure[data-series="rate"]')
+        assert float(rate.get_attribute("data-max") or 0) > 0  # the drain's completions
+        age = page.locator('figure[data-series="age"]')
+        assert int(age.get_attribute("data-points") or 0) >= 4
+        assert float(age.get_attribute("data-max") or 0) > 0  # the backlog waited
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "queue-history.png"), full_page=True)
+        page.locator("#queue-view a.back").click()
+        expect(page.locator("#overview")).to_be_visible()
+        expect(page.locator("#queue-view")).to_be_hidden()
         browser.close()
     assert errors == [], errors

@@ -66,10 +66,14 @@ def test_the_detail_shows_the_simulators_wave_its_spc_shift_and_live_values(
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         errors = watch(page)
         page.goto(gw.url)
-        page.locator(f'[data-machine="{machine}"] h4 a').click(timeout=20_000)
+        card = page.locator(f'[data-machine="{machine}"]')
+        expect(card).to_contain_text(" °C", timeout=20_000)  # the values' units
+        expect(card).to_contain_text(" bar")
+        card.locator("h4 a").click()
         expect(page).to_have_url(f"{gw.url}/#machine/{machine}")
         page.select_option("#detail-window", "86400000")  # the day: all two hours
         temperature = page.locator('figure[data-signal="temperature"]')
+        expect(temperature.locator("figcaption")).to_contain_text("temperature (°C)")
         # Two hours in buckets of a day over the chart's width (about 100 s each).
         expect(temperature).to_have_attribute(
             "data-points", re.compile(r"^[5-9]\d$"), timeout=20_000
@@ -112,7 +116,7 @@ def test_the_detail_shows_the_simulators_wave_its_spc_shift_and_live_values(
         )
         payload = f'{{"timestamp": {int(time.time() * 1000)}, "values": {{"temperature": 99.5}}}}'
         publish(mosquitto.port, [(f"{machine}/realtime", payload.encode())])
-        expect(temperature.locator("figcaption span")).to_have_text("last 99.50", timeout=20_000)
+        expect(temperature.locator("figcaption span")).to_have_text("last 99.50 °C", timeout=20_000)
         browser.close()
     assert errors == [], errors
 

@@ -17,6 +17,7 @@ import redis
 from conveyor_gateway import GatewayConfig, InfluxSource, create_app, openapi_document
 from conveyor_gateway import models as answer_models
 from conveyor_gateway.limits import (
+    MAX_CHANGES,
     MAX_IDS,
     MAX_MACHINE_ID,
     MAX_NAME,
@@ -79,13 +80,8 @@ def test_the_bounds_are_what_they_were_decided_to_be() -> None:
     so this is where a looser one must be argued for."""
     assert (MAX_PAGE, MAX_OFFSET, MAX_IDS, MAX_MACHINE_ID) == (500, 10**9, 10_000, 256)
     # The charts: a month's window, a chart's width of buckets, a few thousand SPC points.
-    assert (MAX_WINDOW_MS, MAX_TREND_POINTS, MAX_TREND_SIGNALS, MAX_SPC_POINTS, MAX_NAME) == (
-        31 * 86_400_000,
-        2_000,
-        50,
-        5_000,
-        256,
-    )
+    charts = (MAX_WINDOW_MS, MAX_TREND_POINTS, MAX_TREND_SIGNALS, MAX_SPC_POINTS, MAX_CHANGES)
+    assert (*charts, MAX_NAME) == (31 * 86_400_000, 2_000, 50, 5_000, 100, 256)
 
 
 def test_the_bounds_in_the_document_are_the_codes_limits() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from conveyor_plant.keys import ALERT_HISTORY, latest_values, tech_config
+from conveyor_plant.keys import ALERT_HISTORY, latest_units, latest_values, tech_config
 
 from reliable_queue import Job, NewDeadLetter
 from tests.gateway.conftest import TOKEN, Gateway
@@ -74,7 +74,10 @@ def test_machine_values_and_configuration(gateway: Gateway, raw_redis: redis.Red
         "updated_ms": 1_750_000_000_000,
         "config": {"version": 3, "ts": 1, "config": {"rpm": 900}},
         "offline_since_ms": None,
+        "units": {},
     }
+    raw_redis.hset(latest_units("press-7"), "temp", "°C")  # as the worker keeps them
+    assert gateway.http.get("/machines/press-7").json()["units"] == {"temp": "°C"}
     raw_redis.hset(latest_values("press-7"), "_offline", "1750000000500")  # a Sparkplug death
     dead = gateway.http.get("/machines/press-7").json()
     assert dead["offline_since_ms"] == 1_750_000_000_500

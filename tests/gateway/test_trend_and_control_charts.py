@@ -11,9 +11,11 @@ from collections.abc import Callable
 from statistics import fmean
 
 import pytest
+import redis
 from conveyor_gateway import InfluxSource
 from conveyor_gateway.limits import MAX_SPC_POINTS, MAX_TREND_POINTS, MAX_WINDOW_MS
-from conveyor_worker.points import line, tech_line
+from conveyor_plant.keys import latest_units, latest_values
+from conveyor_worker.points import line, spc_line, tech_line
 
 from conveyor.local_servers import InfluxServer
 from reliable_queue import QueueClient
@@ -49,10 +51,12 @@ def _week(influx: InfluxServer, machine: str, end: int) -> list[int]:
 
 
 def test_a_week_comes_back_as_the_buckets_asked_for_with_their_means(
-    charts: Gateway, influx: InfluxServer
+    charts: Gateway, influx: InfluxServer, raw_redis: redis.Redis
 ) -> None:
     end = (int(time.time() * 1000) // MINUTE) * MINUTE
     times = _week(influx, "press-1", end)
+    raw_redis.hset(latest_values("press-1"), mapping={"temp": "21.5", "_ts": str(end)})
+    raw_redis.hset(latest_units("press-1"), mapping={"temp": "°C"})  # as a worker keeps them
     r = charts.http.get(
         f"/machines/press-1/series?from={end - WEEK}&to={end}&points=100", headers=AUTH
     )
@@ -61,7 +65,8 @@ def test_a_week_comes_back_as_the_buckets_asked_for_with_their_means(
     assert answer["interval_ms"] == -(-WEEK // 100)
     assert [s["signal"] for s in answer["series"]] == ["speed", "temp"]  # no trend of text
     temp = answer["series"][1]
-    assert 100 <= len(temp["times"]) <= 101  # buckets start on multiples of the interval
+    assert len(temp["times"]) == 100  # buckets from `from` on, one per interval
+    assert temp["times"][0] == end - WEEK
     assert len(temp["times"]) == len(temp["mean"]) == len(temp["min"]) == len(temp["max"])
     # Each bucket's figures are those of the minutes in it.
     for start, mean, low, high in zip(
@@ -72,6 +77,9 @@ def test_a_week_comes_back_as_the_buckets_asked_for_with_their_means(
         assert (low, high) == (min(inside), max(inside))
     speed = answer["series"][0]
     assert speed["mean"] == pytest.approx([2 * m for m in temp["mean"]])
+    assert (temp["unit"], speed["unit"]) == ("°C", None)
+    machine = charts.http.get("/machines/press-1", headers=AUTH).json()
+    assert machine["units"] == {"temp": "°C"}
 
     one = charts.http.get(
         f"/machines/press-1/series?signal=temp&from={end - 3_600_000}&to={end}", headers=AUTH
@@ -100,6 +108,32 @@ def test_names_are_bound_not_spliced_into_the_query(charts: Gateway, influx: Inf
         assert r.status_code == 200, r.text
         assert r.json()["series"] == []
     assert influx.query("SHOW DATABASES")[0]["values"] == [["conveyor"]]  # type: ignore[index]
+
+
+def test_names_with_slashes_are_told_apart_by_the_path_as_sent(
+    charts: Gateway, influx: InfluxServer, raw_redis: redis.Redis
+) -> None:
+    """A characteristic with a slash, sent as %2F, is the last segment whatever the machine id
+    holds; a machine id that ends in "/series" is reached with its slash escaped."""
+    now = int(time.time() * 1000)
+    influx.write(
+        [
+            spc_line(machine="g/n/d", characteristic="bore/dia", ts_ms=now - 5000, values=[1.0],
+                     limits=None),
+            line("realtime", {"machine": "g/series", "signal": "t"}, {"value": 1.0}, now - 5000),
+        ]
+    )  # fmt: skip
+    for url in ("/spc/g/n/d/bore%2Fdia", "/spc/g%2Fn%2Fd/bore%2Fdia"):
+        r = charts.http.get(url, headers=AUTH)
+        assert r.status_code == 200, (url, r.text)
+        assert (r.json()["machine"], r.json()["characteristic"]) == ("g/n/d", "bore/dia")
+    assert charts.http.get("/spc/g/n/d/bore/dia", headers=AUTH).status_code == 404  # "d/bore"
+    raw_redis.hset(latest_values("g/series"), mapping={"t": "1.0", "_ts": str(now)})
+    machine = charts.http.get("/machines/g%2Fseries", headers=AUTH)
+    assert machine.json()["machine"] == "g/series", machine.text
+    trend = charts.http.get("/machines/g/series/series", headers=AUTH)
+    assert trend.json()["machine"] == "g/series", trend.text
+    assert [s["signal"] for s in trend.json()["series"]] == ["t"]
 
 
 def test_the_configuration_changes_come_newest_first(charts: Gateway, influx: InfluxServer) -> None:
@@ -151,6 +185,12 @@ def test_without_influxdb_the_charts_say_why_and_the_rest_answers(
             make_gateway(influx=InfluxSource(f"http://127.0.0.1:{free_port()}", "conveyor")),
             "did not answer",
         ),
+        "a password in the URL": (
+            make_gateway(
+                influx=InfluxSource(f"http://u:s3cret@127.0.0.1:{free_port()}", "c", token="u:p")
+            ),
+            "put them in INFLUX_TOKEN",
+        ),
         "no such database": (
             make_gateway(influx=InfluxSource(influx.url, "nosuchdb/autogen")),
             "check INFLUX_BUCKET",
@@ -161,6 +201,7 @@ def test_without_influxdb_the_charts_say_why_and_the_rest_answers(
             r = gateway.http.get(url, headers=AUTH)
             assert r.status_code == 503, (case, url, r.text)
             assert hint in r.json()["error"], (case, r.text)
+            assert "s3cret" not in r.text
         assert gateway.http.get("/stats", headers=AUTH).status_code == 200, case
 
 

@@ -178,7 +178,7 @@ async def test_an_independent_edge_node_births_sends_aliases_dies_and_is_reborn(
     try:
         await eventually(
             lambda: {q: len(j) for q, j in jobs.items()} == expected,
-            timeout=30,
+            timeout=60,
             what=f"{expected} jobs",
             detail=lambda: f"{ {q: len(j) for q, j in jobs.items()} }\n{ingest.output()}",
         )
@@ -622,7 +622,7 @@ async def test_the_edge_nodes_data_reaches_influxdb_and_the_cache_named_and_type
 
         await eventually(
             done,
-            timeout=30,
+            timeout=60,
             what="every job written",
             detail=lambda: f"worker:\n{worker.output()}\ningestor:\n{ingest.output()[-6000:]}",
         )

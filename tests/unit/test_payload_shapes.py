@@ -45,6 +45,42 @@ def test_realtime_shapes(doc: Any, samples: list[dict[str, Any]]) -> None:
     assert parse("realtime", doc)["samples"] == samples
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"timestamp": TS, "values": {"temp": 21.5, "run": True}, "units": {"temp": "°C"}},
+        {"temp": {"value": 21.5, "quality": "good", "unit": "°C"}, "run": True},
+        [{"name": "temp", "value": 21.5, "unit": "°C"}, {"name": "run", "value": True}],
+    ],
+    ids=["units object", "OPC UA value object", "single-signal samples"],
+)
+def test_units_travel_beside_the_values(doc: Any) -> None:
+    message = parse("realtime", doc)
+    assert message["units"] == {"temp": "°C"}
+    assert all("units" not in s for s in message["samples"])
+
+
+def test_a_message_without_units_has_none() -> None:
+    assert "units" not in parse("realtime", {"temp": 1})
+
+
+@pytest.mark.parametrize(
+    ("doc", "said"),
+    [
+        ({"values": {"temp": 1}, "units": {"other": "°C"}}, "naming only signals"),
+        ({"values": {"temp": 1}, "units": "°C"}, "an object of signal -> unit"),
+        ({"temp": {"value": 1, "unit": "x" * 33}}, "1 to 32 characters"),
+        ({"temp": {"value": 1, "unit": "°C\n"}}, "printable text"),
+        ([{"name": "temp", "value": 1, "unit": 7}], "not int"),
+    ],
+)
+def test_a_unit_that_is_not_one_is_refused_with_the_reason(doc: Any, said: str) -> None:
+    with pytest.raises(InvalidPayload) as info:
+        parse("realtime", doc)
+    assert info.value.reason == "bad_unit"
+    assert said in info.value.detail
+
+
 def test_spc_subgroups_specs_and_flat_objects() -> None:
     out = parse("spc", {"characteristic": "bore", "values": [10.01, 9.99], "usl": 10.1, "lsl": 9.9})
     assert out["samples"] == [

@@ -8,7 +8,7 @@ from collections import Counter
 
 from conveyor_ingestor import DEFAULT_ROUTES, RoutingTable, parse_message
 
-from conveyor.simulator import NOMINAL_DIAMETER, SIGMA, Plant
+from conveyor.simulator import NOMINAL_DIAMETER, SIGMA, UNITS, Plant
 
 NOW = 1_750_000_000_000
 
@@ -25,6 +25,9 @@ def test_every_message_parses_on_its_default_route() -> None:
             found.route.kind, machine=found.machine, topic=topic, payload=payload, received_at=NOW
         )
         kinds[msg["kind"]] += 1
+        if msg["kind"] == "realtime":  # the numbers' units travel with them
+            assert msg["units"] == UNITS
+            assert set(UNITS) <= set(msg["samples"][0]["values"])
     assert kinds["realtime"] == 5 * 200
     assert kinds["spc"] == 5 * 200 // plant.spc_every
     assert kinds["tech"] >= 5  # one each at start

@@ -96,7 +96,25 @@ def test_a_birth_names_aliases_and_its_values_are_samples() -> None:
     assert session.node is not None
     assert session.node.aliases == {1: "Temperature", 2: "Running", 3: "Count"}
     assert session.node.metrics["Temperature"].properties == {"engUnit": "°C"}
+    assert message["units"] == {"Temperature": "°C"}  # the birth's engUnit, for the cache
     assert not out.rebirth
+    [(later, _)] = edge.send("NDATA", data(1, 22.0)).realtime
+    assert "units" not in later  # data carries values only: the units came with the birth
+
+
+def test_a_birth_with_an_engunit_that_is_not_a_unit_keeps_the_birth_and_says_why() -> None:
+    edge = Edge()
+    metrics = [
+        {"name": "bdSeq", "datatype": 4, "long_value": 0},
+        {"name": "Temperature", "alias": 1, "datatype": 10, "double_value": 20.5},
+    ]
+    metrics[1]["properties"] = {"engUnit": "°C" * 40}
+    out = edge.send("NBIRTH", encode(*metrics, seq=0))
+    [(_, error)] = out.rejected
+    assert error.reason == "bad_unit"
+    assert "engUnit of metric 'Temperature'" in error.detail
+    [(data_message, _)] = edge.send("NDATA", data(1, 22.0)).realtime  # the birth stands
+    assert data_message["samples"][0]["values"] == {"Temperature": 22.0}
 
 
 def test_aliased_data_is_named_by_the_birth_and_grouped_by_timestamp() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conveyor_plant.keys import latest_values
+from conveyor_plant.keys import latest_units, latest_values, live_channel
 from redis.asyncio import Redis
 
 from conveyor.local_servers import InfluxServer
@@ -141,3 +141,39 @@ async def test_a_late_older_message_does_not_replace_a_newer_value(
     assert json.loads(latest[b"temp"]) == 30.0  # not the late 25.0
     assert json.loads(latest[b"pressure"]) == 5.5  # nothing newer for it: the late one counts
     assert latest[b"_ts"] == str(TS + 10).encode()
+
+
+async def test_units_are_kept_beside_the_latest_values_and_streamed(
+    client: QueueClient, start_worker: StartWorker, raw_redis: Redis
+) -> None:
+    """A message's units go to the machine's units hash (expiring with its values) and onto
+    the stream; a later message without units keeps them."""
+    pubsub = raw_redis.pubsub()
+    await pubsub.subscribe(live_channel("m1"))
+    doc = {"timestamp": TS, "values": {"temp": 20.5, "mode": "AUTO"}, "units": {"temp": "°C"}}
+    jobs = [
+        message("realtime", "m1", doc),
+        message("realtime", "m1", {"timestamp": TS + 1, "values": {"temp": 21.0}}),
+    ]
+    await client.enqueue_many("mqtt_realtime", jobs)
+    await start_worker("mqtt_realtime", batch_size=1)
+
+    async def written() -> bool:
+        return (await client.queue_stats("mqtt_realtime")).completed == 2
+
+    await eventually(written, timeout=20, what="both jobs acknowledged")
+    assert await raw_redis.hgetall(latest_units("m1")) == {b"temp": "°C".encode()}
+    ttl = await raw_redis.ttl(latest_units("m1"))
+    assert 0 < ttl <= await raw_redis.ttl(latest_values("m1")) + 1  # refreshed with the values
+    events: list[dict[str, object]] = []
+
+    async def both_streamed() -> bool:
+        # None for the subscription's own confirmation, too: asked again until both came.
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if msg is not None:
+            events.append(json.loads(msg["data"]))
+        return len(events) == 2
+
+    await eventually(both_streamed, timeout=5, interval=0, what="both events streamed")
+    await pubsub.aclose()
+    assert [e.get("units") for e in events] == [{"temp": "°C"}, None]

@@ -12,14 +12,19 @@ the rest of the dashboard keeps working.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 """Most bytes read of one answer (the endpoints bound the rows far below this)."""
+MAX_QUERIES = 4
+"""Queries one gateway has InfluxDB answer at once; more wait their turn (a page asks for a
+control chart per characteristic at once)."""
 
 
 class InfluxUnavailable(Exception):
@@ -51,6 +56,12 @@ class InfluxReader:
     def __init__(self, source: InfluxSource) -> None:
         self.source = source
         self._session: aiohttp.ClientSession | None = None
+        self._turns = asyncio.Semaphore(MAX_QUERIES)
+        parts = urlsplit(source.url)
+        # What an answer may say of where InfluxDB is: never a password in the URL.
+        self._where = f"InfluxDB at {parts.scheme}://{parts.hostname}" + (
+            f":{parts.port}" if parts.port else ""
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -67,21 +78,30 @@ class InfluxReader:
         """The series of one InfluxQL statement (``name``, ``tags``, ``columns``, ``values``,
         times in epoch milliseconds); empty when nothing matched."""
         src = self.source
-        form = {"db": src.database, "q": query, "epoch": "ms", "params": json.dumps(params)}
+        # GET: InfluxDB 1.x runs it read-only, whatever the query says.
+        query_string = {"db": src.database, "q": query, "epoch": "ms", "params": json.dumps(params)}
         if src.retention_policy:
-            form["rp"] = src.retention_policy
+            query_string["rp"] = src.retention_policy
         headers = {"Authorization": f"Token {src.token}"} if src.token else {}
-        where = f"InfluxDB at {src.url}"
+        where = self._where
         try:
-            async with self._http().post(
-                src.url.rstrip("/") + "/query", data=form, headers=headers
-            ) as answer:
+            async with (
+                self._turns,
+                self._http().get(
+                    src.url.rstrip("/") + "/query", params=query_string, headers=headers
+                ) as answer,
+            ):
                 status = answer.status
                 body = bytearray()
                 async for chunk in answer.content.iter_chunked(64 * 1024):
                     body += chunk
                     if len(body) > MAX_ANSWER_BYTES:
                         break
+        except ValueError:  # aiohttp: a user and password in the URL beside the token
+            raise InfluxUnavailable(
+                f"{where}: INFLUX_URL has a user and password in it; put them in INFLUX_TOKEN "
+                "as <user>:<password> instead"
+            ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise InfluxUnavailable(
                 f"{where} did not answer ({type(exc).__name__}); check INFLUX_URL and that "

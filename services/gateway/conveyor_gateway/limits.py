@@ -35,6 +35,9 @@ MAX_TREND_SIGNALS = 50
 MAX_SPC_POINTS = 5_000
 """Most points of a control chart (``points``): the newest of the window."""
 
+MAX_CHANGES = 100
+"""Most configuration versions in one answer (``limit``): each may be 64 KiB of JSON."""
+
 
 def history_minutes(history_s: float) -> int:
     """The most minutes ``/stats/history`` can answer for: a day of minute samples (or

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor_gateway.errors import ApiError
-from conveyor_gateway.limits import MACHINES_LISTED
+from conveyor_gateway.limits import MACHINES_LISTED, MAX_MACHINE_ID
 from conveyor_gateway.models import Alerts, Machine, Machines, json_response
 from conveyor_gateway.parameters import LIMIT, machine_id
 from conveyor_gateway.state import state_of
@@ -20,7 +20,13 @@ async def machines(request: Request) -> Response:
 
 
 async def machine(request: Request) -> Response:
-    machine = machine_id(request)
+    return await machine_named(request, machine_id(request))
+
+
+async def machine_named(request: Request, machine: str) -> Response:
+    """``/machines/{machine}``'s answer for ``machine``."""
+    if not 0 < len(machine) <= MAX_MACHINE_ID:
+        raise ApiError(422, f"a machine id has 1 to {MAX_MACHINE_ID} characters")
     state = await state_of(request).plant.machine_state(machine)
     if state is None:
         raise ApiError(
@@ -35,6 +41,7 @@ async def machine(request: Request) -> Response:
             updated_ms=state.updated_ms,
             config=state.config,
             offline_since_ms=state.offline_since_ms,
+            units=state.units,
         )
     )
 

@@ -98,6 +98,10 @@ class Machine(_Answer):
         description="since when the machine is offline (a Sparkplug B death), ms since the "
         "epoch: its values are its last; null while it is not",
     )
+    units: dict[str, str] = Field(
+        default_factory=dict,
+        description="signal -> unit of measure, for the signals whose messages named one",
+    )
 
 
 class SignalTrend(_Answer):
@@ -105,6 +109,7 @@ class SignalTrend(_Answer):
     values in it."""
 
     signal: str
+    unit: str | None = Field(description="its unit of measure, if its messages named one")
     times: list[int] = Field(description="each bucket's start, ms since the epoch")
     mean: list[float]
     min: list[float]

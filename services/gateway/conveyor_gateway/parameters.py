@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
+from urllib.parse import unquote
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from conveyor_gateway.config import GatewayConfig
 from conveyor_gateway.errors import ApiError
 from conveyor_gateway.limits import (
+    MAX_CHANGES,
     MAX_IDS,
     MAX_MACHINE_ID,
     MAX_NAME,
@@ -125,8 +127,8 @@ CHARACTERISTIC = TextParam(
     "the SPC characteristic's name (the last path segment)",
     {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
 )
-MAX_EPOCH_MS = 10**13
-"""The latest time a window may name (the year 2286), in ms since the epoch."""
+MAX_EPOCH_MS = 9_223_372_036_854
+"""The latest time a window may name: InfluxDB's last (2262-04-11), in ms since the epoch."""
 _EPOCH_MS = {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}
 FROM = TextParam(
     "from",
@@ -138,7 +140,7 @@ FROM = TextParam(
 TO = TextParam("to", "query", "the window's end, ms since the epoch; default: now", _EPOCH_MS)
 TREND_POINTS = IntQuery("points", default=600, minimum=10, maximum=MAX_TREND_POINTS)
 SPC_POINTS = IntQuery("points", default=500, minimum=1, maximum=MAX_SPC_POINTS)
-CHANGES = IntQuery("limit", default=20, minimum=1, maximum=MAX_PAGE)
+CHANGES = IntQuery("limit", default=20, minimum=1, maximum=MAX_CHANGES)
 
 
 async def known_queue(request: Request) -> str:
@@ -157,11 +159,45 @@ def machine_id(request: Request) -> str:
     return machine
 
 
-def name_in_path(request: Request, name: str) -> str:
-    value = cast(str, request.path_params[name])
-    if not 0 < len(value) <= MAX_NAME:
-        raise ApiError(422, f"a {name} has 1 to {MAX_NAME} characters")
-    return value
+def _raw_path(request: Request) -> str | None:
+    """The path as sent, its escapes (``%2F``) kept; None if the server does not say."""
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return None
+    return raw.split(b"?", 1)[0].decode("latin-1")
+
+
+def _unquoted(text: str, what: str) -> str:
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(422, f"the {what} in the path is not UTF-8 once %-decoded") from None
+
+
+def machine_and_last_segment(request: Request) -> tuple[str, str]:
+    """``/spc/{machine}/{characteristic}``: both names may have slashes, so the split is made
+    on the path as sent - the characteristic is its last segment, its own slashes sent as
+    ``%2F`` (the dashboard escapes both names whole) - not on the decoded one."""
+    raw = _raw_path(request)
+    if raw is None or raw.count("/") < 3:
+        machine = cast(str, request.path_params["machine"])
+        characteristic = cast(str, request.path_params["characteristic"])
+    else:
+        head, _, last = raw.rpartition("/")
+        machine = _unquoted(head.split("/", 2)[2], "machine id")
+        characteristic = _unquoted(last, "characteristic")
+    if not 0 < len(machine) <= MAX_MACHINE_ID:
+        raise ApiError(422, f"a machine id has 1 to {MAX_MACHINE_ID} characters")
+    if not 0 < len(characteristic) <= MAX_NAME:
+        raise ApiError(422, f"a characteristic has 1 to {MAX_NAME} characters")
+    return machine, characteristic
+
+
+def sent_with_suffix(request: Request, suffix: str) -> bool:
+    """Whether the path as sent ends with ``suffix`` (``/series``): False for a machine id
+    that ends so, its slash sent as ``%2F``, which the decoded path cannot tell apart."""
+    raw = _raw_path(request)
+    return raw is None or raw.endswith(suffix)
 
 
 def signal_name(request: Request) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from conveyor_gateway import machines
 from conveyor_gateway.errors import ApiError
 from conveyor_gateway.influx import InfluxReader, InfluxUnavailable
 from conveyor_gateway.limits import MAX_TREND_SIGNALS, MAX_WINDOW_MS
@@ -36,8 +37,9 @@ from conveyor_gateway.parameters import (
     CHANGES,
     SPC_POINTS,
     TREND_POINTS,
+    machine_and_last_segment,
     machine_id,
-    name_in_path,
+    sent_with_suffix,
     signal_name,
     time_window,
 )
@@ -71,10 +73,13 @@ def _now_ms() -> int:
 
 async def machine_series(request: Request) -> Response:
     machine = machine_id(request)
+    if not sent_with_suffix(request, "/series"):  # the machine "<id>/series", slash escaped
+        return await machines.machine_named(request, f"{machine}/series")
     signal = signal_name(request)
     points = TREND_POINTS.read(request)
     start, end = time_window(request, default_ms=HOUR_MS, now_ms=_now_ms())
     interval = max(1000, -(-(end - start) // points))  # ceil: at most `points` buckets
+    offset = start % interval  # buckets from `from` on, not from the epoch's multiples
     params = {"machine": machine}
     which = ""
     if signal is not None:
@@ -85,17 +90,22 @@ async def machine_series(request: Request) -> Response:
         'SELECT mean("value") AS "mean", min("value") AS "min", max("value") AS "max" '  # noqa: S608
         f'FROM "realtime" WHERE "machine" = $machine{which} '
         f"AND time >= {start}ms AND time < {end}ms "
-        f'GROUP BY time({interval}ms), "signal" fill(none) SLIMIT {MAX_TREND_SIGNALS + 1}'
+        f'GROUP BY time({interval}ms, {offset}ms), "signal" fill(none) '
+        f"SLIMIT {MAX_TREND_SIGNALS + 1}"
     )
-    # The machine's SPC characteristics with points in the window: the control charts to offer.
+    # The machine's SPC characteristics with points in the window: the control charts to offer
+    # (SHOW TAG VALUES would filter by whole shard groups, a week, not by the window).
     spc = (
-        'SHOW TAG VALUES FROM "spc" WITH KEY = "characteristic" WHERE "machine" = $machine '
-        f"AND time >= {start}ms AND time < {end}ms"
+        'SELECT last("value") FROM "spc" WHERE "machine" = $machine '  # noqa: S608
+        f'AND time >= {start}ms AND time < {end}ms GROUP BY "characteristic" '
+        f"SLIMIT {MAX_TREND_SIGNALS}"
     )
     found, characteristics = await asyncio.gather(
         _series(request, query, params), _series(request, spc, {"machine": machine})
     )
-    trends = sorted((_trend(s) for s in found[:MAX_TREND_SIGNALS]), key=lambda t: t.signal)
+    state = await state_of(request).plant.machine_state(machine)  # the signals' units
+    units = state.units if state is not None else {}
+    trends = sorted((_trend(s, units) for s in found[:MAX_TREND_SIGNALS]), key=lambda t: t.signal)
     return json_response(
         Trend(
             machine=machine,
@@ -105,14 +115,16 @@ async def machine_series(request: Request) -> Response:
             series=[t for t in trends if t.times],
             truncated=len(found) > MAX_TREND_SIGNALS,
             characteristics=sorted(
-                str(row[1]) for s in characteristics for row in s.get("values", [])
-            )[:MAX_TREND_SIGNALS],
+                s["tags"]["characteristic"] for s in characteristics if s.get("values")
+            ),
         )
     )
 
 
 async def config_changes(request: Request) -> Response:
     machine = machine_id(request)
+    if not sent_with_suffix(request, "/changes"):  # the machine "<id>/changes", slash escaped
+        return await machines.machine_named(request, f"{machine}/changes")
     limit = CHANGES.read(request)
     start, end = time_window(request, default_ms=MAX_WINDOW_MS, now_ms=_now_ms())
     query = (
@@ -134,11 +146,13 @@ async def config_changes(request: Request) -> Response:
     return json_response(ConfigChanges(machine=machine, changes=changes))
 
 
-def _trend(series: dict[str, Any]) -> SignalTrend:
+def _trend(series: dict[str, Any], units: dict[str, str]) -> SignalTrend:
     columns = {name: i for i, name in enumerate(series["columns"])}
     rows = [r for r in series.get("values", []) if r[columns["mean"]] is not None]
+    signal = series.get("tags", {}).get("signal", "")
     return SignalTrend(
-        signal=series.get("tags", {}).get("signal", ""),
+        signal=signal,
+        unit=units.get(signal),
         times=[r[columns["time"]] for r in rows],
         mean=[r[columns["mean"]] for r in rows],
         min=[r[columns["min"]] for r in rows],
@@ -147,8 +161,7 @@ def _trend(series: dict[str, Any]) -> SignalTrend:
 
 
 async def control_chart(request: Request) -> Response:
-    machine = machine_id(request)
-    characteristic = name_in_path(request, "characteristic")
+    machine, characteristic = machine_and_last_segment(request)
     limit = SPC_POINTS.read(request)
     start, end = time_window(request, default_ms=24 * HOUR_MS, now_ms=_now_ms())
     fields = ", ".join(f'"{c}"' for c in SPC_COLUMNS)
@@ -173,7 +186,8 @@ async def control_chart(request: Request) -> Response:
     kept = list(reversed(rows[:limit]))
 
     def column(name: str) -> list[Any]:
-        return [r[at[name]] for r in kept]
+        i = at.get(name)  # a field never written may be left out (InfluxDB 3)
+        return [None if i is None else r[i] for r in kept]
 
     return json_response(
         ControlChart(

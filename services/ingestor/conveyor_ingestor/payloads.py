@@ -35,6 +35,7 @@ from conveyor_messages.contract import (
     AlertMessage,
     Envelope,
     Message,
+    RealtimeMessage,
     Sample,
     Scalar,
     Severity,
@@ -54,6 +55,7 @@ from conveyor_ingestor.limits import (
     check_text,
     check_time_ms,
     check_unicode,
+    check_unit,
     shown,
     shown_number,
 )
@@ -87,7 +89,17 @@ def parse_job(
     doc, head = _decode(machine=machine, topic=topic, payload=payload, received_at=received_at)
     message: Message
     if kind == "realtime":
-        message = {**head, "kind": "realtime", "samples": _realtime_samples(doc)}
+        units: dict[str, str] = {}
+        realtime: RealtimeMessage = {
+            "machine": head["machine"],
+            "topic": head["topic"],
+            "received_at": head["received_at"],
+            "kind": "realtime",
+            "samples": _realtime_samples(doc, units),
+        }
+        if units:
+            realtime["units"] = units
+        message = realtime
     elif kind == "spc":
         message = {**head, "kind": "spc", "samples": _spc_samples(doc)}
     else:
@@ -146,11 +158,13 @@ def _items(doc: Any, kind: str) -> list[dict[str, Any]]:
     return [dict(item) for item in items]
 
 
-def _realtime_samples(doc: Any) -> list[Sample]:
-    """Each sample as a ``Sample``: ``{"ts": ..., "values": {...}}``."""
+def _realtime_samples(doc: Any, units: dict[str, str]) -> list[Sample]:
+    """Each sample as a ``Sample``: ``{"ts": ..., "values": {...}}``; the units the samples
+    carry go into ``units`` (signal -> unit)."""
     samples: list[Sample] = []
     for item in _items(doc, "realtime"):
         ts = _pop_ts(item)
+        sent_units = item.pop("units", None)
         if "values" in item:
             values = item["values"]
             if not isinstance(values, dict):
@@ -158,9 +172,22 @@ def _realtime_samples(doc: Any) -> list[Sample]:
         elif "value" in item and any(k in item for k in SIGNAL_KEYS):
             name = next(str(item[k]) for k in SIGNAL_KEYS if k in item)
             values = {name: item["value"]}
+            if "unit" in item:
+                units[name] = check_unit(item["unit"], what=f"unit of {shown(name)}")
         else:
             values = item
-        checked = {check_tag(k, what="signal name"): _scalar(k, v) for k, v in values.items()}
+        checked = {
+            check_tag(k, what="signal name"): _scalar(k, v, units) for k, v in values.items()
+        }
+        if sent_units is not None:
+            if not isinstance(sent_units, dict) or not set(sent_units) <= set(checked):
+                raise InvalidPayload(
+                    "bad_unit",
+                    "'units' must be an object of signal -> unit, naming only signals the "
+                    "sample has values of",
+                )
+            for name, unit in sent_units.items():
+                units[name] = check_unit(unit, what=f"unit of {shown(name)}")
         samples.append({"ts": ts, "values": checked})
     if not samples or not any(s["values"] for s in samples):
         raise InvalidPayload("no_values", "the message carries no values")
@@ -229,8 +256,10 @@ def _alert(obj: dict[str, Any], head: Envelope) -> AlertMessage:
     )
 
 
-def _scalar(name: Any, value: Any) -> Scalar:
+def _scalar(name: Any, value: Any, units: dict[str, str] | None = None) -> Scalar:
     if isinstance(value, dict) and "value" in value:  # OPC UA style {"value": .., "quality": ..}
+        if units is not None and "unit" in value:
+            units[name] = check_unit(value["unit"], what=f"unit of {shown(name)}")
         value = value["value"]
     if isinstance(value, str):
         return check_text(value, what=f"value of {shown(name)}")

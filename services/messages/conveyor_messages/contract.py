@@ -16,7 +16,7 @@ checks as it builds them (``conveyor_ingestor.limits``).
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
@@ -58,8 +58,12 @@ class Envelope(TypedDict):
 
 @with_config(_STRICT)
 class RealtimeMessage(Envelope):
+    """``units``: signal -> unit of measure (``"°C"``), present when the machine sent any (a
+    Sparkplug B node with its births' ``engUnit``); the latest values keep them beside."""
+
     kind: Literal["realtime"]
     samples: list[Sample]
+    units: NotRequired[dict[str, str]]
 
 
 @with_config(_STRICT)

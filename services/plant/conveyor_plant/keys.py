@@ -41,6 +41,12 @@ def latest_values(machine: str) -> str:
     return f"{PREFIX}:latest:{{{machine}}}"
 
 
+def latest_units(machine: str) -> str:
+    """HASH signal -> unit of measure (``"°C"``) of the signals in :func:`latest_values` whose
+    messages named one; expires with them."""
+    return f"{PREFIX}:latest-units:{{{machine}}}"
+
+
 def latest_times(machine: str) -> str:
     """HASH signal -> timestamp (ms) of the value in :func:`latest_values`, so that a message
     processed late (retried, or in another batch) never replaces a newer value."""

@@ -6,7 +6,7 @@ return."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from conveyor_plant.keys import (
@@ -14,6 +14,7 @@ from conveyor_plant.keys import (
     LATEST_OFFLINE_FIELD,
     LATEST_ONLINE_FIELD,
     LATEST_UPDATED_FIELD,
+    latest_units,
     latest_values,
     tech_config,
 )
@@ -60,12 +61,14 @@ class PlantState:
 class MachineState:
     """A machine's newest value of each signal, the newest sample time (ms) among them, and
     its current technical configuration (``{"version", "ts", "config"}``), each None when
-    unknown; and since when (ms) it is offline, None while it is not."""
+    unknown; since when (ms) it is offline, None while it is not; the units of the signals
+    whose messages named one."""
 
     values: dict[str, Any]
     updated_ms: int | None
     config: Any | None
     offline_since_ms: int | None = None
+    units: dict[str, str] = field(default_factory=dict)
 
 
 async def machine_ids(redis: RedisClient, *, limit: int) -> tuple[list[str], bool]:
@@ -86,14 +89,21 @@ async def machine_state(redis: RedisClient, machine: str) -> MachineState | None
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(latest_values(machine))
     pipe.get(tech_config(machine))
-    raw, tech = cast(tuple[dict[bytes, bytes], bytes | None], await pipe.execute())
+    pipe.hgetall(latest_units(machine))
+    raw, tech, units = cast(
+        tuple[dict[bytes, bytes], bytes | None, dict[bytes, bytes]], await pipe.execute()
+    )
     if not raw and tech is None:
         return None
     values = {k.decode(): json.loads(v) for k, v in raw.items() if k not in _RESERVED}
     updated = int(raw[_UPDATED]) if _UPDATED in raw else None
     offline = int(raw[_OFFLINE]) if _OFFLINE in raw else None
     return MachineState(
-        values, updated, json.loads(tech) if tech is not None else None, offline_since_ms=offline
+        values,
+        updated,
+        json.loads(tech) if tech is not None else None,
+        offline_since_ms=offline,
+        units={k.decode(): v.decode() for k, v in units.items()},
     )
 
 

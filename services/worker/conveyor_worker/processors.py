@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -46,6 +46,7 @@ from conveyor_plant.keys import (
     OFFLINE_ALERT,
     alert_seen,
     latest_times,
+    latest_units,
     latest_values,
     live_channel,
     spc_window,
@@ -256,11 +257,12 @@ def processor_for(queue: str, ctx: Context) -> Processor | None:
 # machine are processed in parallel and retried, so a later write may carry an older value.
 # One call per machine per batch (with at most CACHE_SIGNALS_PER_CALL signals), by EVALSHA; the
 # machine's live-stream event goes with it, so that a batch costs one command per machine.
-# KEYS: latest_values, latest_times (one machine's: one hash slot)
+# KEYS: latest_values, latest_times, latest_units (one machine's: one hash slot)
 # ARGV: ttl (s), the newest sample time (ms) of the call, the live channel and the event to
 #   publish on it (none if the channel is ''), then per signal: name, time (ms), JSON value.
 #   A signal's value and time are set when its time is at least the stored one; ``_ts`` of
-#   latest_values likewise; both hashes expire ttl seconds after the write.
+#   latest_values likewise; the three hashes expire ttl seconds after the write (the units,
+#   written beside by HSET, live as long as the values they describe).
 KEEP_NEWEST = """
 local names = {}
 for i = 5, #ARGV, 3 do names[#names + 1] = ARGV[i] end
@@ -284,6 +286,7 @@ if #values > 0 then redis.call('HSET', KEYS[1], unpack(values)) end
 if #times > 0 then redis.call('HSET', KEYS[2], unpack(times)) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[1])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 """
 KEEP_NEWEST_SHA = hashlib.sha1(KEEP_NEWEST.encode()).hexdigest()  # noqa: S324 - Redis' script id
@@ -322,6 +325,7 @@ class _Newest:
     signals: dict[str, tuple[int, Any]]
     sample_ts: int | None
     received_at: Any
+    units: dict[str, str] = field(default_factory=dict)
 
 
 def _newest_per_machine(messages: Iterable[RealtimeMessage]) -> dict[str, _Newest]:
@@ -336,6 +340,8 @@ def _newest_per_machine(messages: Iterable[RealtimeMessage]) -> dict[str, _Newes
         if newest is None:
             newest = machines[machine] = _Newest({}, None, None)
         newest.received_at = msg["received_at"]
+        if "units" in msg:
+            newest.units.update(msg["units"])
         signals = newest.signals
         for sample in msg["samples"]:
             ts = point_time(msg, sample)
@@ -353,12 +359,17 @@ def _cache_and_publish(pipe: Any, machines: Mapping[str, _Newest], settings: Sin
     for machine, newest in machines.items():
         values = {signal: value for signal, (_, value) in newest.signals.items()}
         ts = newest.sample_ts if newest.sample_ts is not None else newest.received_at
-        event = json.dumps({"kind": "realtime", "machine": machine, "ts": ts, "values": values})
+        doc = {"kind": "realtime", "machine": machine, "ts": ts, "values": values}
+        if newest.units:
+            doc["units"] = newest.units
+        event = json.dumps(doc)
         channel = live_channel(machine)
         if newest.sample_ts is None:  # messages without samples: nothing to cache
             pipe.publish(channel, event)
             continue
-        keys = (latest_values(machine), latest_times(machine))
+        keys = (latest_values(machine), latest_times(machine), latest_units(machine))
+        if newest.units:
+            pipe.hset(keys[2], mapping=newest.units)  # the script below sets its expiry
         calls: list[list[Any]] = [[]]
         for signal, (at, value) in newest.signals.items():
             if len(calls[-1]) == 3 * CACHE_SIGNALS_PER_CALL:
@@ -366,7 +377,7 @@ def _cache_and_publish(pipe: Any, machines: Mapping[str, _Newest], settings: Sin
             calls[-1] += (signal, at, json.dumps(value))
         for n, args in enumerate(calls, start=1):
             publish = (channel, event) if n == len(calls) else ("", "")
-            pipe.evalsha(KEEP_NEWEST_SHA, 2, *keys, ttl, newest.sample_ts, *publish, *args)
+            pipe.evalsha(KEEP_NEWEST_SHA, 3, *keys, ttl, newest.sample_ts, *publish, *args)
 
 
 # --- SPC --------------------------------------------------------------------------------------

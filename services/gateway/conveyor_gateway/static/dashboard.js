@@ -46,7 +46,7 @@ async function getJSON(path, options = {}) {
 }
 
 // --- queues ---------------------------------------------------------------------------------
-let history = {};
+let queueHistory = {}; // per queue, the samples of the window chosen (not window.history)
 
 function sparkline(samples) {
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
@@ -83,7 +83,7 @@ function renderQueues(stats) {
     const card = el(
       "div",
       { class: "card", "data-queue": name },
-      el("h3", {}, name, el("span", {}, `${q.workers} worker${q.workers === 1 ? "" : "s"}`)),
+      el("h3", {}, el("a", { href: `#queue/${encodeURIComponent(name)}`, title: "depth, rates and oldest age over time" }, name), el("span", {}, `${q.workers} worker${q.workers === 1 ? "" : "s"}`)),
       el(
         "div",
         { class: "figures" },
@@ -92,7 +92,7 @@ function renderQueues(stats) {
         figure("dead", fmt.format(q.failed), q.failed > 0),
         figure("jobs/s", q.rate_per_s.toFixed(q.rate_per_s < 10 ? 1 : 0)),
       ),
-      sparkline(history[name] || []),
+      sparkline(queueHistory[name] || []),
     );
     if (q.failed > 0) card.classList.add("dead");
     else if (q.oldest_pending_age_s > 30) card.classList.add("backlog");
@@ -132,7 +132,7 @@ async function pollHistory() {
   try {
     // Kept in Redis: the same after a gateway restart, and from any replica.
     const answer = await getJSON(`/stats/history?minutes=${$("#history-window").value}`);
-    if (asked === historyAsked) history = answer.queues; // not an answer to an older window
+    if (asked === historyAsked) queueHistory = answer.queues; // not an answer to an older window
   } catch (err) {
     /* the next poll retries; the cards keep their last sparkline */
   }
@@ -154,9 +154,13 @@ function showValue(v) {
 // The machine detail's deep link (detail.js shows it).
 const machineLink = (id) => `#machine/${encodeURIComponent(id)}`;
 
+// A value with its unit, when its messages named one: "21.50 °C".
+const withUnit = (value, unit) => (unit ? `${showValue(value)} ${unit}` : showValue(value));
+
 function renderMachine(id) {
   const m = machines.get(id);
-  const rows = Object.entries(m.values).slice(0, 8).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, showValue(v))]);
+  const units = m.units || {};
+  const rows = Object.entries(m.values).slice(0, 8).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, withUnit(v, units[k]))]);
   if (m.config) rows.push(el("dt", {}, "config"), el("dd", {}, `v${m.config.version}`));
   const title = [el("h4", {}, el("a", { href: machineLink(id), title: "trends, SPC, configuration, alerts" }, id))];
   if (m.offline) title.push(el("p", { class: "offline-note" }, `offline since ${new Date(m.offline).toLocaleTimeString()}: last values`));
@@ -194,6 +198,7 @@ function onEvent(event) {
   if (event.kind === "realtime") {
     const m = machines.get(event.machine) || { values: {}, config: null };
     Object.assign(m.values, event.values);
+    if (event.units) m.units = { ...m.units, ...event.units };
     m.updated = Date.now();
     machines.set(event.machine, m);
     renderMachine(event.machine);
@@ -260,7 +265,7 @@ async function loadInitial() {
     await Promise.all(ids.slice(0, 60).map(async (id) => {
       const m = await getJSON(`/machines/${encodeURIComponent(id)}`).catch(() => null);
       if (m && !machines.has(id)) {
-        machines.set(id, { values: m.values, config: m.config, offline: m.offline_since_ms, updated: m.updated_ms });
+        machines.set(id, { values: m.values, units: m.units, config: m.config, offline: m.offline_since_ms, updated: m.updated_ms });
         renderMachine(id);
       }
     }));

@@ -10,30 +10,17 @@ const COLORS = { line: "#58a6ff", band: "rgba(88, 166, 255, .35)", limit: "#f851
   centre: "#7d8b99", out: "#f85149", axis: "#7d8b99", grid: "#263241" };
 const detail = { machine: null, asked: 0, trends: new Map() };
 const SHOWN_VIOLATIONS = 5; // the newest out-of-control points listed under a chart
+const MAX_TRENDS = 50; // charts on one page, as the gateway's MAX_TREND_SIGNALS
 
-function detailMachine() {
-  const match = location.hash.match(/^#machine\/(.+)$/);
-  if (!match) return null;
-  try { return decodeURIComponent(match[1]); } catch { return null; }
+// Opens the machine's page (views.js calls this when the URL names it).
+function openMachine(machine) {
+  detail.machine = machine;
+  $("#detail-title").textContent = machine;
+  loadDetail();
 }
 
-function showView() {
-  const machine = detailMachine();
-  $("#overview").hidden = machine !== null;
-  $("#detail-view").hidden = machine === null;
-  if (machine === null) {
-    closeDetail();
-    document.title = "Conveyor";
-  } else if (machine !== detail.machine) {
-    closeDetail();
-    detail.machine = machine;
-    $("#detail-title").textContent = machine;
-    document.title = `${machine} · Conveyor`;
-    loadDetail();
-  }
-}
-
-function closeDetail() {
+function closeMachine() {
+  detail.asked += 1; // a load still under way is for a page no longer shown
   for (const t of detail.trends.values()) t.plot.destroy();
   detail.trends.clear();
   detail.machine = null;
@@ -57,8 +44,9 @@ const seconds = (times) => times.map((t) => t / 1000);
 
 // --- trends -----------------------------------------------------------------------------------
 // A trend's figure, appended to the trends' grid, with its (empty) chart.
-function trendFigure(signal) {
-  const figure = el("figure", { class: "chart", "data-signal": signal }, el("figcaption", {}, signal, el("span", {}, "")));
+function trendFigure(signal, unit) {
+  const title = unit ? `${signal} (${unit})` : signal;
+  const figure = el("figure", { class: "chart", "data-signal": signal }, el("figcaption", {}, title, el("span", {}, "")));
   $("#trends").append(figure);
   const plot = new uPlot(
     {
@@ -76,10 +64,10 @@ function trendFigure(signal) {
     [[], [], [], []],
     figure,
   );
-  return { figure, plot, data: [[], [], [], []] };
+  return { figure, plot, unit, data: [[], [], [], []] };
 }
 
-function drawTrend(signal, trend) {
+function drawTrend(trend) {
   trend.plot.setData(trend.data);
   const means = trend.data[1];
   const figure = trend.figure;
@@ -87,7 +75,7 @@ function drawTrend(signal, trend) {
   if (means.length) {
     figure.dataset.min = String(Math.min(...trend.data[2]));
     figure.dataset.max = String(Math.max(...trend.data[3]));
-    figure.querySelector("figcaption span").textContent = `last ${showValue(means[means.length - 1])}`;
+    figure.querySelector("figcaption span").textContent = `last ${withUnit(means[means.length - 1], trend.unit)}`;
   }
 }
 
@@ -96,10 +84,10 @@ function renderTrends(answer) {
   detail.trends.clear();
   $("#trends").replaceChildren();
   for (const s of answer.series) {
-    const trend = trendFigure(s.signal);
+    const trend = trendFigure(s.signal, s.unit);
     trend.data = [seconds(s.times), s.mean, s.min, s.max];
     detail.trends.set(s.signal, trend);
-    drawTrend(s.signal, trend);
+    drawTrend(trend);
   }
   if (!answer.series.length) $("#trends").append(el("p", { class: "empty" }, "no numeric values of this machine in InfluxDB in this window"));
   if (answer.truncated) $("#detail-note").textContent = "more signals than one page of trends shows: the first ones by name";
@@ -113,17 +101,18 @@ function detailEvent(event) {
   for (const [signal, value] of Object.entries(event.values || {})) {
     if (typeof value !== "number") continue;
     let trend = detail.trends.get(signal);
+    if (!trend && detail.trends.size >= MAX_TRENDS) continue; // as many as one answer holds
     if (!trend) {
       const empty = $("#trends .empty");
       if (empty) empty.remove();
-      trend = trendFigure(signal);
+      trend = trendFigure(signal, (event.units || {})[signal]);
       detail.trends.set(signal, trend);
     }
     const [times] = trend.data;
     if (times.length && at < times[times.length - 1]) continue; // older than what is drawn
     trend.data.forEach((column, i) => column.push(i === 0 ? at : value));
     while (trend.data[0].length && trend.data[0][0] < at - span) trend.data.forEach((column) => column.shift());
-    drawTrend(signal, trend);
+    drawTrend(trend);
   }
 }
 
@@ -245,10 +234,7 @@ async function loadDetail() {
   document.body.dataset.detailMs = String(Math.round(performance.now() - started)); // for the tests
 }
 
-window.addEventListener("hashchange", showView);
 $("#detail-window").addEventListener("change", loadDetail);
-$("#detail-back").addEventListener("click", (event) => { event.preventDefault(); history.pushState(null, "", location.pathname); showView(); });
 // Windows of a day or more gain a bucket a minute or more: reloaded every minute; shorter ones
 // grow from the stream.
 setInterval(() => { if (detail.machine && Number($("#detail-window").value) >= 86400000) loadDetail(); }, 60000);
-showView();

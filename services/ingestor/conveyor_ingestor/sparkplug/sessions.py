@@ -46,17 +46,20 @@ from typing import Any, Literal
 from conveyor_messages.contract import AlertMessage, RealtimeMessage, Sample
 
 from conveyor_ingestor.errors import InvalidPayload
-from conveyor_ingestor.limits import check_tag, check_text, check_time_ms
+from conveyor_ingestor.limits import check_tag, check_text, check_time_ms, check_unit
 from conveyor_ingestor.sparkplug.decoding import Payload, Value, decode, typed_value
 from conveyor_ingestor.sparkplug.topics import Topic, parse_topic
 
 SEQ_MODULUS = 256
 CONTROL_PREFIXES = ("Node Control/", "Device Control/")
+"""Metrics that are commands to the node (Rebirth, Next Server, ...), not measurements."""
 MAX_DEVICES = 1000
 """Most devices one edge node may have recorded."""
 RECENT_SEQS = 128
-"""Metrics that are commands to the node (Rebirth, Next Server, ...), not measurements."""
+"""The seqs a session remembers, to tell a message seen again from one out of order."""
 BD_SEQ = "bdSeq"
+ENG_UNIT = "engUnit"
+"""The metric property that names its unit of measure (as Ignition and most edge nodes send)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,8 +563,10 @@ class Sessions:
         *,
         birth_of: str | None = None,
     ) -> None:
-        """The message's values as one realtime message (none if it has none)."""
+        """The message's values as one realtime message (none if it has none); a birth's
+        (``birth_of``) with the units its metrics name (``engUnit``)."""
         by_ts: dict[int | None, dict[str, Value]] = {}
+        units: dict[str, str] = {}
         for metric in payload.metrics:
             name = metric.name if metric.name is not None else birth.aliases.get(metric.alias or 0)
             if name is None or name == BD_SEQ or name.startswith(CONTROL_PREFIXES):
@@ -580,22 +585,22 @@ class Sessions:
             if ts is not None:
                 ts = check_time_ms(ts, sent=ts)
             by_ts.setdefault(ts, {})[check_tag(name, what="metric name")] = value
+            if birth_of is not None and info is not None and ENG_UNIT in info.properties:
+                units[name] = check_unit(info.properties[ENG_UNIT], what=f"{ENG_UNIT} of {what}")
         if not by_ts:
             return
         machine = birth_of or self._machine(topic, topic.device)
         samples: list[Sample] = [{"ts": ts, "values": v} for ts, v in by_ts.items()]
-        out.realtime.append(
-            (
-                {
-                    "machine": check_tag(machine, what="machine id (from the topic)"),
-                    "topic": message.topic,
-                    "received_at": message.received_at,
-                    "kind": "realtime",
-                    "samples": samples,
-                },
-                message.payload,
-            )
-        )
+        realtime: RealtimeMessage = {
+            "machine": check_tag(machine, what="machine id (from the topic)"),
+            "topic": message.topic,
+            "received_at": message.received_at,
+            "kind": "realtime",
+            "samples": samples,
+        }
+        if units:
+            realtime["units"] = units
+        out.realtime.append((realtime, message.payload))
 
     def _machine(self, topic: Topic, device: str | None) -> str:
         if device is None:
