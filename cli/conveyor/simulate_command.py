@@ -228,13 +228,15 @@ async def _publish_history(
     at = int(time.time() * 1000) - int(history_s * 1000)
     infos = publish(plant.start(at))
     ticks = 0
-    while at < time.time() * 1000 and not stopping.is_set():
-        infos += publish(plant.tick(at))
-        ticks += 1
-        at += step_ms
-        if len(infos) >= HISTORY_CHUNK:
-            await asyncio.to_thread(_wait_acked, infos)
-            infos = []
+    for _ in range(2):  # the past, then once more the time its publishing took
+        end = int(time.time() * 1000)
+        while at < end and not stopping.is_set():
+            infos += publish(plant.tick(at))
+            ticks += 1
+            at += step_ms
+            if len(infos) >= HISTORY_CHUNK:
+                await asyncio.to_thread(_wait_acked, infos)
+                infos = []
     await asyncio.to_thread(_wait_acked, infos)
     log.info("published %d ticks of the past, acknowledged by the broker", ticks)
 

@@ -83,13 +83,20 @@ def test_every_query_of_the_plant_dashboard_answers_with_its_panels_shape(
     assert _columns([versions]) == ["time", "version", "config"]
     assert json.loads(versions["values"][0][2])["firmware"]  # type: ignore[index]
 
-    [annotation] = dashboard["annotations"]["list"]
-    [marks] = influx.query(_filled(annotation["query"], chosen))
+    spc_marks, alert_marks = dashboard["annotations"]["list"]
+    [marks] = influx.query(_filled(spc_marks["query"], chosen))
     columns = _columns([marks])
-    assert {annotation["textColumn"], annotation["tagsColumn"]} <= set(columns)
+    assert {spc_marks["textColumn"], spc_marks["tagsColumn"]} <= set(columns)
     rules = [row[columns.index("rules")] for row in marks["values"]]  # type: ignore[attr-defined]
     assert rules
     assert all(re.fullmatch(r"[1-4](,[1-4])*", r) for r in rules)
+
+    # The machine's alerts as the alerts worker wrote them: its start-up notice at least.
+    [alerts] = influx.query(_filled(alert_marks["query"], chosen))
+    columns = _columns([alerts])
+    assert {alert_marks["textColumn"], *alert_marks["tagsColumn"].split(",")} <= set(columns)
+    texts = [row[columns.index("message")] for row in alerts["values"]]  # type: ignore[attr-defined]
+    assert "machine online" in texts
 
 
 def test_the_panels_read_only_what_the_workers_write() -> None:
@@ -98,6 +105,7 @@ def test_the_panels_read_only_what_the_workers_write() -> None:
     from conveyor_worker.points import SPC_LIMITS
 
     written = {"value", "flag", "text", "range", "n", "rules", "config", "version", *SPC_LIMITS}
+    written |= {"message", "state"}  # alerts' fields; their tags below
     dashboard = json.loads(DASHBOARD.read_text())
     queries = [t["query"] for p in dashboard["panels"] for t in p["targets"]]
     queries += [a["query"] for a in dashboard["annotations"]["list"]]
@@ -106,4 +114,5 @@ def test_the_panels_read_only_what_the_workers_write() -> None:
         fields = query.split(" FROM ")[0]
         named |= set(re.findall(r'"([a-z_]+)"', fields.replace(" AS ", " ")))
     aliases = {"value", "CL", "UCL", "LCL", "R", "R-bar"}
-    assert named - written - aliases - {"characteristic"} == set(), named - written
+    tags = {"characteristic", "type", "severity"}
+    assert named - written - aliases - tags == set(), named - written

@@ -30,6 +30,8 @@ VALID: list[tuple[Kind, Any]] = [
     ("realtime", [{"ts": TS, "temp": 3}, {"temp": 4}]),
     ("realtime", [{"nodeId": "ns=2;s=Temp", "value": 5, "sourceTimestamp": TS}]),
     ("realtime", {"temp": {"value": 6.5, "quality": "good"}}),
+    ("realtime", {"values": {"temp": 7, "rpm": 8}, "units": {"temp": "°C"}}),
+    ("realtime", {"temp": {"value": 6.5, "unit": "°C"}, "units": 3}),
     ("spc", {"characteristic": "bore", "values": [10.01, 9.99], "usl": 10.1, "lsl": 9.9}),
     ("spc", {"bore": 10.0, "depth": [5, 5.1], "timestamp": TS}),
     ("spc", [{"characteristic": "b", "value": 1, "ts": TS}, {"characteristic": "b", "value": 2}]),

@@ -57,7 +57,8 @@ def test_realtime_shapes(doc: Any, samples: list[dict[str, Any]]) -> None:
 def test_units_travel_beside_the_values(doc: Any) -> None:
     message = parse("realtime", doc)
     assert message["units"] == {"temp": "°C"}
-    assert all("units" not in s for s in message["samples"])
+    values = {k: v for sample in message["samples"] for k, v in sample["values"].items()}
+    assert values == {"temp": 21.5, "run": True}
 
 
 def test_a_message_without_units_has_none() -> None:
@@ -65,20 +66,50 @@ def test_a_message_without_units_has_none() -> None:
 
 
 @pytest.mark.parametrize(
-    ("doc", "said"),
+    ("doc", "units"),
     [
-        ({"values": {"temp": 1}, "units": {"other": "°C"}}, "naming only signals"),
-        ({"values": {"temp": 1}, "units": "°C"}, "an object of signal -> unit"),
-        ({"temp": {"value": 1, "unit": "x" * 33}}, "1 to 32 characters"),
-        ({"temp": {"value": 1, "unit": "°C\n"}}, "printable text"),
-        ([{"name": "temp", "value": 1, "unit": 7}], "not int"),
+        ({"values": {"temp": 1}, "units": {"temp": "°C", "pressure": "bar"}}, {"temp": "°C"}),
+        (
+            {"temp": {"value": 1, "unit": ""}, "rpm": {"value": 2, "unit": "1/min"}},
+            {"rpm": "1/min"},
+        ),
+        ({"temp": {"value": 1, "unit": "x" * 33}}, None),
+        ({"temp": {"value": 1, "unit": "°C\n"}}, None),
+        ({"temp": {"value": 1, "unit": {"displayName": "degC"}}}, None),
+        ([{"name": "temp", "value": 1, "unit": None}], None),
+        ([{"name": "temp", "value": 1, "units": "°C"}], {"temp": "°C"}),
+        ({"values": {"temp": 1}, "units": "SI"}, None),
+        (
+            [{"timestamp": TS, "values": {"temp": 1}, "units": {"temp": "°C", "p": "bar"}},
+             {"timestamp": TS + 1, "values": {"p": 2}}],
+            {"temp": "°C", "p": "bar"},
+        ),
     ],
+    ids=["unit of an absent signal", "empty unit", "too long", "control character",
+         "EUInformation object", "null", "units as unit", "units not an object",
+         "units of a later sample"],
+)  # fmt: skip
+def test_units_are_extra_what_is_not_one_is_left_out_never_the_values(
+    doc: Any, units: dict[str, str] | None
+) -> None:
+    message = parse("realtime", doc)
+    assert message.get("units") == units
+    assert message["samples"][0]["values"]["temp" if "temp" in str(doc) else "p"] == 1
+
+
+@pytest.mark.parametrize(
+    ("doc", "values"),
+    [
+        ({"units": 42, "temp": 1}, {"units": 42, "temp": 1}),
+        ({"units": {"value": 5, "quality": "good"}}, {"units": 5}),
+        ({"units": "pcs", "count": 3}, {"units": "pcs", "count": 3}),
+    ],
+    ids=["a counter called units", "an OPC UA value object called units", "a text signal"],
 )
-def test_a_unit_that_is_not_one_is_refused_with_the_reason(doc: Any, said: str) -> None:
-    with pytest.raises(InvalidPayload) as info:
-        parse("realtime", doc)
-    assert info.value.reason == "bad_unit"
-    assert said in info.value.detail
+def test_a_signal_called_units_is_still_a_signal(doc: Any, values: dict[str, Any]) -> None:
+    message = parse("realtime", doc)
+    assert message["samples"][0]["values"] == values
+    assert "units" not in message
 
 
 def test_spc_subgroups_specs_and_flat_objects() -> None:

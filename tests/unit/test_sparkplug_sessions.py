@@ -102,19 +102,22 @@ def test_a_birth_names_aliases_and_its_values_are_samples() -> None:
     assert "units" not in later  # data carries values only: the units came with the birth
 
 
-def test_a_birth_with_an_engunit_that_is_not_a_unit_keeps_the_birth_and_says_why() -> None:
+def test_a_births_units_are_its_metrics_engunits_what_is_not_one_is_left_out() -> None:
     edge = Edge()
     metrics = [
         {"name": "bdSeq", "datatype": 4, "long_value": 0},
         {"name": "Temperature", "alias": 1, "datatype": 10, "double_value": 20.5},
+        {"name": "Pressure", "alias": 2, "datatype": 10, "is_null": True},
+        {"name": "Count", "alias": 3, "datatype": 4, "long_value": 7},
     ]
-    metrics[1]["properties"] = {"engUnit": "°C" * 40}
+    metrics[1]["properties"] = {"engUnit": "°C" * 40}  # not a unit: left out, the value kept
+    metrics[2]["properties"] = {"engUnit": "bar"}  # null at birth: its unit all the same
+    metrics[3]["properties"] = {"engUnit": ""}
     out = edge.send("NBIRTH", encode(*metrics, seq=0))
-    [(_, error)] = out.rejected
-    assert error.reason == "bad_unit"
-    assert "engUnit of metric 'Temperature'" in error.detail
-    [(data_message, _)] = edge.send("NDATA", data(1, 22.0)).realtime  # the birth stands
-    assert data_message["samples"][0]["values"] == {"Temperature": 22.0}
+    assert not out.rejected
+    [(message, _)] = out.realtime
+    assert message["samples"][0]["values"] == {"Temperature": 20.5, "Count": 7}
+    assert message["units"] == {"Pressure": "bar"}
 
 
 def test_aliased_data_is_named_by_the_birth_and_grouped_by_timestamp() -> None:

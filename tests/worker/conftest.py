@@ -44,12 +44,12 @@ async def start_worker(
         *,
         settings: SinkSettings | None = None,
         with_influx: bool = True,
+        influx_url: str | None = None,
         batch_size: int = 100,
         concurrency: int = 1,
     ) -> Worker:
-        sink = (
-            InfluxSink(InfluxConfig(url=influx.url, bucket=influx.bucket)) if with_influx else None
-        )
+        url = influx_url or influx.url  # another: an InfluxDB that is not there
+        sink = InfluxSink(InfluxConfig(url=url, bucket=influx.bucket)) if with_influx else None
         ctx = await contexts.enter_async_context(
             worker_context(client, redis_url, influx=sink, settings=settings)
         )

@@ -45,7 +45,6 @@ REASONS = {
     "too_many_samples",
     "bad_value",
     "value_too_long",
-    "bad_unit",
     "bad_timestamp",
     "bad_name",
     "name_too_long",

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from conveyor_plant.keys import latest_units, latest_values, live_channel
+from conveyor_worker import SinkSettings
 from redis.asyncio import Redis
 
 from conveyor.local_servers import InfluxServer
@@ -146,34 +147,40 @@ async def test_a_late_older_message_does_not_replace_a_newer_value(
 async def test_units_are_kept_beside_the_latest_values_and_streamed(
     client: QueueClient, start_worker: StartWorker, raw_redis: Redis
 ) -> None:
-    """A message's units go to the machine's units hash (expiring with its values) and onto
-    the stream; a later message without units keeps them."""
+    """A message's units go to the machine's units hash and onto the stream; a later message
+    without units keeps them; units that break the contract cost only themselves."""
     pubsub = raw_redis.pubsub()
     await pubsub.subscribe(live_channel("m1"))
     doc = {"timestamp": TS, "values": {"temp": 20.5, "mode": "AUTO"}, "units": {"temp": "°C"}}
+    broken = message("realtime", "m1", {"timestamp": TS + 2, "values": {"temp": 21.5}})
+    broken["units"] = {"temp": ["not", "text"], "rpm": None}  # a producer that breaks it
     jobs = [
         message("realtime", "m1", doc),
         message("realtime", "m1", {"timestamp": TS + 1, "values": {"temp": 21.0}}),
+        broken,
     ]
     await client.enqueue_many("mqtt_realtime", jobs)
     await start_worker("mqtt_realtime", batch_size=1)
 
     async def written() -> bool:
-        return (await client.queue_stats("mqtt_realtime")).completed == 2
+        return (await client.queue_stats("mqtt_realtime")).completed == 3
 
-    await eventually(written, timeout=20, what="both jobs acknowledged")
+    await eventually(written, timeout=20, what="the three jobs acknowledged")
     assert await raw_redis.hgetall(latest_units("m1")) == {b"temp": "°C".encode()}
+    # Refreshed with the values, kept longer (the machine's TTL): a machine quiet for longer
+    # than the cache keeps its units for its next values.
     ttl = await raw_redis.ttl(latest_units("m1"))
-    assert 0 < ttl <= await raw_redis.ttl(latest_values("m1")) + 1  # refreshed with the values
+    assert await raw_redis.ttl(latest_values("m1")) < ttl <= SinkSettings().machine_ttl_s
     events: list[dict[str, object]] = []
 
-    async def both_streamed() -> bool:
+    async def all_streamed() -> bool:
         # None for the subscription's own confirmation, too: asked again until both came.
         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
         if msg is not None:
             events.append(json.loads(msg["data"]))
-        return len(events) == 2
+        return len(events) == 3
 
-    await eventually(both_streamed, timeout=5, interval=0, what="both events streamed")
+    await eventually(all_streamed, timeout=5, interval=0, what="the three events streamed")
     await pubsub.aclose()
-    assert [e.get("units") for e in events] == [{"temp": "°C"}, None]
+    assert [e.get("units") for e in events] == [{"temp": "°C"}, None, None]
+    assert json.loads((await raw_redis.hgetall(latest_values("m1")))[b"temp"]) == 21.5

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from conveyor.local_servers import InfluxServer
 from reliable_queue import Job, QueueClient
 from tests.helpers import eventually
+from tests.servers import free_port
 from tests.worker.conftest import StartWorker, message
 
 pytestmark = pytest.mark.integration
@@ -139,6 +140,43 @@ async def test_alerts_are_deduplicated_kept_streamed_and_delivered(
     ]
     assert [e["type"] for e in await _drain(pubsub, 2)] == ["overheat", "door_open"]
     assert worker.counters.processed == 3
+
+
+async def test_delivered_alerts_become_points_and_an_influxdb_outage_delays_none(
+    client: QueueClient,
+    start_worker: StartWorker,
+    influx: InfluxServer,
+    raw_redis: Redis,
+    webhook: dict[str, Any],
+) -> None:
+    """Each delivered alert is a point of ``alerts`` (a dashboard's annotation), a folded repeat
+    none; with InfluxDB away the alerts are delivered all the same, their points counted as
+    dropped, never retried (which would deliver them twice)."""
+    overheat = {"type": "overheat", "severity": "critical", "message": "120 C", "timestamp": TS}
+    resolved = {"type": "overheat", "severity": "info", "timestamp": TS + 5, "state": "resolved"}
+    jobs = [message("alert", "press-4", d) for d in (overheat, overheat, resolved)]
+    await client.enqueue_many("alerts", jobs)
+    settings = SinkSettings(webhooks=(webhook["url"],))
+    first = await start_worker("alerts", settings=settings)
+    await eventually(lambda: _done(client, "alerts", 3), what="alerts done")
+    [series] = influx.query(
+        "SELECT message, state, severity FROM alerts WHERE machine='press-4' AND type='overheat'"
+    )
+    assert series["values"] == [  # type: ignore[index]
+        ["2025-06-15T15:06:40Z", "120 C", None, "critical"],
+        ["2025-06-15T15:06:40.005Z", "overheat", "resolved", "info"],
+    ]
+    await first.stop()
+
+    gone = f"http://127.0.0.1:{free_port()}"
+    later = message("alert", "press-5", {"type": "door_open", "severity": "warning"})
+    await client.enqueue_many("alerts", [later])
+    worker = await start_worker("alerts", settings=settings, influx_url=gone)
+    await eventually(lambda: _done(client, "alerts", 4), what="the alert delivered")
+    assert webhook["received"][-1]["alert"]["type"] == "door_open"
+    assert worker.counters.processed == 1
+    assert (await client.queue_stats("alerts")).retried == 0
+    assert not influx.query("SELECT * FROM alerts WHERE machine='press-5'")
 
 
 async def test_failing_webhook_retries_then_dead_letters(

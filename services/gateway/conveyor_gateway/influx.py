@@ -58,6 +58,7 @@ class InfluxReader:
         self._session: aiohttp.ClientSession | None = None
         self._turns = asyncio.Semaphore(MAX_QUERIES)
         parts = urlsplit(source.url)
+        self._credentials_in_url = parts.username is not None or parts.password is not None
         # What an answer may say of where InfluxDB is: never a password in the URL.
         self._where = f"InfluxDB at {parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
@@ -84,6 +85,11 @@ class InfluxReader:
             query_string["rp"] = src.retention_policy
         headers = {"Authorization": f"Token {src.token}"} if src.token else {}
         where = self._where
+        if self._credentials_in_url:
+            raise InfluxUnavailable(
+                f"{where}: INFLUX_URL has a user and password in it; put them in INFLUX_TOKEN "
+                "as <user>:<password> instead"
+            )
         try:
             async with (
                 self._turns,
@@ -97,12 +103,7 @@ class InfluxReader:
                     body += chunk
                     if len(body) > MAX_ANSWER_BYTES:
                         break
-        except ValueError:  # aiohttp: a user and password in the URL beside the token
-            raise InfluxUnavailable(
-                f"{where}: INFLUX_URL has a user and password in it; put them in INFLUX_TOKEN "
-                "as <user>:<password> instead"
-            ) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: a bad URL
             raise InfluxUnavailable(
                 f"{where} did not answer ({type(exc).__name__}); check INFLUX_URL and that "
                 "InfluxDB runs"

@@ -18,6 +18,7 @@ import json
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,6 +45,7 @@ from conveyor_gateway.parameters import (
     time_window,
 )
 from conveyor_gateway.state import state_of
+from reliable_queue import QueueUnavailable
 
 HOUR_MS = 3_600_000
 SPC_COLUMNS = ("value", "range", "cl", "ucl", "lcl", "r_cl", "r_ucl", "r_lcl", "rules", "n")
@@ -103,8 +105,10 @@ async def machine_series(request: Request) -> Response:
     found, characteristics = await asyncio.gather(
         _series(request, query, params), _series(request, spc, {"machine": machine})
     )
-    state = await state_of(request).plant.machine_state(machine)  # the signals' units
-    units = state.units if state is not None else {}
+    try:
+        units = await state_of(request).plant.units(machine)
+    except (QueueUnavailable, RedisError):  # a nicety: the trends answer without them
+        units = {}
     trends = sorted((_trend(s, units) for s in found[:MAX_TREND_SIGNALS]), key=lambda t: t.signal)
     return json_response(
         Trend(

@@ -21,14 +21,14 @@ import math
 import re
 from typing import Any
 
+from conveyor_messages.contract import MAX_UNIT_CHARS
+
 from conveyor_ingestor.errors import InvalidPayload
 
 MAX_NAME_BYTES = 256
 """Machine ids, signal, characteristic and alert-type names, in UTF-8 bytes."""
 MAX_STRING_BYTES = 1024
 """A realtime string value or an alert message, in UTF-8 bytes."""
-MAX_UNIT_CHARS = 32
-"""A signal's unit of measure (``"°C"``, ``"mm/s"``), in characters."""
 MAX_CONFIG_BYTES = 64 * 1024
 """A tech config as the worker writes it to InfluxDB (``json.dumps(config, sort_keys=True)``):
 InfluxDB's limit on a string field."""
@@ -127,15 +127,12 @@ def check_text(text: str, *, what: str) -> str:
     return text
 
 
-def check_unit(unit: object, *, what: str) -> str:
-    """A unit of measure: printable text of 1 to MAX_UNIT_CHARS characters."""
-    if not isinstance(unit, str) or not 0 < len(unit) <= MAX_UNIT_CHARS or _FORBIDDEN.search(unit):
-        raise InvalidPayload(
-            "bad_unit",
-            f'{what} must be printable text of 1 to {MAX_UNIT_CHARS} characters (like "°C"), '
-            f"not {shown(unit) if isinstance(unit, str) else type(unit).__name__}",
-        )
-    return unit
+def clean_unit(unit: object) -> str | None:
+    """A unit of measure as sent, if it is one: printable text of 1 to MAX_UNIT_CHARS
+    characters; None for anything else (no unit, ``""``, an object, control characters)."""
+    if isinstance(unit, str) and 0 < len(unit) <= MAX_UNIT_CHARS and not _FORBIDDEN.search(unit):
+        return unit
+    return None
 
 
 def check_document(doc: Any, *, what: str, limit: int, reason: str) -> None:

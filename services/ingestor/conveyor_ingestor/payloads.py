@@ -55,7 +55,7 @@ from conveyor_ingestor.limits import (
     check_text,
     check_time_ms,
     check_unicode,
-    check_unit,
+    clean_unit,
     shown,
     shown_number,
 )
@@ -64,6 +64,8 @@ from conveyor_ingestor.routing import Kind
 TIMESTAMP_KEYS = ("timestamp", "ts", "time", "sourceTimestamp", "SourceTimestamp")
 SIGNAL_KEYS = ("name", "signal", "nodeId", "NodeId", "id")
 MAX_SAMPLES = 10_000
+MAX_UNITS = 10_000
+"""Entries of one ``units`` object read (the signals of a message are as many at most)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -160,35 +162,41 @@ def _items(doc: Any, kind: str) -> list[dict[str, Any]]:
 
 def _realtime_samples(doc: Any, units: dict[str, str]) -> list[Sample]:
     """Each sample as a ``Sample``: ``{"ts": ..., "values": {...}}``; the units the samples
-    carry go into ``units`` (signal -> unit)."""
+    name go into ``units`` (signal -> unit). Units are extra: one that is not a unit, or names
+    a signal the message does not carry, is left out - never the values with it."""
     samples: list[Sample] = []
+    named: dict[str, object] = {}
     for item in _items(doc, "realtime"):
         ts = _pop_ts(item)
-        sent_units = item.pop("units", None)
         if "values" in item:
             values = item["values"]
             if not isinstance(values, dict):
                 raise InvalidPayload("wrong_shape", "'values' must be an object of signal -> value")
+            if "units" in item:
+                _take_units(item["units"], named)
         elif "value" in item and any(k in item for k in SIGNAL_KEYS):
             name = next(str(item[k]) for k in SIGNAL_KEYS if k in item)
             values = {name: item["value"]}
-            if "unit" in item:
-                units[name] = check_unit(item["unit"], what=f"unit of {shown(name)}")
+            if "unit" in item or "units" in item:
+                named[name] = item.get("unit", item.get("units"))
         else:
             values = item
+            # In a flat object, "units" is the units when it is an object of names (an OPC UA
+            # value object, {"value": ...}, is a signal called "units").
+            if "units" in values:
+                maybe = values["units"]
+                if isinstance(maybe, dict) and "value" not in maybe:
+                    values = {k: v for k, v in values.items() if k != "units"}
+                    _take_units(maybe, named)
         checked = {
-            check_tag(k, what="signal name"): _scalar(k, v, units) for k, v in values.items()
+            check_tag(k, what="signal name"): _scalar(k, v, named) for k, v in values.items()
         }
-        if sent_units is not None:
-            if not isinstance(sent_units, dict) or not set(sent_units) <= set(checked):
-                raise InvalidPayload(
-                    "bad_unit",
-                    "'units' must be an object of signal -> unit, naming only signals the "
-                    "sample has values of",
-                )
-            for name, unit in sent_units.items():
-                units[name] = check_unit(unit, what=f"unit of {shown(name)}")
         samples.append({"ts": ts, "values": checked})
+    if named:  # most messages name no unit: nothing to look for
+        carried = {signal for sample in samples for signal in sample["values"]}
+        for signal, unit in named.items():
+            if signal in carried and (clean := clean_unit(unit)) is not None:
+                units[signal] = clean
     if not samples or not any(s["values"] for s in samples):
         raise InvalidPayload("no_values", "the message carries no values")
     return samples
@@ -256,10 +264,16 @@ def _alert(obj: dict[str, Any], head: Envelope) -> AlertMessage:
     )
 
 
-def _scalar(name: Any, value: Any, units: dict[str, str] | None = None) -> Scalar:
+def _take_units(sent: object, named: dict[str, object]) -> None:
+    """A ``units`` object's signal -> unit, into ``named`` (anything else names none)."""
+    if isinstance(sent, dict):
+        named.update((str(k), v) for k, v in list(sent.items())[:MAX_UNITS])
+
+
+def _scalar(name: Any, value: Any, units: dict[str, object] | None = None) -> Scalar:
     if isinstance(value, dict) and "value" in value:  # OPC UA style {"value": .., "quality": ..}
         if units is not None and "unit" in value:
-            units[name] = check_unit(value["unit"], what=f"unit of {shown(name)}")
+            units[name] = value["unit"]
         value = value["value"]
     if isinstance(value, str):
         return check_text(value, what=f"value of {shown(name)}")

@@ -8,9 +8,10 @@ Every message has the envelope: ``machine`` (the topic level its route names), `
 ``received_at`` (epoch ms, when the ingestor took it; for a queue alert, when the operator made
 it), and ``kind``. Times (``ts``) are epoch milliseconds, or None when the machine sent none
 (the worker then uses ``received_at``). Every field is present in what the ingestor writes
-(``details`` and ``spec`` empty when there are none). What the types cannot say (names,
-texts and times within the sinks' bounds, finite numbers, JSON-safe documents) the ingestor
-checks as it builds them (``conveyor_ingestor.limits``).
+(``details`` and ``spec`` empty when there are none), but for a realtime message's ``units``,
+present only when it names any. What the types cannot say (names, texts and times within the
+sinks' bounds, finite numbers, JSON-safe documents) the ingestor checks as it builds them
+(``conveyor_ingestor.limits``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing_extensions import TypedDict
 from conveyor_messages.queues import Kind
 
 Scalar = float | int | bool | str
+MAX_UNIT_CHARS = 32
+"""The longest unit of measure a realtime message carries (``"°C"``, ``"mm/s"``)."""
 Severity = Literal["info", "warning", "critical"]
 _STRICT = ConfigDict(extra="forbid")
 

@@ -43,7 +43,7 @@ def latest_values(machine: str) -> str:
 
 def latest_units(machine: str) -> str:
     """HASH signal -> unit of measure (``"°C"``) of the signals in :func:`latest_values` whose
-    messages named one; expires with them."""
+    messages named one; expires the machine's TTL after the last value (longer than they)."""
     return f"{PREFIX}:latest-units:{{{machine}}}"
 
 

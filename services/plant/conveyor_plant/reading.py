@@ -56,6 +56,11 @@ class PlantState:
     async def recent_alerts(self, *, limit: int) -> list[Any]:
         return await recent_alerts(self.redis, limit=limit)
 
+    async def units(self, machine: str) -> dict[str, str]:
+        """Signal -> unit of measure, for ``machine``'s signals whose messages named one."""
+        raw = cast(dict[bytes, bytes], await self.redis.hgetall(latest_units(machine)))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
 
 @dataclass(frozen=True, slots=True)
 class MachineState:

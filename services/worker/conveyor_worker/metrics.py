@@ -37,6 +37,12 @@ class WorkerMetrics:
         self.alerts_delivered = Counter(
             "conveyor_worker_alerts_delivered", "Alerts recorded and delivered", registry=r
         )
+        self.alert_points_dropped = Counter(
+            "conveyor_worker_alert_points_dropped",
+            "Delivered alerts whose InfluxDB point (a dashboard annotation) was not written: "
+            "InfluxDB away or refusing it",
+            registry=r,
+        )
         self.spc_violations = Counter(
             "conveyor_worker_spc_violations", "Western Electric rule violations raised", registry=r
         )

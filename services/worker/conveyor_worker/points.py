@@ -9,6 +9,8 @@
   ``r_cl``, ``r_ucl``, ``r_lcl`` for subgroups), and ``rules``: the Western Electric rules the
   point broke, as text (``"1,4"``), when it broke any.
 - tech: measurement ``tech``, tag ``machine``; fields ``config`` (JSON) and ``version``.
+- alerts (delivered, best effort): measurement ``alerts``, tags ``machine``, ``type`` and
+  ``severity``; fields ``message`` and ``state`` (``firing``/``resolved``, when it has one).
 
 Each point carries the message's own timestamp, or the time the ingestor received it, in
 milliseconds: the same message always makes the same point, so a retried write overwrites
@@ -207,6 +209,18 @@ def spc_line(
     if rules:
         fields["rules"] = ",".join(str(r) for r in sorted(rules))
     return line("spc", {"machine": machine, "characteristic": characteristic}, fields, ts_ms)
+
+
+def alert_line(alert: Mapping[str, Any]) -> str:
+    """A delivered alert as a point of ``alerts`` (tags ``machine``, ``type``, ``severity``;
+    fields ``message`` and, when it has one, ``state``) at its own time, for dashboards'
+    annotations."""
+    fields: dict[str, Any] = {"message": alert.get("message") or alert["type"]}
+    details = alert.get("details")
+    if isinstance(details, Mapping) and isinstance(details.get("state"), str):
+        fields["state"] = details["state"]
+    tags = {"machine": alert["machine"], "type": alert["type"], "severity": alert["severity"]}
+    return line("alerts", tags, fields, point_time(alert))
 
 
 def tech_line(*, machine: str, ts_ms: int, config: Mapping[str, Any], version: int) -> str:

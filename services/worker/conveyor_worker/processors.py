@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from conveyor_messages import Kind, default_queue, queue_for_kind
-from conveyor_messages.contract import AlertMessage, RealtimeMessage, SpcMessage
+from conveyor_messages.contract import MAX_UNIT_CHARS, AlertMessage, RealtimeMessage, SpcMessage
 from conveyor_plant import PlantState
 from conveyor_plant.keys import (
     ALERT_HISTORY,
@@ -58,7 +58,13 @@ from conveyor_worker.errors import SinkUnavailable, WebhookFailed
 from conveyor_worker.influx import InfluxSink
 from conveyor_worker.isolating import PointGroup, write_isolating
 from conveyor_worker.metrics import WorkerMetrics
-from conveyor_worker.points import point_time, realtime_lines, spc_line, tech_line
+from conveyor_worker.points import (
+    alert_line,
+    point_time,
+    realtime_lines,
+    spc_line,
+    tech_line,
+)
 from conveyor_worker.spc import RULES, Limits, check_rules, individual_limits, subgroup_limits
 from reliable_queue import Job, NewJob, PermanentError, QueueClient, Retry
 
@@ -256,21 +262,27 @@ def processor_for(queue: str, ctx: Context) -> Processor | None:
 # The latest-value cache keeps, per signal, the value with the newest timestamp: jobs of one
 # machine are processed in parallel and retried, so a later write may carry an older value.
 # One call per machine per batch (with at most CACHE_SIGNALS_PER_CALL signals), by EVALSHA; the
-# machine's live-stream event goes with it, so that a batch costs one command per machine.
+# machine's live-stream event and its signals' units go with it, so that a batch costs one
+# command per machine.
 # KEYS: latest_values, latest_times, latest_units (one machine's: one hash slot)
 # ARGV: ttl (s), the newest sample time (ms) of the call, the live channel and the event to
-#   publish on it (none if the channel is ''), then per signal: name, time (ms), JSON value.
+#   publish on it (none if the channel is ''), the units' ttl (s), the number N of units, N
+#   pairs of signal and unit, then per signal: name, time (ms), JSON value.
 #   A signal's value and time are set when its time is at least the stored one; ``_ts`` of
-#   latest_values likewise; the three hashes expire ttl seconds after the write (the units,
-#   written beside by HSET, live as long as the values they describe).
+#   latest_values likewise; both hashes expire ttl seconds after the write. The units are set
+#   as sent (a unit seldom changes) and live the units' ttl (the machine's, longer than the
+#   values': a machine quiet for a weekend keeps them, as a Sparkplug B node sends them only
+#   with its births).
 KEEP_NEWEST = """
+local nunits = tonumber(ARGV[6])
+local first = 7 + 2 * nunits
 local names = {}
-for i = 5, #ARGV, 3 do names[#names + 1] = ARGV[i] end
+for i = first, #ARGV, 3 do names[#names + 1] = ARGV[i] end
 local seen = {}
 if #names > 0 then seen = redis.call('HMGET', KEYS[2], unpack(names)) end
 local values, times = {}, {}
 for n = 1, #names do
-  local at = 3 * n + 2
+  local at = first + 3 * (n - 1)
   if tonumber(ARGV[at + 1]) >= (tonumber(seen[n]) or -1) then
     values[#values + 1] = ARGV[at]
     values[#values + 1] = ARGV[at + 2]
@@ -284,14 +296,15 @@ if tonumber(ARGV[2]) >= (tonumber(redis.call('HGET', KEYS[1], '_ts')) or -1) the
 end
 if #values > 0 then redis.call('HSET', KEYS[1], unpack(values)) end
 if #times > 0 then redis.call('HSET', KEYS[2], unpack(times)) end
+if nunits > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, 7, first - 1)) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 """
 KEEP_NEWEST_SHA = hashlib.sha1(KEEP_NEWEST.encode()).hexdigest()  # noqa: S324 - Redis' script id
 CACHE_SIGNALS_PER_CALL = 500
-"""Signals per cache call, well within what Lua's unpack() takes (~8,000 values)."""
+"""Signals (and units) per cache call, well within what Lua's unpack() takes (~8,000 values)."""
 
 
 async def process_realtime(
@@ -299,7 +312,8 @@ async def process_realtime(
 ) -> Failures:
     """Points to InfluxDB; then, for the jobs written, per machine of the batch: one cache call
     with the newest value of each signal, and one live-stream event with those values and the
-    newest sample time (``{"kind": "realtime", "machine", "ts", "values"}``)."""
+    newest sample time (``{"kind": "realtime", "machine", "ts", "values"}``, and ``"units"``
+    when the batch's messages named any)."""
     failed: Failures = {}
     groups: list[PointGroup] = []
     for job in jobs:
@@ -340,8 +354,9 @@ def _newest_per_machine(messages: Iterable[RealtimeMessage]) -> dict[str, _Newes
         if newest is None:
             newest = machines[machine] = _Newest({}, None, None)
         newest.received_at = msg["received_at"]
-        if "units" in msg:
-            newest.units.update(msg["units"])
+        sent = msg.get("units")
+        if sent:
+            _take_units(sent, newest.units)
         signals = newest.signals
         for sample in msg["samples"]:
             ts = point_time(msg, sample)
@@ -352,6 +367,16 @@ def _newest_per_machine(messages: Iterable[RealtimeMessage]) -> dict[str, _Newes
                 if seen is None or ts >= seen[0]:
                     signals[signal] = (ts, value)
     return machines
+
+
+def _take_units(sent: object, units: dict[str, str]) -> None:
+    """A message's units into ``units``: text to text only, so that a job from elsewhere that
+    breaks the contract costs its units, not its batch."""
+    if not isinstance(sent, dict):
+        return
+    for signal, unit in list(sent.items())[:CACHE_SIGNALS_PER_CALL]:
+        if type(signal) is str and type(unit) is str and 0 < len(unit) <= MAX_UNIT_CHARS:
+            units[signal] = unit
 
 
 def _cache_and_publish(pipe: Any, machines: Mapping[str, _Newest], settings: SinkSettings) -> None:
@@ -368,16 +393,20 @@ def _cache_and_publish(pipe: Any, machines: Mapping[str, _Newest], settings: Sin
             pipe.publish(channel, event)
             continue
         keys = (latest_values(machine), latest_times(machine), latest_units(machine))
-        if newest.units:
-            pipe.hset(keys[2], mapping=newest.units)  # the script below sets its expiry
+        units = [x for pair in newest.units.items() for x in pair]
         calls: list[list[Any]] = [[]]
         for signal, (at, value) in newest.signals.items():
             if len(calls[-1]) == 3 * CACHE_SIGNALS_PER_CALL:
                 calls.append([])
             calls[-1] += (signal, at, json.dumps(value))
         for n, args in enumerate(calls, start=1):
-            publish = (channel, event) if n == len(calls) else ("", "")
-            pipe.evalsha(KEEP_NEWEST_SHA, 3, *keys, ttl, newest.sample_ts, *publish, *args)
+            last = n == len(calls)  # with the event and the units
+            publish = (channel, event) if last else ("", "")
+            unit_args = (len(units) // 2, *units) if last else (0,)
+            pipe.evalsha(
+                KEEP_NEWEST_SHA, 3, *keys, ttl, newest.sample_ts, *publish,
+                settings.machine_ttl_s, *unit_args, *args,
+            )  # fmt: skip
 
 
 # --- SPC --------------------------------------------------------------------------------------
@@ -604,8 +633,11 @@ async def _tech_round(ctx: Context, jobs: list[Job], deadline: float | None) -> 
 async def process_alerts(
     ctx: Context, jobs: Sequence[Job], deadline: float | None = None
 ) -> Failures:
-    """``deadline`` is not used: each webhook call has its own timeout."""
+    """Each alert deduplicated, delivered (webhooks), recorded (history) and streamed; then
+    the delivered ones written to InfluxDB, best effort (:func:`_alert_points`).
+    ``deadline`` bounds only that write: each webhook call has its own timeout."""
     failed: Failures = {}
+    delivered: list[PointGroup] = []
     for job in jobs:
         alert = job.data
         try:
@@ -657,7 +689,31 @@ async def process_alerts(
 
         await ctx.redis_pipeline(unfold)
         ctx.metrics.alerts_delivered.inc()
+        try:
+            delivered.append(PointGroup(job.id, (alert_line(alert),)))
+        except UNBUILDABLE:  # a type InfluxDB cannot hold as a tag: delivered all the same
+            ctx.metrics.alert_points_dropped.inc()
+    await _alert_points(ctx, delivered, deadline)
     return failed
+
+
+async def _alert_points(
+    ctx: Context, delivered: Sequence[PointGroup], deadline: float | None
+) -> None:
+    """The delivered alerts' points, for dashboards' annotations. Best effort: the alerts were
+    delivered and recorded already, and retrying their jobs would deliver them twice, so a
+    point InfluxDB cannot take (away, refusing) is counted and logged, not retried."""
+    if ctx.influx is None or not delivered:
+        return
+    try:
+        not_written = len(
+            await ctx.write_points(delivered, measurement="alerts", deadline=deadline)
+        )
+    except SinkUnavailable as exc:
+        not_written = len(delivered)
+        log.warning("%d delivered alerts not written to InfluxDB: %s", not_written, exc)
+    if not_written:
+        ctx.metrics.alert_points_dropped.inc(not_written)
 
 
 # KEYS[1]: latest_values(machine). ARGV: "firing" or "resolved", the alert's time (ms), the

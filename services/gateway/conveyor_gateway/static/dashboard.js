@@ -264,10 +264,15 @@ async function loadInitial() {
     const { machines: ids } = await getJSON("/machines");
     await Promise.all(ids.slice(0, 60).map(async (id) => {
       const m = await getJSON(`/machines/${encodeURIComponent(id)}`).catch(() => null);
-      if (m && !machines.has(id)) {
+      if (!m) return;
+      const known = machines.get(id);
+      if (known) { // the stream was first: its values are newer, the rest is the answer's
+        known.units = { ...m.units, ...known.units };
+        if (!known.config) known.config = m.config;
+      } else {
         machines.set(id, { values: m.values, units: m.units, config: m.config, offline: m.offline_since_ms, updated: m.updated_ms });
-        renderMachine(id);
       }
+      renderMachine(id);
     }));
     const { alerts } = await getJSON("/alerts?limit=30");
     alerts.forEach((a) => addAlert(a, false));

@@ -105,7 +105,8 @@ function detailEvent(event) {
     if (!trend) {
       const empty = $("#trends .empty");
       if (empty) empty.remove();
-      trend = trendFigure(signal, (event.units || {})[signal]);
+      const known = (machines.get(detail.machine) || {}).units || {}; // a Sparkplug B birth's
+      trend = trendFigure(signal, (event.units || {})[signal] || known[signal]);
       detail.trends.set(signal, trend);
     }
     const [times] = trend.data;

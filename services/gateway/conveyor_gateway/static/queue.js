@@ -14,6 +14,7 @@ function openQueue(name) {
 }
 
 function closeQueue() {
+  queueView.asked += 1; // a load still under way is for a page no longer shown
   for (const plot of queueView.plots) plot.destroy();
   queueView.plots = [];
   queueView.name = null;
@@ -59,7 +60,7 @@ async function loadQueue() {
   for (const plot of queueView.plots) plot.destroy();
   queueView.plots = [];
   $("#queue-charts").replaceChildren();
-  const samples = answer.queues[name] || [];
+  const samples = Object.hasOwn(answer.queues, name) ? answer.queues[name] : [];
   const span = $("#queue-window").selectedOptions[0].textContent;
   $("#queue-note").textContent = samples.length
     ? `${samples.length} samples over the last ${span}, one every ${answer.interval_s} s`

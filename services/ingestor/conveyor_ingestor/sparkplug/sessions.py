@@ -46,7 +46,7 @@ from typing import Any, Literal
 from conveyor_messages.contract import AlertMessage, RealtimeMessage, Sample
 
 from conveyor_ingestor.errors import InvalidPayload
-from conveyor_ingestor.limits import check_tag, check_text, check_time_ms, check_unit
+from conveyor_ingestor.limits import check_tag, check_text, check_time_ms, clean_unit
 from conveyor_ingestor.sparkplug.decoding import Payload, Value, decode, typed_value
 from conveyor_ingestor.sparkplug.topics import Topic, parse_topic
 
@@ -544,7 +544,8 @@ class Sessions:
                     )
                 if topic.message_type == "DBIRTH":  # one that came before its node's NBIRTH
                     own = _birth(payload, what=f"DBIRTH of {topic.node_key}/{topic.device}")
-                    self._values(topic, payload, own, message, out)
+                    machine = self._machine(topic, topic.device)
+                    self._values(topic, payload, own, message, out, birth_of=machine)
                 elif topic.message_type in ("NDATA", "DDATA"):
                     self._values(topic, payload, birth, message, out)
                 out.resumed += 1
@@ -585,10 +586,16 @@ class Sessions:
             if ts is not None:
                 ts = check_time_ms(ts, sent=ts)
             by_ts.setdefault(ts, {})[check_tag(name, what="metric name")] = value
-            if birth_of is not None and info is not None and ENG_UNIT in info.properties:
-                units[name] = check_unit(info.properties[ENG_UNIT], what=f"{ENG_UNIT} of {what}")
         if not by_ts:
             return
+        if birth_of is not None:  # the birth's units, its null metrics' too; not units: none
+            for name, info in birth.metrics.items():
+                unit = clean_unit(info.properties.get(ENG_UNIT))
+                if unit is not None and name != BD_SEQ and not name.startswith(CONTROL_PREFIXES):
+                    try:
+                        units[check_tag(name, what="metric name")] = unit
+                    except InvalidPayload:
+                        continue  # a name no value of it can have either
         machine = birth_of or self._machine(topic, topic.device)
         samples: list[Sample] = [{"ts": ts, "values": v} for ts, v in by_ts.items()]
         realtime: RealtimeMessage = {
