@@ -7,7 +7,7 @@
   the limits in force at each and the rules each broke, as the worker judged them;
 - ``/machines/{machine}/changes``: the machine's technical configuration, version by version.
 
-Without InfluxDB configured (``INFLUX_URL``), or with it unreachable, both answer 503 saying
+Without InfluxDB configured (``INFLUX_URL``), or with it unreachable, they answer 503 saying
 why; the rest of the gateway does not need InfluxDB.
 """
 
