@@ -16,10 +16,28 @@ from tests.helpers import (
     SIMULATED_MACHINE,
     SIMULATED_PAST_S,
     SIMULATED_STEP_S,
+    STARTED,
     start_cli,
     wait_until,
 )
 from tests.servers import MosquittoServer, RedisServer, require_binary
+
+
+@pytest.fixture(autouse=True)
+def no_conveyor_process_outlives_its_test() -> Iterator[None]:
+    """A `conveyor` process a test leaves running would go on working against the session's
+    Redis and broker in the tests after it (a worker taking their jobs, an ingestor their
+    messages): once the test and its fixtures are done, each is killed and the test fails,
+    naming them."""
+    STARTED.clear()
+    yield
+    left = [p for p in STARTED if p.returncode is None]
+    STARTED.clear()
+    for process in left:
+        process.kill()
+    if left:
+        names = ", ".join(f"conveyor {p.command}" for p in left)
+        pytest.fail(f"left running after the test, now killed: {names}")
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,9 @@ SIMULATED_MACHINE = "press-01"
 SIMULATED_PAST_S = 7200
 SIMULATED_STEP_S = 10
 ROOT = Path(__file__).resolve().parents[1]
+STARTED: list[CliProcess] = []
+"""Every :class:`CliProcess` of the running test, in order (tests/conftest.py kills and reports
+those still running when it ends)."""
 T = TypeVar("T")
 
 
@@ -182,6 +185,7 @@ class CliProcess:
             env=cli_env(redis_url, **env),
             cwd=ROOT,
         )
+        STARTED.append(self)
 
     @property
     def returncode(self) -> int | None:
@@ -195,6 +199,17 @@ class CliProcess:
     def probe(self, path: str) -> tuple[int, str] | None:
         """Its ``path`` probe: status and body, or None while it does not answer."""
         return probe(self.probe_port, path)
+
+    def metric(self, name: str) -> float:
+        """A metric of its ``/metrics``, summed over its labels (0 while it does not answer)."""
+        answer = self.probe("/metrics")
+        if answer is None:
+            return 0.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in answer[1].splitlines()
+            if line.startswith((f"{name} ", f"{name}{{"))
+        )
 
     def ready(self) -> bool:
         """``/readyz`` answers 200; an exit on the way fails at once, with the output."""
@@ -231,7 +246,11 @@ class CliProcess:
         """SIGTERM (what a pod gets) or another signal, and wait for the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()  # not left running into the next test
+            raise
         self._log.close()
         return code
 

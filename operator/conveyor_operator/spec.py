@@ -47,6 +47,7 @@ class Retry(_Part):
     max_retries: int = Field(default=_policy_default("max_retries"), ge=0, le=1000)
     backoff_base_seconds: float = Field(default=_policy_default("backoff_base_s"), gt=0, le=86_400)
     backoff_factor: float = Field(default=_policy_default("backoff_factor"), ge=1, le=100)
+    outage_seconds: int = Field(default=int(_policy_default("outage_max_s")), ge=0, le=604_800)
 
 
 class DeadLetters(_Part):
@@ -152,6 +153,7 @@ class MessageQueueSpec(_Part):
             "max_retries": self.retry.max_retries,
             "backoff_base_s": self.retry.backoff_base_seconds,
             "backoff_factor": self.retry.backoff_factor,
+            "outage_max_s": self.retry.outage_seconds,
             "lease_s": self.lease_seconds,
             "timeout_s": self.timeout_seconds,
             "dead_max_count": self.retention.dead_letters.max_count,

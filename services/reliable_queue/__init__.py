@@ -1,6 +1,7 @@
 """reliable_queue: a Redis-backed reliable job queue for asyncio.
 
-Priorities, leases that return a crashed worker's jobs, retries with exponential backoff, job
+Priorities, leases that return a crashed worker's jobs, retries with exponential backoff (an
+outage of a service a handler needs postpones jobs without spending their attempts), job
 timeouts, dead letters, live concurrency and statistics; every queue in one Redis Cluster slot.
 
     async with QueueClient.from_url("redis://localhost:6379") as client:
@@ -20,6 +21,7 @@ from reliable_queue.errors import (
     InvalidQueueName,
     JobTimeout,
     PermanentError,
+    Postpone,
     QueueUnavailable,
     ReliableQueueError,
     Retry,
@@ -46,6 +48,7 @@ __all__ = [
     "NewDeadLetter",
     "NewJob",
     "PermanentError",
+    "Postpone",
     "QueueClient",
     "QueueOwner",
     "QueuePolicy",

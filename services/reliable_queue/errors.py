@@ -8,6 +8,8 @@ Everything the library raises derives from :class:`ReliableQueueError`::
     │   └── InvalidJob             a job that cannot be encoded or is out of range
     ├── QueueUnavailable           Redis unreachable, timed out or out of memory; retry later
     ├── Retry                      raised by a handler: retry this job (optionally after `delay`)
+    ├── Postpone                   raised by a handler: a service it needs is away; try the job
+    │                              again later without spending an attempt
     ├── PermanentError             raised by a handler: this job can never succeed; dead-letter it
     └── JobTimeout                 recorded by the worker: an attempt ran past the queue's timeout
 
@@ -52,6 +54,23 @@ class Retry(ReliableQueueError):
     """
 
     def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Postpone(ReliableQueueError):
+    """Raised by a handler when a service it needs is away (an outage, not the job's fault).
+
+    The job is tried again later without spending an attempt, for as long as the queue's
+    ``outage_max_s`` after its first postponement; past that, each postponement counts as a
+    failed attempt (retried with backoff, then dead-lettered). The worker also claims nothing
+    of the queue for a while (its outage pause, growing with each postponement in a row):
+    the outage would fail those jobs too. ``delay`` (seconds) overrides that pause.
+    """
+
+    def __init__(
+        self, reason: str = "a service the handler needs is away", *, delay: float | None = None
+    ) -> None:
         super().__init__(reason)
         self.delay = delay
 

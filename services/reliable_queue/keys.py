@@ -54,6 +54,8 @@ class QueueKeys:
     fails: str
     lost: str
     errors: str
+    outages: str
+    """HASH job id -> when (ms) its handler first postponed it for an outage (:class:`Postpone`)."""
     dead: str
     dead_info: str
     done: str
@@ -83,6 +85,7 @@ class QueueKeys:
             fails=base + "fails",
             lost=base + "lost",
             errors=base + "errors",
+            outages=base + "outages",
             dead=base + "dead",
             dead_info=base + "dead_info",
             done=base + "done",
@@ -108,6 +111,7 @@ class QueueKeys:
             self.fails,
             self.lost,
             self.errors,
+            self.outages,
             self.dead,
             self.dead_info,
             self.done,

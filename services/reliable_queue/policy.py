@@ -47,6 +47,14 @@ class QueuePolicy(BaseModel):
     backoff_base_s: float = Field(default=2.0, gt=0, le=86_400, description="First retry delay.")
     backoff_factor: float = Field(default=2.0, ge=1, le=100, description="Delay growth per retry.")
     backoff_max_s: float = Field(default=3_600.0, gt=0, le=7 * 86_400)
+    outage_max_s: float = Field(
+        default=900.0,
+        ge=0,
+        le=7 * 86_400,
+        description="How long after its first postponement a job whose handler reports an "
+        "outage (Postpone: a sink away) is still tried again without spending an attempt; "
+        "past it, outages count as failed attempts. 0: they always do.",
+    )
     lease_s: float = Field(
         default=30.0,
         ge=1,

@@ -42,6 +42,7 @@ from reliable_queue.connection import RedisClient, redis_boundary
 from reliable_queue.errors import (
     JobTimeout,
     PermanentError,
+    Postpone,
     QueueUnavailable,
     ReliableQueueError,
     Retry,
@@ -61,6 +62,11 @@ from reliable_queue.timeouts import (
 log = logging.getLogger(__name__)
 IDLE_BEAT_S = 0.2
 """The soonest a worker beats after it went idle: at most five extra beats a second."""
+OUTAGE_PAUSE_FIRST_S = 1.0
+OUTAGE_PAUSE_MAX_S = 30.0
+"""A worker whose handler reports an outage (:class:`Postpone`) claims nothing for a pause that
+doubles from the first to the most with each outage in a row (jittered); the jobs it held
+wait as long. The most bounds how late a worker notices that the service is back."""
 
 
 class JobHandler(Protocol):
@@ -106,6 +112,8 @@ class WorkerCounters:
     leases_lost: int = 0
     recovered: int = 0
     timed_out: int = 0
+    postponed: int = 0
+    """Failures that were outages (:class:`Postpone`): tried again later, attempts kept."""
     released: int = 0
     """Jobs given back to pending unfinished at ``stop()`` (past the drain timeout)."""
 
@@ -147,6 +155,9 @@ class Worker:
         self._beat_task: asyncio.Task[None] | None = None
         self._wake_task: asyncio.Task[Any] | None = None
         self._last_renew = 0.0
+        self._outage = Backoff(first=OUTAGE_PAUSE_FIRST_S, cap=OUTAGE_PAUSE_MAX_S)
+        self._paused_until = 0.0
+        """While a handler reports an outage: claim nothing before this (monotonic) time."""
 
     @property
     def concurrency(self) -> int:
@@ -238,6 +249,9 @@ class Worker:
                 free = self._concurrency - len(self._units)
                 if free <= 0:
                     await self._wait_progress(None)
+                    continue
+                if (pause := self._paused_until - time.monotonic()) > 0:
+                    await self._wait_progress(pause)  # an outage: the next jobs would fail too
                     continue
                 jobs, due_in = await self._claim(free * self.options.batch_size)
                 backoff.reset()
@@ -388,7 +402,10 @@ class Worker:
             with redis_boundary(f"acknowledge jobs of {self.queue!r}"):
                 flags = await self._scripts.run(
                     "ack",
-                    (k.active, k.leases, k.fails, k.lost, k.errors, k.jobs, k.done, k.counters),
+                    (
+                        *(k.active, k.leases, k.fails, k.lost, k.errors, k.jobs, k.done),
+                        *(k.counters, k.outages),
+                    ),
                     args,
                 )
         except QueueUnavailable:
@@ -400,9 +417,28 @@ class Worker:
                 self.counters.processed += 1
             else:
                 self._lease_lost(job, "finished")
+        self._outage.reset()  # jobs went through: the next outage pauses briefly first
+
+    def _outage_pause(self, exc: Postpone) -> float:
+        """The pause a postponement starts, or what is left of the one running (the jobs of
+        every unit the outage failed wait for the same end of it)."""
+        now = time.monotonic()
+        if self._paused_until <= now:
+            pause = exc.delay if exc.delay is not None else self._outage.take()
+            self._paused_until = now + max(0.0, pause)
+            log.warning(
+                "%s; postponing the jobs it failed (their attempts kept) and claiming nothing "
+                "of %s for %.1fs",
+                exc,
+                self.queue,
+                pause,
+                extra={"queue": self.queue},
+            )
+        return self._paused_until - now
 
     async def _settle_failure(self, job: Job, exc: Exception) -> None:
         override = exc.delay if isinstance(exc, Retry) else None
+        postpone_s = self._outage_pause(exc) if isinstance(exc, Postpone) else -1.0
         decision = decide_on_failure(
             self.policy,
             attempt=job.attempt,
@@ -419,6 +455,8 @@ class Worker:
             int(decision.delay_s * 1000),
             decision.reason,
             self.policy.dead_max_count,
+            int(postpone_s * 1000) if postpone_s >= 0 else -1,
+            int(self.policy.outage_max_s * 1000),
         )
         keys = (
             k.active,
@@ -431,6 +469,7 @@ class Worker:
             k.dead,
             k.dead_info,
             k.counters,
+            k.outages,
         )
         backoff = Backoff(first=0.05, cap=5.0)
         while True:
@@ -449,8 +488,20 @@ class Worker:
         if not applied:
             self._lease_lost(job, "failed")
             return
-        self.counters.failed += 1
         extra = {"queue": self.queue, "job_id": job.id, "attempt": job.attempt}
+        if applied == 2:
+            self.counters.postponed += 1
+            log.debug("job %s postponed (%s)", job.id, exc, extra=extra)
+            return
+        self.counters.failed += 1
+        if isinstance(exc, Postpone):
+            log.warning(
+                "job %s has waited out outages for longer than the queue's outage_max_s "
+                "(%.0fs): this one counts as a failed attempt",
+                job.id,
+                self.policy.outage_max_s,
+                extra=extra,
+            )
         if decision.action == "retry":
             self.counters.retried += 1
             log.info(
@@ -595,6 +646,7 @@ class Worker:
                     k.done,
                     k.counters,
                     k.wake,
+                    k.outages,
                 ),
                 (
                     lock_ms,

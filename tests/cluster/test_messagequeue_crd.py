@@ -57,7 +57,12 @@ def test_samples_are_accepted_with_defaults(crd: KubeCluster, ns: str) -> None:
         5,
         3,
     )
-    assert realtime["retry"] == {"maxRetries": 3, "backoffBaseSeconds": 2, "backoffFactor": 2}
+    assert realtime["retry"] == {
+        "maxRetries": 3,
+        "backoffBaseSeconds": 2,
+        "backoffFactor": 2,
+        "outageSeconds": 900,
+    }
     assert realtime["deletionPolicy"] == "Retain"
     assert realtime["scaleDown"]["stabilizationWindowSeconds"] == 60
     assert items["energy-meters"]["retry"]["maxRetries"] == 5

@@ -47,7 +47,12 @@ async def test_the_whole_policy_comes_back_after_redis_loses_it_or_a_person_chan
     spec = {
         "minReplicas": 1,
         "pollingIntervalSeconds": 1,
-        "retry": {"maxRetries": 7, "backoffBaseSeconds": 1, "backoffFactor": 3},
+        "retry": {
+            "maxRetries": 7,
+            "backoffBaseSeconds": 1,
+            "backoffFactor": 3,
+            "outageSeconds": 120,
+        },
         "leaseSeconds": 12,
         "timeoutSeconds": 45,
         "retention": {"deadLetters": {"maxCount": 50}},
@@ -57,6 +62,7 @@ async def test_the_whole_policy_comes_back_after_redis_loses_it_or_a_person_chan
         max_retries=7,
         backoff_base_s=1,
         backoff_factor=3,
+        outage_max_s=120,
         lease_s=12,
         timeout_s=45,
         dead_max_count=50,

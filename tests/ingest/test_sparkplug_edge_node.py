@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from redis.asyncio import Redis
 
 from conveyor.local_servers import InfluxServer
-from reliable_queue import Job, QueueClient, QueueUnavailable
+from reliable_queue import Job, QueueClient, QueueStats, QueueUnavailable
 from tests.helpers import ROOT, CliProcess, eventually, start_cli
 from tests.mqtt import publish
 from tests.servers import MosquittoServer, RedisServer
@@ -180,7 +180,10 @@ async def test_an_independent_edge_node_births_sends_aliases_dies_and_is_reborn(
             lambda: {q: len(j) for q, j in jobs.items()} == expected,
             timeout=60,
             what=f"{expected} jobs",
-            detail=lambda: f"{ {q: len(j) for q, j in jobs.items()} }\n{ingest.output()}",
+            detail=lambda: (
+                f"{ {q: len(j) for q, j in jobs.items()} }\n{ingest.output()}\n"
+                f"{ingest_metrics(ingest)}"
+            ),
         )
     finally:
         for stop in stops:
@@ -376,15 +379,14 @@ async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
     return await count() >= n
 
 
-def counter(process: CliProcess, name: str) -> float:
-    """A metric of the process's /metrics (summed over its labels)."""
+def ingest_metrics(process: CliProcess) -> str:
+    """The ingestor's own counters (what it received, enqueued, parked, kept for others), for
+    a failure's message."""
     answer = process.probe("/metrics")
-    assert answer is not None
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in answer[1].splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
+    if answer is None:
+        return "(no /metrics answer)"
+    lines = answer[1].splitlines()
+    return "\n".join(line for line in lines if line.startswith("conveyor_ingest_"))
 
 
 def sparkplug_event(process: CliProcess, event: str) -> float:
@@ -419,7 +421,7 @@ async def test_two_replicas_each_take_their_edge_nodes_whole_and_in_order(
 
         async def shared_out() -> bool:
             await asyncio.to_thread(publish, mosquitto.port, sparkplug_burst(group, 0, nodes))
-            held = [counter(r, "conveyor_ingest_sparkplug_edge_nodes") for r in replicas]
+            held = [r.metric("conveyor_ingest_sparkplug_edge_nodes") for r in replicas]
             return all(held) and sum(held) == nodes
 
         # The births tell them the nodes; they share them out once each sees the other.
@@ -437,8 +439,8 @@ async def test_two_replicas_each_take_their_edge_nodes_whole_and_in_order(
             what=f"{n} jobs",
             detail=lambda: "\n".join(r.output() for r in replicas),
         )
-        enqueued = [counter(r, "conveyor_ingest_enqueued_total") for r in replicas]
-        held = [counter(r, "conveyor_ingest_sparkplug_edge_nodes") for r in replicas]
+        enqueued = [r.metric("conveyor_ingest_enqueued_total") for r in replicas]
+        held = [r.metric("conveyor_ingest_sparkplug_edge_nodes") for r in replicas]
     finally:
         outputs = [r.output() for r in replicas]
         for replica in replicas:
@@ -518,7 +520,7 @@ async def test_edge_nodes_change_hands_losing_nothing_as_replicas_join_stop_and_
             detail=lambda: f"a: {a.output()}\nb: {b.output()}\nc: {c.output()}",  # type: ignore[union-attr]
         )
         after_kill = sparkplug_event(c, "taken"), sparkplug_event(c, "replayed")
-        held = counter(c, "conveyor_ingest_sparkplug_edge_nodes")
+        held = c.metric("conveyor_ingest_sparkplug_edge_nodes")
     finally:
         sender.join()
         outputs = [a.output(), b.output()]
@@ -615,16 +617,21 @@ async def test_the_edge_nodes_data_reaches_influxdb_and_the_cache_named_and_type
         INFLUX_BUCKET=influx.bucket,
     )
     try:
+        stats: list[QueueStats] = []
 
         async def done() -> bool:
             # 2 NBIRTH and 2 DBIRTH (before and after the death), 11 NDATA and 11 DDATA
-            return (await client.queue_stats("mqtt_realtime")).completed >= 4 + 2 * 11
+            stats[:] = [await client.queue_stats("mqtt_realtime")]
+            return stats[0].completed >= 4 + 2 * 11
 
         await eventually(
             done,
             timeout=60,
             what="every job written",
-            detail=lambda: f"worker:\n{worker.output()}\ningestor:\n{ingest.output()[-6000:]}",
+            detail=lambda: (
+                f"queue: {stats}\nworker:\n{worker.output()}\n"
+                f"ingestor:\n{ingest.output()[-6000:]}\n{ingest_metrics(ingest)}"
+            ),
         )
     finally:
         worker.stop()

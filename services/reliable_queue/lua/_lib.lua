@@ -106,7 +106,7 @@ local function to_pending(jobs, pending, counters, id)
 end
 
 -- Park a job in dead letters with what a person needs to decide about it.
--- k = {dead, dead_info, fails, lost, errors, counters}
+-- k = {dead, dead_info, fails, lost, errors, counters, outages (absent: never postponed)}
 local function bury(k, id, now, reason, err, attempts)
   local recoveries = tonumber(redis.call('HGET', k.lost, id) or '0')
   local info = cjson.encode({
@@ -121,6 +121,9 @@ local function bury(k, id, now, reason, err, attempts)
   redis.call('HDEL', k.fails, id)
   redis.call('HDEL', k.lost, id)
   redis.call('HDEL', k.errors, id)
+  if k.outages then
+    redis.call('HDEL', k.outages, id)
+  end
   redis.call('HINCRBY', k.counters, 'dead', 1)
 end
 

@@ -1,29 +1,48 @@
--- fail: record a failed attempt; schedule the retry or move the job to dead letters.
--- The decision (retry after delay_ms, or bury) is made by the worker from the queue policy;
--- this script applies it only if the lease token still matches.
+-- fail: record a failed attempt; schedule the retry or move the job to dead letters; or, for
+-- an outage of a service the handler needs (not the job's fault), postpone the job without
+-- spending an attempt, for as long as its outage budget lasts.
+-- The decisions (retry after delay_ms, or bury; postpone after postpone_ms) are made by the
+-- worker from the queue policy; this script applies them only if the lease token still
+-- matches, and chooses between the two when a postponement is asked for.
 -- KEYS[1] active  KEYS[2] leases  KEYS[3] fails  KEYS[4] lost  KEYS[5] errors  KEYS[6] jobs
--- KEYS[7] delayed  KEYS[8] dead  KEYS[9] dead_info  KEYS[10] counters
+-- KEYS[7] delayed  KEYS[8] dead  KEYS[9] dead_info  KEYS[10] counters  KEYS[11] outages
 -- ARGV[1] id  ARGV[2] token  ARGV[3] error text  ARGV[4] 'retry' | 'dead'
 -- ARGV[5] delay_ms (retry)  ARGV[6] reason (dead)  ARGV[7] dead_max_count
--- Returns {1, attempts} applied, {0, 0} rejected (lease lost).
-local active, leases, fails, lost, errors, jobs, delayed, dead, dead_info, counters =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- ARGV[8] postpone_ms (-1: not an outage)  ARGV[9] outage budget ms: how long after its first
+-- postponement a job is still postponed rather than failed
+-- Returns {1, attempts} applied, {2, attempts} postponed, {0, 0} rejected (lease lost).
+local active, leases, fails, lost, errors, jobs, delayed, dead, dead_info, counters, outages =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11]
 local id, token, err, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local lease = redis.call('HGET', leases, id)
 if not lease or string.sub(lease, 1, #token + 1) ~= token .. ':' then
   return {0, 0}
 end
 local now = now_ms()
-local attempts = redis.call('HINCRBY', fails, id, 1)
+local postpone_ms = tonumber(ARGV[8])
 redis.call('ZREM', active, id)
 redis.call('HDEL', leases, id)
+if postpone_ms >= 0 then
+  local first = tonumber(redis.call('HGET', outages, id) or '-1')
+  if first < 0 then
+    first = now
+    redis.call('HSET', outages, id, now)
+  end
+  if now - first < tonumber(ARGV[9]) then
+    redis.call('HSET', errors, id, err)
+    redis.call('ZADD', delayed, int(now + postpone_ms), id)
+    return {2, tonumber(redis.call('HGET', fails, id) or '0')}
+  end
+end
+local attempts = redis.call('HINCRBY', fails, id, 1)
 if action == 'retry' then
   redis.call('HSET', errors, id, err)
   redis.call('ZADD', delayed, int(now + tonumber(ARGV[5])), id)
   redis.call('HINCRBY', counters, 'retried', 1)
 else
   local k = {dead = dead, dead_info = dead_info, fails = fails, lost = lost, errors = errors,
-             counters = counters}
+             counters = counters, outages = outages}
   bury(k, id, now, ARGV[6], err, attempts)
   local max_dead = tonumber(ARGV[7])
   if redis.call('ZCARD', dead) > max_dead + math.max(16, math.floor(max_dead / 8)) then

@@ -1,24 +1,30 @@
 """The worker's errors::
 
 WorkerError
-├── SinkUnavailable        a sink (InfluxDB, a webhook, Redis) failed: the job is retried
-│   ├── InfluxLimitReached InfluxDB refused new series at one of its capacity limits
-│   └── WebhookFailed      an alert webhook answered with an error or not at all
+├── SinkUnavailable        a sink (InfluxDB, Redis) is away: the jobs are postponed, their
+│   │                      attempts kept (a reliable_queue.Postpone)
+│   └── InfluxLimitReached InfluxDB refused new series at one of its capacity limits
+├── WebhookFailed          an alert webhook answered with an error or not at all: the alert's
+│                          attempt failed (retried, then dead-lettered)
 └── PointsRejected         InfluxDB refused points as bad data (HTTP 400/413/422): the same
                            points will be refused again, so the jobs that carry them fail
                            permanently
 
 An outage (connection refused, timeout, 5xx, 429, and 401/403/404, which are configuration
-problems that affect every job alike) is a :class:`SinkUnavailable`; only an answer about the
-data itself is a :class:`PointsRejected`. InfluxDB 1.8 answers its capacity limits
-(``max-values-per-tag``, ``max-series-per-database``) with a 400 partial write too, but those
-refuse legitimate new machines and signals as well as a flood's: an :class:`InfluxLimitReached`,
-retried, never a verdict on a job.
+problems that affect every job alike) is a :class:`SinkUnavailable`: no job is to blame, so it
+costs none an attempt for as long as the queue's ``outage_max_s`` (15 minutes by default) after
+a job was first postponed. Only an answer about the data itself is a :class:`PointsRejected`.
+InfluxDB 1.8 answers its capacity limits (``max-values-per-tag``, ``max-series-per-database``)
+with a 400 partial write too, but those refuse legitimate new machines and signals as well as a
+flood's: an :class:`InfluxLimitReached`, never a verdict on a job. A webhook is the alert's own
+destination, not a shared sink: its failure is the attempt's.
 """
 
 from __future__ import annotations
 
 import re
+
+from reliable_queue import Postpone
 
 SHOWN_CHARS = 500
 """How much of a server's message an error (and so a dead letter or a log line) quotes."""
@@ -28,15 +34,15 @@ class WorkerError(Exception):
     """Root of the worker's errors."""
 
 
-class SinkUnavailable(WorkerError):
-    """A sink did not take the data; retrying later may succeed."""
+class SinkUnavailable(WorkerError, Postpone):
+    """A sink did not take the data; trying later may succeed. The jobs are postponed."""
 
 
 class InfluxLimitReached(SinkUnavailable):
     """InfluxDB is at a capacity limit and refuses new series until it is raised."""
 
 
-class WebhookFailed(SinkUnavailable):
+class WebhookFailed(WorkerError):
     """An alert webhook did not accept the alert."""
 
 

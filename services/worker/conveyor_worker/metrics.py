@@ -72,6 +72,11 @@ class _WorkerCounters(Collector):
             ("processed", c.processed, "Jobs acknowledged"),
             ("failed", c.failed, "Failed attempts"),
             ("retried", c.retried, "Failed attempts scheduled for a retry"),
+            (
+                "postponed",
+                c.postponed,
+                "Jobs an outage of a sink failed, tried again later without spending an attempt",
+            ),
             ("dead_lettered", c.dead_lettered, "Jobs moved to dead letters"),
             ("leases_lost", c.leases_lost, "Jobs finished after their lease expired"),
             ("timed_out", c.timed_out, "Attempts cancelled for running past the queue's timeout"),

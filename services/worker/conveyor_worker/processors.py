@@ -1,5 +1,7 @@
 """The processors of the default queues. Each takes a batch of jobs and returns the jobs that
-failed on their own; a sink that fails raises, and the whole batch is retried.
+failed on their own; a sink that is away raises :class:`~conveyor_worker.SinkUnavailable`, and
+the whole batch is postponed, its jobs' attempts kept (the worker pauses: the outage would fail
+the next batch too), for as long as the queue's ``outage_max_s`` after its first postponement.
 
 A job fails on its own when it is malformed, when its points cannot be built (a value line
 protocol cannot carry), or when InfluxDB refuses its points as bad data (``isolating.py``
