@@ -12,9 +12,10 @@
 #                             standing in for the public python:3.11-slim image
 #   hack/images.sh conveyor   the Conveyor image (Dockerfile) FROM that python base, tagged
 #                             conveyor:dev (override with CONVEYOR_IMAGE)
-#   hack/images.sh services   the chart's in-release Redis and Mosquitto for offline clusters,
-#                             FROM the Debian base: conveyor.local/redis:7.0 and
-#                             conveyor.local/mosquitto:2.0 (tests/infra/kind/images)
+#   hack/images.sh services   the chart's in-release Redis, Mosquitto and InfluxDB for offline
+#                             clusters, FROM the Debian base: conveyor.local/redis:7.0,
+#                             conveyor.local/mosquitto:2.0 and conveyor.local/influxdb:1.8
+#                             (tests/infra/kind/images; InfluxDB's influxd from hack/tools.sh)
 #   hack/images.sh            docker, base, python and conveyor, in order
 #
 # Everything is idempotent: an image that exists is kept (the Conveyor image is rebuilt, and
@@ -162,6 +163,7 @@ ensure_python() {
 
 REDIS_IMAGE=conveyor.local/redis:7.0
 MOSQUITTO_IMAGE=conveyor.local/mosquitto:2.0
+INFLUXDB_IMAGE=conveyor.local/influxdb:1.8
 
 build_services() {
   local name
@@ -172,6 +174,18 @@ build_services() {
     docker_build "$IMAGES/build-$name.log" "$tag" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
       -f "$ROOT/tests/infra/kind/images/$name.Dockerfile" "$ROOT/tests/infra/kind/images"
   done
+  # InfluxDB: the influxd hack/tools.sh builds, in a context of its own.
+  local influxd="$CACHE/bin/influxd" context
+  [[ -x $influxd ]] || bash "$ROOT/hack/tools.sh" influxd >&2
+  say "building $INFLUXDB_IMAGE FROM $BASE_IMAGE"
+  context=$(mktemp -d)
+  trap 'rm -rf "$context"' EXIT
+  cp "$ROOT/tests/infra/kind/images/influxdb.Dockerfile" "$context/Dockerfile"
+  cp -L "$influxd" "$context/influxd"
+  docker_build "$IMAGES/build-influxdb.log" "$INFLUXDB_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    "$context"
+  rm -rf "$context"
+  trap - EXIT
 }
 
 build_conveyor() {

@@ -61,16 +61,19 @@ class Retry(ReliableQueueError):
 class Postpone(ReliableQueueError):
     """Raised by a handler when a service it needs is away (an outage, not the job's fault).
 
-    The job is tried again later without spending an attempt, for as long as the queue's
-    ``outage_max_s`` after its first postponement; past that, each postponement counts as a
-    failed attempt (retried with backoff, then dead-lettered). The worker also claims nothing
-    of the queue for a while (its outage pause, growing with each postponement in a row):
-    the outage would fail those jobs too. ``delay`` (seconds) overrides that pause.
+    The job goes back to pending at its place in line without spending an attempt, for as
+    long as the queue's ``outage_max_s`` after its first postponement; past that, each
+    postponement counts as a failed attempt (retried with backoff, then dead-lettered). The
+    worker also claims nothing of the queue for a while (its outage pause, doubling with each
+    outage in a row, up to 30 s): the outage would fail those jobs too. ``delay`` (seconds, at
+    most 30) sets that pause.
     """
 
     def __init__(
         self, reason: str = "a service the handler needs is away", *, delay: float | None = None
     ) -> None:
+        if delay is not None and not 0 <= delay < float("inf"):
+            raise ValueError(f"a Postpone's delay is seconds from 0 up, not {delay!r}")
         super().__init__(reason)
         self.delay = delay
 

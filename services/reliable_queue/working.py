@@ -415,30 +415,34 @@ class Worker:
             self._unhold(job)
             if flag:
                 self.counters.processed += 1
+                self._outage.reset()  # jobs went through: the next outage pauses briefly first
             else:
                 self._lease_lost(job, "finished")
-        self._outage.reset()  # jobs went through: the next outage pauses briefly first
 
-    def _outage_pause(self, exc: Postpone) -> float:
-        """The pause a postponement starts, or what is left of the one running (the jobs of
-        every unit the outage failed wait for the same end of it)."""
+    def _pause_for(self, exc: Postpone) -> None:
+        """Claim nothing for a while: the outage would fail the next jobs too. Units failed by
+        the same outage share one pause; a new one doubles (jittered) up to the most."""
         now = time.monotonic()
-        if self._paused_until <= now:
-            pause = exc.delay if exc.delay is not None else self._outage.take()
-            self._paused_until = now + max(0.0, pause)
-            log.warning(
-                "%s; postponing the jobs it failed (their attempts kept) and claiming nothing "
-                "of %s for %.1fs",
-                exc,
-                self.queue,
-                pause,
-                extra={"queue": self.queue},
-            )
-        return self._paused_until - now
+        if self._paused_until > now:
+            return
+        pause = min(exc.delay, OUTAGE_PAUSE_MAX_S) if exc.delay is not None else self._outage.take()
+        self._paused_until = now + pause
+        log.warning(
+            "%s; claiming nothing of %s for %.1fs: the jobs it failed wait at their place in "
+            "line, their attempts kept (for the queue's outage_max_s, %.0fs, after a job's "
+            "first postponement)",
+            exc,
+            self.queue,
+            pause,
+            self.policy.outage_max_s,
+            extra={"queue": self.queue},
+        )
 
     async def _settle_failure(self, job: Job, exc: Exception) -> None:
         override = exc.delay if isinstance(exc, Retry) else None
-        postpone_s = self._outage_pause(exc) if isinstance(exc, Postpone) else -1.0
+        outage = isinstance(exc, Postpone)
+        if isinstance(exc, Postpone):
+            self._pause_for(exc)
         decision = decide_on_failure(
             self.policy,
             attempt=job.attempt,
@@ -455,7 +459,7 @@ class Worker:
             int(decision.delay_s * 1000),
             decision.reason,
             self.policy.dead_max_count,
-            int(postpone_s * 1000) if postpone_s >= 0 else -1,
+            "1" if outage else "0",
             int(self.policy.outage_max_s * 1000),
         )
         keys = (
@@ -470,6 +474,8 @@ class Worker:
             k.dead_info,
             k.counters,
             k.outages,
+            k.pending,
+            k.wake,
         )
         backoff = Backoff(first=0.05, cap=5.0)
         while True:
@@ -494,7 +500,7 @@ class Worker:
             log.debug("job %s postponed (%s)", job.id, exc, extra=extra)
             return
         self.counters.failed += 1
-        if isinstance(exc, Postpone):
+        if outage:
             log.warning(
                 "job %s has waited out outages for longer than the queue's outage_max_s "
                 "(%.0fs): this one counts as a failed attempt",

@@ -30,7 +30,7 @@ def test_lint() -> None:
 
 
 def test_every_pod_is_locked_down_and_labelled() -> None:
-    docs = render()
+    docs = render("influxdb.enabled=true")  # off by default
     workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
     assert {d["metadata"]["name"] for d in workloads} == {
         "conveyor-operator",
@@ -38,6 +38,7 @@ def test_every_pod_is_locked_down_and_labelled() -> None:
         "conveyor-ingestor",
         "conveyor-redis",
         "conveyor-mosquitto",
+        "conveyor-influxdb",
     }
     for w in workloads:
         pod = w["spec"]["template"]["spec"]

@@ -21,6 +21,7 @@ PODS = {  # values key -> (kind, name) of the workload
     "gateway": ("Deployment", "conveyor-gateway"),
     "redis": ("StatefulSet", "conveyor-redis"),
     "mqtt": ("StatefulSet", "conveyor-mosquitto"),
+    "influxdb": ("StatefulSet", "conveyor-influxdb"),
 }
 TOLERATION = {"key": "plant", "operator": "Equal", "value": "line-1", "effect": "NoSchedule"}
 AFFINITY = {
@@ -58,6 +59,7 @@ def test_each_component_takes_its_own_scheduling(tmp_path: Path) -> None:
         }
         for key in PODS
     }
+    values["influxdb"]["enabled"] = True  # optional: off by default
     file = tmp_path / "values.yaml"
     file.write_text(yaml.safe_dump(values))
     docs = render(values=file)
@@ -77,7 +79,7 @@ def test_each_component_takes_its_own_scheduling(tmp_path: Path) -> None:
 
 
 def test_by_default_only_the_ingestors_spread() -> None:
-    docs = render()
+    docs = render("influxdb.enabled=true")
     for key in PODS:
         spec = template(docs, key)["spec"]
         assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & set(spec), key

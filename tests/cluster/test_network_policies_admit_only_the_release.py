@@ -153,6 +153,23 @@ def test_redis_admits_the_release_and_its_workers_only(
     assert not connects(policies, pods["gateway"], redis, 6380)
 
 
+def test_the_in_chart_influxdb_admits_the_workers_and_the_gateway_only() -> None:
+    docs = render("influxdb.enabled=true")
+    policies, pods = by_kind(docs, "NetworkPolicy"), release_pods(docs)
+    influxdb = pods["influxdb"]
+    for client in ("worker", "gateway"):
+        assert connects(policies, pods[client], influxdb, 8086), client
+    for client in ("operator", "ingestor", "redis", "mosquitto", "uninstall"):
+        assert not connects(policies, pods[client], influxdb, 8086), client
+    stranger = Pod(NS, {"app": "debug"})
+    copied_worker = Pod("tenant", dict(pods["worker"].labels))
+    for attacker in (stranger, copied_worker):
+        assert not connects(policies, attacker, influxdb, 8086), attacker
+    assert not connects(policies, pods["worker"], influxdb, 8088)  # backups: the pod's own
+    assert not connects(policies, influxdb, INTERNET, 443)  # it reaches nothing
+    assert not connects(policies, pods["worker"], INTERNET, 8086)  # its writes go to it only
+
+
 def test_the_broker_admits_the_ingestor_and_labelled_mqtt_clients_of_the_namespace(
     chart: tuple[list[Doc], dict[str, Pod]],
 ) -> None:

@@ -139,7 +139,16 @@ class Edge:
         for i in range(self.args.messages):
             self.data(i)
             time.sleep(self.args.interval)
+        # The broker reads one packet per connection at a time, and a new connection under the
+        # same client id closes the old one with what it has not read yet. So the edge node
+        # hears its own NDEATH back (the broker took everything before it) before it goes.
+        heard = threading.Event()
+        self.client.subscribe(
+            self.topic(MessageType.NDEATH), QoS.AT_MOST_ONCE, lambda _c, _m: heard.set()
+        )
         self.publish(MessageType.NDEATH, self.death())
+        if not heard.wait(10):
+            raise SystemExit("the broker did not route the NDEATH back within 10 s")
         say("died", bd_seq=self.bd_seq)
         self.flush()
         self.client.disconnect()

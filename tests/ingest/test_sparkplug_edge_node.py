@@ -182,7 +182,7 @@ async def test_an_independent_edge_node_births_sends_aliases_dies_and_is_reborn(
             what=f"{expected} jobs",
             detail=lambda: (
                 f"{ {q: len(j) for q, j in jobs.items()} }\n{ingest.output()}\n"
-                f"{ingest_metrics(ingest)}"
+                f"{ingest_metrics(ingest)}\nbroker:\n{edge_connections(mosquitto)}"
             ),
         )
     finally:
@@ -377,6 +377,13 @@ async def queued_indexes(client: QueueClient, n: int) -> list[int]:
 
 async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
     return await count() >= n
+
+
+def edge_connections(mosquitto: MosquittoServer) -> str:
+    """What the broker logged of the edge nodes' connections (a new connection that takes over
+    an old one drops what that one had sent and not been read yet), for a failure's message."""
+    log = (mosquitto.workdir / "mosquitto.log").read_text(errors="replace")
+    return "\n".join(line for line in log.splitlines() if "edge-" in line)
 
 
 def ingest_metrics(process: CliProcess) -> str:
@@ -630,7 +637,8 @@ async def test_the_edge_nodes_data_reaches_influxdb_and_the_cache_named_and_type
             what="every job written",
             detail=lambda: (
                 f"queue: {stats}\nworker:\n{worker.output()}\n"
-                f"ingestor:\n{ingest.output()[-6000:]}\n{ingest_metrics(ingest)}"
+                f"ingestor:\n{ingest.output()[-6000:]}\n{ingest_metrics(ingest)}\n"
+                f"broker:\n{edge_connections(mosquitto)}"
             ),
         )
     finally:

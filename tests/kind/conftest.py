@@ -1,4 +1,5 @@
-"""A kind cluster with the Conveyor, Redis and Mosquitto images loaded, for the end-to-end suite.
+"""A kind cluster with the Conveyor, Redis, Mosquitto and InfluxDB images loaded, for the
+end-to-end suite.
 
 Needs nothing from a registry: the node image is built here
 (``tests/infra/kind/node-image.sh``: Kubernetes from the Go module proxy, Debian's containerd)
@@ -26,10 +27,12 @@ import pytest
 
 from tests.helpers import ROOT
 
-# The chart's in-release Redis and Mosquitto: built here FROM the local Debian base unless
-# named (GitHub Actions pulls the public redis and eclipse-mosquitto images).
+# The chart's in-release Redis, Mosquitto and InfluxDB: built here FROM the local Debian base
+# unless named (GitHub Actions pulls the public redis, eclipse-mosquitto and influxdb images).
 REDIS_IMAGE = os.environ.get("KIND_REDIS_IMAGE", "conveyor.local/redis:7.0")
 MOSQUITTO_IMAGE = os.environ.get("KIND_MOSQUITTO_IMAGE", "conveyor.local/mosquitto:2.0")
+INFLUXDB_IMAGE = os.environ.get("KIND_INFLUXDB_IMAGE", "conveyor.local/influxdb:1.8")
+SERVICE_IMAGES = (REDIS_IMAGE, MOSQUITTO_IMAGE, INFLUXDB_IMAGE)
 # The namespace the suite installs into, under the `restricted` Pod Security Standard: the
 # API server refuses any pod there that could run as root, escalate or add capabilities.
 NAMESPACE = "conveyor"
@@ -130,7 +133,7 @@ def kind() -> Iterator[Kind]:
     notes: list[str] = []
     image = os.environ.get("CONVEYOR_IMAGE", "")
     steps = [] if image else ["conveyor"]
-    if REDIS_IMAGE.startswith("conveyor.local/") or MOSQUITTO_IMAGE.startswith("conveyor.local/"):
+    if any(i.startswith("conveyor.local/") for i in SERVICE_IMAGES):
         steps.append("services")
     if steps:
         _timed(timings, "images built", "bash", str(ROOT / "hack/images.sh"), *steps)
@@ -156,7 +159,7 @@ def kind() -> Iterator[Kind]:
         _timed(
             timings,
             "images loaded",
-            *("kind", "load", "docker-image", image, REDIS_IMAGE, MOSQUITTO_IMAGE),
+            *("kind", "load", "docker-image", image, *SERVICE_IMAGES),
             *("--name", name),
         )
         cluster = Kind(name, image, timings, notes)

@@ -19,6 +19,7 @@ import yaml
 
 from tests.helpers import ROOT, wait_until
 from tests.kind.conftest import (
+    INFLUXDB_IMAGE,
     MOSQUITTO_IMAGE,
     REDIS_IMAGE,
     RESTRICTED_CONTAINER,
@@ -34,6 +35,7 @@ DEVICE = "press-01"  # a machine's own broker user: it may publish under press-0
 DEVICE_PASSWORD = secrets.token_hex(16)
 REDIS = "conveyor-redis.conveyor.svc.cluster.local"
 BROKER = "conveyor-mosquitto.conveyor.svc.cluster.local"
+INFLUXDB = "conveyor-influxdb.conveyor.svc.cluster.local"
 ATTEMPT_S = 5  # a connection attempt gives up after this long
 # mqtt_realtime's spec.alerts.maxDepth in the burst test: low, so that the backlog crosses it
 # for its 2 s while the first pod starts, however slowly the burst is ingested.
@@ -223,6 +225,8 @@ def release(kind: Kind) -> Iterator[Release]:
         "redis.image.tag": REDIS_IMAGE.rsplit(":", 1)[1],
         "mqtt.image.repository": MOSQUITTO_IMAGE.rsplit(":", 1)[0],
         "mqtt.image.tag": MOSQUITTO_IMAGE.rsplit(":", 1)[1],
+        "influxdb.image.repository": INFLUXDB_IMAGE.rsplit(":", 1)[0],
+        "influxdb.image.tag": INFLUXDB_IMAGE.rsplit(":", 1)[1],
     }
     sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
     # The broker's users beyond the ingestor (mqtt.devicesSecret in tests/infra/kind/values.yaml):
@@ -312,6 +316,15 @@ def start_simulator(kind: Kind, release: Release, name: str) -> None:
     )
 
 
+def influx_count(kind: Kind, query: str) -> int:
+    """A count from the in-chart InfluxDB, asked inside its pod with the reader's token (which
+    never leaves the pod)."""
+    ask = 'curl -sS -u "$READER_TOKEN" --data-urlencode "q=$1" "http://127.0.0.1:8086/query?db=$DATABASE"'
+    out = kind.kubectl("exec", "statefulset/conveyor-influxdb", "--", "sh", "-c", ask, "sh", query)
+    series = json.loads(out)["results"][0].get("series", [])
+    return int(series[0]["values"][0][1]) if series else 0
+
+
 def run_python(kind: Kind, where: str, namespace: str, script: str, *args: str) -> str:
     out = kind.kubectl(
         "exec", where, "--", "python", "-c", script, *args, namespace=namespace, timeout=60
@@ -367,12 +380,15 @@ def test_the_release_refuses_intruders(kind: Kind, release: Release) -> None:
 
         # The release's own pods get through: a refusal below is the policies' doing.
         assert connects(kind, "deploy/conveyor-gateway", "conveyor", REDIS, 6379)
+        assert connects(kind, "deploy/conveyor-gateway", "conveyor", INFLUXDB, 8086)
         assert connects(kind, "device", "conveyor", BROKER, 1883)
 
         for namespace, name in ((intruders, "copycat"), ("conveyor", "stranger")):
             assert not connects(kind, name, namespace, REDIS, 6379), f"{name} reached Redis"
             assert not connects(kind, name, namespace, BROKER, 1883), f"{name} reached the broker"
+            assert not connects(kind, name, namespace, INFLUXDB, 8086), f"{name} reached InfluxDB"
         assert not connects(kind, "device", "conveyor", REDIS, 6379), "an MQTT client reached Redis"
+        assert not connects(kind, "device", "conveyor", INFLUXDB, 8086), "a client reached InfluxDB"
 
         anonymous = mqtt_answer(kind, "device", "-", "anonymous-probe")
         assert anonymous["connect"] != "Success", anonymous
@@ -384,8 +400,8 @@ def test_the_release_refuses_intruders(kind: Kind, release: Release) -> None:
         posing = mqtt_answer(kind, "device", DEVICE, "conveyor-ingestor-0")
         assert posing["connect"] != "Success", posing
         kind.notes.append(
-            f"intruders refused: Redis and broker unreachable from {intruders}/copycat and "
-            f"conveyor/stranger; anonymous MQTT: {anonymous['connect']}; device subscribing to "
+            f"intruders refused: Redis, broker and InfluxDB unreachable from {intruders}/copycat "
+            f"and conveyor/stranger; anonymous MQTT: {anonymous['connect']}; device subscribing to "
             f"the share group and #: {device['subscribe']}; device posing as an ingestor: "
             f"{posing['connect']}"
         )
@@ -583,10 +599,11 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
     kind.kubectl(
         "wait", "--for=condition=Available", "deployment/mqtt-realtime-worker", "--timeout=300s"
     )
-    # Unlimited, one worker here drains as fast as two ingestors fill (there is no InfluxDB to
-    # wait for), so each worker pod gets a fifth of a core, as a worker pod sized for its
-    # share of a node would; and the queue starts from zero pods, as one that scales to zero
-    # when idle. A burst then builds a backlog, the operator scales up, real pods drain it.
+    # Unlimited, one worker here drains as fast as two ingestors fill (the in-chart InfluxDB
+    # takes a batch of 1,000 points quickly), so each worker pod gets a fifth of a core, as a
+    # worker pod sized for its share of a node would; and the queue starts from zero pods, as
+    # one that scales to zero when idle. A burst then builds a backlog, the operator scales up,
+    # real pods drain it.
     # Quick polling and cooldown for the test.
     patch = {
         "spec": {
@@ -657,9 +674,13 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
     q = realtime(kind)
     assert q["completed"] + q["failed"] == BURST, q  # every message accounted for
     assert first.peak > 1, "the backlog was drained without scaling beyond one pod"
+    # Every message a point in the in-chart InfluxDB (each has its own machine and time).
+    points = influx_count(kind, "SELECT count(value) FROM realtime WHERE signal='temperature'")
+    assert points == q["completed"], (points, q)
     kind.notes.append(
         f"mqtt_realtime: {BURST} published, {q['completed']:.0f} completed, "
-        f"{q['failed']:.0f} dead, peak {first.peak} replicas, pod {victim} killed mid-burst"
+        f"{q['failed']:.0f} dead, {points} points in InfluxDB, peak {first.peak} replicas, "
+        f"pod {victim} killed mid-burst"
     )
 
     # The backlog above spec.alerts.maxDepth fired a queue alert, and the drain resolved it:

@@ -68,12 +68,15 @@ async def test_a_job_rides_out_an_outage_longer_than_its_retries(
 
 async def test_the_worker_claims_nothing_while_an_outage_pauses_it(client: QueueClient) -> None:
     """A job queued while the worker pauses for an outage waits for the pause's end, though
-    the worker has a free slot: the outage would fail it too."""
+    the worker has a free slot (the outage would fail it too); the postponed job kept its place
+    in line, before it."""
     tried: dict[str, float] = {}
+    order: list[str] = []
 
     async def handle(job: Job) -> None:
         tried.setdefault(job.id, time.monotonic())
-        if job.id == "first" and len(tried) == 1:
+        order.append(job.id)
+        if order == ["first"]:
             await client.enqueue("sink", {"n": 2}, job_id="second")
             raise Postpone("influxdb:8086 refused the connection", delay=2.0)
 
@@ -84,6 +87,7 @@ async def test_the_worker_claims_nothing_while_an_outage_pauses_it(client: Queue
 
     await work_until(client, handle, both_done, "both jobs completed")
     assert tried["second"] - tried["first"] >= 2.0 - 0.05, tried
+    assert order == ["first", "first", "second"]
 
 
 async def test_past_the_outage_budget_outages_count_as_attempts(
@@ -131,3 +135,9 @@ async def test_a_job_postponed_past_its_budget_starts_spending_attempts(
     assert set(within) == {1}, tries  # its attempt kept
     assert [attempt for attempt, _ in tries][-2:] == [1, 2], tries  # then 2 attempts, dead
     assert worker.counters.postponed == len(tries) - 2
+
+
+def test_a_postponements_delay_is_bounded() -> None:
+    for delay in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="delay is seconds from 0 up"):
+            Postpone("away", delay=delay)

@@ -67,6 +67,6 @@ async def test_an_influxdb_outage_longer_than_the_retries_loses_no_point(
         assert worker.metric("conveyor_worker_failed_total") == 0
         [series] = own_influx.query("SELECT count(value) FROM realtime WHERE machine='press'")
         assert series["values"][0][1] == JOBS  # type: ignore[index]
-        assert "postponing the jobs it failed" in worker.output()
+        assert "claiming nothing of mqtt_realtime for" in worker.output()
     finally:
         worker.stop(timeout=30)

@@ -79,11 +79,12 @@ async def test_points_cache_and_stream(
     assert last["values"] == {"temp": 69.0, "run": True, "mode": "AUTO"}
 
 
-async def test_influx_outage_retries_and_writes_each_point_once(
+async def test_influx_outage_postpones_and_writes_each_point_once(
     client: QueueClient, influx: InfluxServer, start_worker: StartWorker
 ) -> None:
-    await client.set_policy("mqtt_realtime", backoff_base_s=0.5, max_retries=10)
-    await start_worker("mqtt_realtime", batch_size=20)
+    """The jobs an outage fails wait, their attempts kept, and are written once when InfluxDB
+    is back (tests/worker/test_influx_outage_costs_no_attempt.py: one longer than retries)."""
+    worker = await start_worker("mqtt_realtime", batch_size=20)
     await client.enqueue_many(
         "mqtt_realtime",
         [message("realtime", "press", {"timestamp": TS + i, "temp": float(i)}) for i in range(100)],
@@ -94,22 +95,22 @@ async def test_influx_outage_retries_and_writes_each_point_once(
 
     await eventually(first_written, timeout=20, what="the first 100 jobs written")
     influx.stop()
-    await client.enqueue_many(
-        "mqtt_realtime",
-        [
-            message("realtime", "press", {"timestamp": TS + i, "temp": float(i)})
-            for i in range(100, 200)
-        ],
-    )
-
-    async def felt() -> bool:
-        return (await client.queue_stats("mqtt_realtime")).retried > 0
-
-    await eventually(felt, timeout=10, what="a write refused by the outage, to retry")
-    stats = await client.queue_stats("mqtt_realtime")
-    assert stats.retried > 0  # the outage was felt
-    assert stats.completed < 200
-    influx.start()
+    try:
+        await client.enqueue_many(
+            "mqtt_realtime",
+            [
+                message("realtime", "press", {"timestamp": TS + i, "temp": float(i)})
+                for i in range(100, 200)
+            ],
+        )
+        await eventually(
+            lambda: worker.counters.postponed > 0, timeout=10, what="a write refused by the outage"
+        )
+        stats = await client.queue_stats("mqtt_realtime")
+        assert stats.retried == 0  # no attempt spent on the outage
+        assert stats.completed < 200
+    finally:
+        influx.start()  # the session's InfluxDB, for the tests after this one
 
     async def drained() -> bool:
         s = await client.queue_stats("mqtt_realtime")

@@ -67,6 +67,37 @@ capabilities:
 {{- end -}}
 {{- end -}}
 
+{{/* InfluxDB: the in-chart one (influxdb.enabled) or influx.url. With the in-chart one, the
+token Secrets are its generated Secret; setting influx.url or its Secrets as well is refused. */}}
+{{- define "conveyor.influxUrl" -}}
+{{- if .Values.influxdb.enabled -}}
+{{- if or .Values.influx.url .Values.influx.existingSecret .Values.influx.readSecret -}}
+{{- fail "influxdb.enabled runs an InfluxDB in the release and points influx.url and its tokens at it: leave influx.url, influx.existingSecret and influx.readSecret empty (or set influxdb.enabled=false to use your own InfluxDB)" -}}
+{{- end -}}
+{{- printf "http://%s:8086" (include "conveyor.component" (dict "root" . "component" "influxdb")) -}}
+{{- else -}}
+{{- .Values.influx.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the workers' InfluxDB token (under influx.tokenKey); empty: none. */}}
+{{- define "conveyor.influxSecret" -}}
+{{- if .Values.influxdb.enabled -}}
+{{- include "conveyor.component" (dict "root" . "component" "influxdb") -}}
+{{- else -}}
+{{- .Values.influx.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the gateway's read-only token (under influx.readTokenKey); empty: none. */}}
+{{- define "conveyor.influxReadSecret" -}}
+{{- if .Values.influxdb.enabled -}}
+{{- include "conveyor.component" (dict "root" . "component" "influxdb") -}}
+{{- else -}}
+{{- .Values.influx.readSecret -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "conveyor.brokerUrl" -}}
 {{- if .Values.mqtt.enabled -}}
 {{- printf "mqtt://%s:1883" (include "conveyor.component" (dict "root" . "component" "mosquitto")) -}}

@@ -36,12 +36,18 @@ cluster-wide operator they run in any namespace. */}}
 {{- $port | default .default -}}
 {{- end -}}
 
-{{/* Egress to InfluxDB (the port of influx.url, on any address), for the workers' writes and
-the gateway's charts; nothing when influx.url is empty. */}}
+{{/* Egress to InfluxDB, for the workers' writes and the gateway's charts: the in-chart one's
+pods, or the port of influx.url on any address; nothing when there is no InfluxDB. */}}
 {{- define "conveyor.np.influxEgress" -}}
+{{- if .Values.influxdb.enabled -}}
+- to: {{- include "conveyor.np.component" (dict "root" . "component" "influxdb") | nindent 4 }}
+  ports:
+    - {port: 8086, protocol: TCP}
+{{- else -}}
 {{- with .Values.influx.url -}}
 - ports:
     - {port: {{ include "conveyor.np.urlPort" (dict "url" . "default" (ternary "443" "80" (hasPrefix "https:" .))) }}, protocol: TCP}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

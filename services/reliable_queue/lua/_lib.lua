@@ -10,6 +10,7 @@
 --   conveyor:{Q}:fails      HASH  id -> failed attempts so far
 --   conveyor:{Q}:lost       HASH  id -> times its lease expired (worker crashed or hung)
 --   conveyor:{Q}:errors     HASH  id -> last error text
+--   conveyor:{Q}:outages    HASH  id -> when its handler first postponed it for an outage, ms
 --   conveyor:{Q}:dead       ZSET  id -> dead-lettered at, ms   (users call it dead:<Q>)
 --   conveyor:{Q}:dead_info  HASH  id -> JSON {reason, error, attempts, recoveries, failed_at}
 --   conveyor:{Q}:done       ZSET  id -> finished at, ms (finished-job records, capped)

@@ -1,37 +1,40 @@
 -- fail: record a failed attempt; schedule the retry or move the job to dead letters; or, for
--- an outage of a service the handler needs (not the job's fault), postpone the job without
--- spending an attempt, for as long as its outage budget lasts.
--- The decisions (retry after delay_ms, or bury; postpone after postpone_ms) are made by the
--- worker from the queue policy; this script applies them only if the lease token still
--- matches, and chooses between the two when a postponement is asked for.
+-- an outage of a service the handler needs (not the job's fault), postpone the job: back to
+-- pending at its place in line (the worker that saw the outage pauses), without spending an
+-- attempt, for as long as its outage budget lasts.
+-- The decision (retry after delay_ms, or bury) is made by the worker from the queue policy;
+-- this script applies it only if the lease token still matches, unless the job is postponed.
 -- KEYS[1] active  KEYS[2] leases  KEYS[3] fails  KEYS[4] lost  KEYS[5] errors  KEYS[6] jobs
 -- KEYS[7] delayed  KEYS[8] dead  KEYS[9] dead_info  KEYS[10] counters  KEYS[11] outages
+-- KEYS[12] pending  KEYS[13] wake
 -- ARGV[1] id  ARGV[2] token  ARGV[3] error text  ARGV[4] 'retry' | 'dead'
 -- ARGV[5] delay_ms (retry)  ARGV[6] reason (dead)  ARGV[7] dead_max_count
--- ARGV[8] postpone_ms (-1: not an outage)  ARGV[9] outage budget ms: how long after its first
--- postponement a job is still postponed rather than failed
+-- ARGV[8] '1': an outage, postponed while within its budget  ARGV[9] outage budget ms: how long
+-- after its first postponement a job is still postponed rather than failed
 -- Returns {1, attempts} applied, {2, attempts} postponed, {0, 0} rejected (lease lost).
-local active, leases, fails, lost, errors, jobs, delayed, dead, dead_info, counters, outages =
+local active, leases, fails, lost, errors, jobs, delayed, dead, dead_info, counters, outages,
+  pending, wake_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11]
+  KEYS[11], KEYS[12], KEYS[13]
 local id, token, err, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local lease = redis.call('HGET', leases, id)
 if not lease or string.sub(lease, 1, #token + 1) ~= token .. ':' then
   return {0, 0}
 end
 local now = now_ms()
-local postpone_ms = tonumber(ARGV[8])
 redis.call('ZREM', active, id)
 redis.call('HDEL', leases, id)
-if postpone_ms >= 0 then
+if ARGV[8] == '1' then
+  local budget = tonumber(ARGV[9])
   local first = tonumber(redis.call('HGET', outages, id) or '-1')
-  if first < 0 then
+  if first < 0 and budget > 0 then
     first = now
     redis.call('HSET', outages, id, now)
   end
-  if now - first < tonumber(ARGV[9]) then
+  if first >= 0 and now - first < budget then
     redis.call('HSET', errors, id, err)
-    redis.call('ZADD', delayed, int(now + postpone_ms), id)
+    redis.call('ZADD', pending, string.match(lease, ':([^:]+)$'), id)
+    wake(wake_key)
     return {2, tonumber(redis.call('HGET', fails, id) or '0')}
   end
 end

@@ -10,7 +10,7 @@ A write fails in one of two ways, told apart here because they need opposite han
   request too large, which splitting cures) -> :class:`PointsRejected`. Retrying the same
   points fails the same way; the caller finds the jobs that carry them (``isolating.py``).
 - everything else: no connection, a timeout, 5xx, 429, or 401/403/404 (a wrong token, bucket
-  or organisation, which no job can fix) -> :class:`SinkUnavailable`, and the batch is retried.
+  or organisation, which no job can fix) -> :class:`SinkUnavailable`, and the batch is postponed.
   So is a 400 about one of InfluxDB 1.8's capacity limits (``partial write: max-values-per-tag
   limit exceeded (100000/100000): measurement="realtime" tag="machine" value="..."``,
   ``partial write: max-series-per-database limit exceeded: (1000000)``) ->

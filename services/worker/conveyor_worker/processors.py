@@ -68,7 +68,7 @@ from conveyor_worker.points import (
     tech_line,
 )
 from conveyor_worker.spc import RULES, Limits, check_rules, individual_limits, subgroup_limits
-from reliable_queue import Job, NewJob, PermanentError, QueueClient, Retry
+from reliable_queue import Job, NewJob, PermanentError, QueueClient, QueueUnavailable, Retry
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +465,10 @@ async def process_spc(ctx: Context, jobs: Sequence[Job], deadline: float | None 
         await ctx.redis_pipeline(lambda p: [p.lrem(key, 1, raw) for key, raw in undo])
     raised = [a for job_id, found in alerts.items() if job_id not in failed for a in found]
     if raised:
-        await ctx.client.enqueue_many(ctx.settings.alerts_queue, raised)
+        try:
+            await ctx.client.enqueue_many(ctx.settings.alerts_queue, raised)
+        except QueueUnavailable as exc:  # an outage, as of any sink: the batch is postponed
+            raise SinkUnavailable(f"Redis did not take the SPC alerts: {exc}") from exc
         ctx.metrics.spc_violations.inc(len(raised))
     return failed
 

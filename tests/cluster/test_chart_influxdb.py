@@ -1,0 +1,229 @@
+"""The chart's optional, dev-grade InfluxDB (``influxdb.enabled``): off by default; when on,
+the workers write to it and the gateway reads from it with tokens of its generated Secret, by
+reference, and its pod is as locked down as the chart's others. Its start script
+(charts/conveyor/files/influxdb-start.sh) is run here as the StatefulSet runs it, with the
+StatefulSet's own settings, against a real influxd: users made on the first start and again on
+every start, a reader that can read and not write, nobody anonymous, and a volume that outlived
+its Secret refused, saying what to do."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.local_servers import free_port, influxd_binary
+from tests.cluster.chart import (
+    CHART,
+    env_of,
+    one,
+    pod_templates,
+    render,
+    render_fails,
+)
+from tests.helpers import wait_until
+from tests.servers import require_binary
+
+NAME = "conveyor-influxdb"
+START = CHART / "files" / "influxdb-start.sh"
+
+
+def test_off_by_default() -> None:
+    docs = render()
+    assert not [d for d in docs if d["metadata"]["name"] == NAME]
+
+
+def test_the_workers_and_the_gateway_use_it_by_reference() -> None:
+    docs = render("influxdb.enabled=true")
+    secret = one(docs, "Secret", NAME)["data"]
+    writer = base64.b64decode(secret["influx-token"]).decode()
+    reader = base64.b64decode(secret["influx-read-token"]).decode()
+    assert re.fullmatch(r"conveyor:[A-Za-z0-9]{40}", writer)
+    assert re.fullmatch(r"reader:[A-Za-z0-9]{40}", reader)
+    pods = pod_templates(docs)
+    operator = env_of(pods["Deployment/conveyor-operator"])
+    assert operator["INFLUX_URL"]["value"] == f"http://{NAME}:8086"
+    # The operator hands the workers the writer's Secret, by name: they read it by reference.
+    assert operator["OPERATOR_INFLUX_SECRET"]["value"] == NAME
+    assert operator["OPERATOR_INFLUX_SECRET_KEY"]["value"] == "influx-token"
+    gateway = env_of(pods["Deployment/conveyor-gateway"])
+    assert gateway["INFLUX_URL"]["value"] == f"http://{NAME}:8086"
+    assert gateway["INFLUX_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": NAME,
+        "key": "influx-read-token",
+    }
+    # The admission policy lets worker pods reference that Secret (and no other but Redis's).
+    policy = one(docs, "ValidatingAdmissionPolicy", "conveyor-operator.conveyor")
+    assert f'"{NAME}"' in str(policy["spec"])
+    assert one(docs, "Service", NAME)["spec"]["ports"][0]["port"] == 8086
+
+
+def test_its_pod_is_locked_down_and_keeps_its_data_on_a_volume() -> None:
+    sts = one(render("influxdb.enabled=true"), "StatefulSet", NAME)
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [container] = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    env = env_of(pod)
+    assert env["INFLUXDB_HTTP_AUTH_ENABLED"]["value"] == "true"
+    assert env["INFLUXDB_BIND_ADDRESS"]["value"].startswith("127.0.0.1:")
+    for name, key in (("WRITER_TOKEN", "influx-token"), ("READER_TOKEN", "influx-read-token")):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": NAME, "key": key}
+    assert env["DATABASE"]["value"] == "conveyor"  # influx.bucket's database
+    assert container["resources"]["limits"]["memory"]
+    [claim] = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/var/lib/influxdb", "/tmp"} <= mounts
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["influx.url=http://influx.example:8086", "influx.existingSecret=mine", "influx.readSecret=r"],
+)
+def test_an_influxdb_of_ones_own_beside_it_is_refused(value: str) -> None:
+    error = render_fails("influxdb.enabled=true", value)
+    assert "leave influx.url, influx.existingSecret and influx.readSecret empty" in error
+
+
+def test_the_two_tokens_need_two_keys() -> None:
+    error = render_fails(
+        "influxdb.enabled=true", "influx.tokenKey=token", "influx.readTokenKey=token"
+    )
+    assert "influx.tokenKey and influx.readTokenKey must differ" in error
+
+
+# --- the start script against a real influxd -------------------------------------------------
+
+
+class Started:
+    """influxdb-start.sh running as the StatefulSet runs it, with a real influxd."""
+
+    def __init__(self, tmp: Path, port: int, writer: str, reader: str) -> None:
+        sts = one(render("influxdb.enabled=true"), "StatefulSet", NAME)
+        values = {k: e["value"] for k, e in env_of(sts["spec"]["template"]["spec"]).items()
+                  if "value" in e}  # fmt: skip
+        # The pod's paths and ports, moved into the test's directory and free ports.
+        values |= {
+            "WRITER_TOKEN": writer,
+            "READER_TOKEN": reader,
+            "HOME": str(tmp / "home"),
+            "INFLUXDB_HTTP_BIND_ADDRESS": f"127.0.0.1:{port}",
+            "INFLUXDB_BIND_ADDRESS": f"127.0.0.1:{free_port()}",
+            **{k: v.replace("/var/lib/influxdb", str(tmp / "data"))
+               for k, v in values.items() if v.startswith("/var/lib/influxdb")},
+        }  # fmt: skip
+        (tmp / "home").mkdir(exist_ok=True)
+        (tmp / "home" / "initialised").unlink(missing_ok=True)  # a new pod's /tmp
+        binary = influxd_binary() or require_binary("influxd", install="hack/tools.sh influxd")
+        path = f"{Path(binary).parent}:{os.environ['PATH']}"
+        self.home = tmp / "home"
+        self.log = (tmp / "start.log").open("a")
+        self.proc = subprocess.Popen(
+            ["sh", str(START)],
+            env={"PATH": path, **values},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.log_path = tmp / "start.log"
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text()
+
+    def initialised(self) -> bool:
+        if self.proc.poll() is not None:
+            code = self.proc.returncode
+            raise AssertionError(f"the start script exited {code}:\n{self.output()}")
+        return (self.home / "initialised").exists()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait()
+
+    def wait(self) -> int:
+        code = self.proc.wait(timeout=60)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def influx_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def started(tmp_path: Path, influx_port: int) -> Iterator[list[Started]]:
+    runs: list[Started] = []
+    yield runs
+    for run in runs:
+        if run.proc.poll() is None:
+            run.proc.kill()
+        run.wait()
+
+
+def _call(port: int, path: str, token: str | None, data: bytes | None = None) -> int:
+    params = {"db": "conveyor"}
+    if path == "query":
+        params["q"] = "SELECT count(value) FROM m"
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{path}?{urllib.parse.urlencode(params)}", data=data
+    )
+    if token is not None:
+        request.add_header("Authorization", f"Token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+WRITER = "conveyor:Wsecret1"
+READER = "reader:Rsecret1"
+
+
+@pytest.mark.integration
+def test_the_start_script_makes_its_users_on_every_start(
+    tmp_path: Path, influx_port: int, started: list[Started]
+) -> None:
+    first = Started(tmp_path, influx_port, WRITER, READER)
+    started.append(first)
+    wait_until(first.initialised, timeout=60, what="InfluxDB initialised", detail=first.output)
+    point = b"m value=1 1750000000000000000"
+    assert _call(influx_port, "write", WRITER, point) == 204
+    assert _call(influx_port, "query", READER) == 200
+    assert _call(influx_port, "write", READER, point) == 403  # READ only
+    assert _call(influx_port, "query", None) == 401  # nobody anonymous
+    assert _call(influx_port, "write", "reader:wrong", point) == 401
+    assert "Wsecret1" not in first.output()  # no password in its log
+    assert first.stop() == 0  # SIGTERM reaches influxd, which ends cleanly
+
+    # Started again on the same data, with the reader's password changed: set again.
+    second = Started(tmp_path, influx_port, WRITER, "reader:Rsecret2")
+    started.append(second)
+    wait_until(second.initialised, timeout=60, what="InfluxDB initialised again")
+    assert _call(influx_port, "query", "reader:Rsecret2") == 200
+    assert _call(influx_port, "query", READER) == 401
+    assert second.stop() == 0
+
+    # A Secret that is not the volume's: refused, saying what to do.
+    third = Started(tmp_path, influx_port, "conveyor:Other1", "reader:Rsecret2")
+    started.append(third)
+    assert third.wait() == 1
+    assert "InfluxDB refuses the writer of its Secret" in third.output()
+    assert "delete the volume" in third.output()
