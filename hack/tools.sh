@@ -13,8 +13,8 @@
 #             plane's version, etcd and CoreDNS at the versions that kubeadm release pins, the
 #             pause program and runc-hostcaps (tests/infra/kind/), and kind-netpol
 #             (tests/infra/kind/netpol: the node's NetworkPolicy enforcement:
-#             kube-network-policies' engine at the version its go.mod pins), into
-#             $CACHE/kind-node/bin.
+#             kube-network-policies' engine at the version its go.mod pins), and rancher's
+#             local-path-provisioner (the node's volumes), into $CACHE/kind-node/bin.
 #   telegraf  only when named (never by default): Telegraf for `hack/bench.sh pipeline`, built
 #             with build tags that keep only the plugins the benchmark uses (mqtt_consumer, the
 #             JSON parser, the unpivot processor, outputs.influxdb). About a minute on two cores.
@@ -33,6 +33,8 @@ NODE_ETCD_VERSION=v3.6.5
 ETCD_VERSION=$NODE_ETCD_VERSION
 NODE_COREDNS_VERSION=v1.12.1
 KWOK_VERSION=v0.8.0
+# The kind node's volume provisioner (tests/infra/kind/node/default-storage.yaml runs it).
+LOCAL_PATH_VERSION=v0.0.30
 HELM_VERSION=v3.19.0
 TELEGRAF_VERSION=v1.37.2
 # Telegraf's custom-build tags: `custom` drops every plugin not named after it.
@@ -185,6 +187,11 @@ netpol_program() {
   mv "$target.tmp" "$target"
 }
 
+local_path_provisioner() {
+  BIN=$NODE_BIN build local-path-provisioner "$LOCAL_PATH_VERSION" \
+    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION" "-s -w"
+}
+
 tools=("$@")
 ((${#tools[@]})) || tools=(influxd k8s kind)
 for tool in "${tools[@]}"; do
@@ -216,11 +223,13 @@ for tool in "${tools[@]}"; do
       go_program pause
       go_program runc-hostcaps
       netpol_program
+      local_path_provisioner
       ;;
     telegraf) build telegraf "$TELEGRAF_VERSION" "github.com/influxdata/telegraf/cmd/telegraf@$TELEGRAF_VERSION" \
                 "-s -w -X github.com/influxdata/telegraf/internal.Version=${TELEGRAF_VERSION#v}" "$TELEGRAF_TAGS" ;;
     pause | runc-hostcaps) go_program "$tool" ;;
     kind-netpol) netpol_program ;;
-    *) die "unknown tool '$tool' (known: influxd, k8s, kind, telegraf, pause, runc-hostcaps, kind-netpol)" ;;
+    local-path-provisioner) local_path_provisioner ;;
+    *) die "unknown tool '$tool' (known: influxd, k8s, kind, telegraf, pause, runc-hostcaps, kind-netpol, local-path-provisioner)" ;;
   esac
 done

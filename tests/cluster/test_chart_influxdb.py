@@ -47,8 +47,15 @@ def test_the_workers_and_the_gateway_use_it_by_reference() -> None:
     secret = one(docs, "Secret", NAME)["data"]
     writer = base64.b64decode(secret["influx-token"]).decode()
     reader = base64.b64decode(secret["influx-read-token"]).decode()
-    assert re.fullmatch(r"conveyor:[A-Za-z0-9]{40}", writer)
+    assert re.fullmatch(r"writer:[A-Za-z0-9]{40}", writer)
     assert re.fullmatch(r"reader:[A-Za-z0-9]{40}", reader)
+    # The admin in a Secret of its own, which only the InfluxDB pod reads.
+    admin = one(docs, "Secret", f"{NAME}-admin")["data"]
+    assert re.fullmatch(
+        r"admin:[A-Za-z0-9]{40}", base64.b64decode(admin["influx-admin-token"]).decode()
+    )
+    readers = [name for name, pod in pod_templates(docs).items() if f"{NAME}-admin" in str(pod)]
+    assert readers == [f"StatefulSet/{NAME}"]
     pods = pod_templates(docs)
     operator = env_of(pods["Deployment/conveyor-operator"])
     assert operator["INFLUX_URL"]["value"] == f"http://{NAME}:8086"
@@ -61,9 +68,11 @@ def test_the_workers_and_the_gateway_use_it_by_reference() -> None:
         "name": NAME,
         "key": "influx-read-token",
     }
-    # The admission policy lets worker pods reference that Secret (and no other but Redis's).
+    # The admission policy lets worker pods reference that Secret (and no other but Redis's),
+    # never the admin's.
     policy = one(docs, "ValidatingAdmissionPolicy", "conveyor-operator.conveyor")
     assert f'"{NAME}"' in str(policy["spec"])
+    assert f"{NAME}-admin" not in str(policy["spec"])
     assert one(docs, "Service", NAME)["spec"]["ports"][0]["port"] == 8086
 
 
@@ -83,6 +92,8 @@ def test_its_pod_is_locked_down_and_keeps_its_data_on_a_volume() -> None:
     assert env["INFLUXDB_BIND_ADDRESS"]["value"].startswith("127.0.0.1:")
     for name, key in (("WRITER_TOKEN", "influx-token"), ("READER_TOKEN", "influx-read-token")):
         assert env[name]["valueFrom"]["secretKeyRef"] == {"name": NAME, "key": key}
+    admin = {"name": f"{NAME}-admin", "key": "influx-admin-token"}
+    assert env["ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == admin
     assert env["DATABASE"]["value"] == "conveyor"  # influx.bucket's database
     assert container["resources"]["limits"]["memory"]
     [claim] = sts["spec"]["volumeClaimTemplates"]
@@ -113,12 +124,13 @@ def test_the_two_tokens_need_two_keys() -> None:
 class Started:
     """influxdb-start.sh running as the StatefulSet runs it, with a real influxd."""
 
-    def __init__(self, tmp: Path, port: int, writer: str, reader: str) -> None:
+    def __init__(self, tmp: Path, port: int, admin: str, writer: str, reader: str) -> None:
         sts = one(render("influxdb.enabled=true"), "StatefulSet", NAME)
         values = {k: e["value"] for k, e in env_of(sts["spec"]["template"]["spec"]).items()
                   if "value" in e}  # fmt: skip
         # The pod's paths and ports, moved into the test's directory and free ports.
         values |= {
+            "ADMIN_TOKEN": admin,
             "WRITER_TOKEN": writer,
             "READER_TOKEN": reader,
             "HOME": str(tmp / "home"),
@@ -177,10 +189,17 @@ def started(tmp_path: Path, influx_port: int) -> Iterator[list[Started]]:
         run.wait()
 
 
-def _call(port: int, path: str, token: str | None, data: bytes | None = None) -> int:
+def _call(
+    port: int,
+    path: str,
+    token: str | None,
+    data: bytes | None = None,
+    *,
+    query: str = "SELECT count(value) FROM m",
+) -> int:
     params = {"db": "conveyor"}
     if path == "query":
-        params["q"] = "SELECT count(value) FROM m"
+        params["q"] = query
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/{path}?{urllib.parse.urlencode(params)}", data=data
     )
@@ -193,37 +212,62 @@ def _call(port: int, path: str, token: str | None, data: bytes | None = None) ->
         return exc.code
 
 
-WRITER = "conveyor:Wsecret1"
+ADMIN = "admin:Asecret1"
+WRITER = "writer:Wsecret1"
 READER = "reader:Rsecret1"
+
+
+def _users_of(port: int) -> int:
+    """HTTP status of SHOW USERS as the admin."""
+    return _call(port, "query", ADMIN, query="SHOW USERS")
 
 
 @pytest.mark.integration
 def test_the_start_script_makes_its_users_on_every_start(
     tmp_path: Path, influx_port: int, started: list[Started]
 ) -> None:
-    first = Started(tmp_path, influx_port, WRITER, READER)
+    first = Started(tmp_path, influx_port, ADMIN, WRITER, READER)
     started.append(first)
     wait_until(first.initialised, timeout=60, what="InfluxDB initialised", detail=first.output)
     point = b"m value=1 1750000000000000000"
     assert _call(influx_port, "write", WRITER, point) == 204
+    assert _call(influx_port, "query", WRITER) == 403  # WRITE only: no admin, no reads
+    drop = "DROP DATABASE conveyor"
+    assert _call(influx_port, "query", WRITER, b"", query=drop) == 403  # POSTed: not read-only
     assert _call(influx_port, "query", READER) == 200
     assert _call(influx_port, "write", READER, point) == 403  # READ only
     assert _call(influx_port, "query", None) == 401  # nobody anonymous
     assert _call(influx_port, "write", "reader:wrong", point) == 401
-    assert "Wsecret1" not in first.output()  # no password in its log
+    assert _users_of(influx_port) == 200
+    for secret in ("Asecret1", "Wsecret1", "Rsecret1"):
+        assert secret not in first.output()  # no password in its log
     assert first.stop() == 0  # SIGTERM reaches influxd, which ends cleanly
 
     # Started again on the same data, with the reader's password changed: set again.
-    second = Started(tmp_path, influx_port, WRITER, "reader:Rsecret2")
+    second = Started(tmp_path, influx_port, ADMIN, WRITER, "reader:Rsecret2")
     started.append(second)
     wait_until(second.initialised, timeout=60, what="InfluxDB initialised again")
     assert _call(influx_port, "query", "reader:Rsecret2") == 200
     assert _call(influx_port, "query", READER) == 401
+    assert _call(influx_port, "write", WRITER, point) == 204
     assert second.stop() == 0
 
-    # A Secret that is not the volume's: refused, saying what to do.
-    third = Started(tmp_path, influx_port, "conveyor:Other1", "reader:Rsecret2")
+    # Secrets that are not the volume's: refused, saying what to do.
+    third = Started(tmp_path, influx_port, "admin:Other1", WRITER, "reader:Rsecret2")
     started.append(third)
     assert third.wait() == 1
-    assert "InfluxDB refuses the writer of its Secret" in third.output()
+    assert "InfluxDB refuses the admin of its Secret" in third.output()
     assert "delete the volume" in third.output()
+
+
+def test_its_secrets_outlive_an_uninstall_only_with_the_volume() -> None:
+    kept = {"helm.sh/resource-policy": "keep"}
+    for sets, keep in (
+        ((), True),
+        (("volumeClaimsOnUninstall=Delete",), False),
+        (("influxdb.persistenceSize=",), False),
+    ):
+        docs = render("influxdb.enabled=true", *sets)
+        for name in (NAME, f"{NAME}-admin"):
+            annotations = one(docs, "Secret", name)["metadata"].get("annotations") or {}
+            assert (annotations == kept) == keep, (sets, name)

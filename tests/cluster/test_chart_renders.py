@@ -15,6 +15,7 @@ from tests.cluster.chart import (
     by_kind,
     env_of,
     helm,
+    one,
     pod_templates,
     render,
     render_fails,
@@ -144,6 +145,22 @@ def test_default_queues_are_the_original_design() -> None:
     }
 
 
+@pytest.mark.parametrize("when", ["Retain", "Delete"])
+def test_the_in_chart_stores_volumes_follow_volume_claims_on_uninstall(when: str) -> None:
+    docs = render("influxdb.enabled=true", f"volumeClaimsOnUninstall={when}")
+    for name in ("conveyor-redis", "conveyor-mosquitto", "conveyor-influxdb"):
+        sts = one(docs, "StatefulSet", name)["spec"]
+        assert sts["persistentVolumeClaimRetentionPolicy"] == {
+            "whenDeleted": when,
+            "whenScaled": "Retain",
+        }, name
+        assert sts["volumeClaimTemplates"], name
+    # On an emptyDir there is no claim to keep or delete.
+    redis = one(render("redis.persistenceSize="), "StatefulSet", "conveyor-redis")["spec"]
+    assert "persistentVolumeClaimRetentionPolicy" not in redis
+    assert "volumeClaimTemplates" not in redis
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -155,6 +172,7 @@ def test_default_queues_are_the_original_design() -> None:
         (["ingestor.receiveMaximum=70000"], "maximum"),
         (["ingestor.deadMaxBytes=1024"], "minimum"),
         (["ingestor.maxPayloadBytes=1000000000"], "maximum"),
+        (["volumeClaimsOnUninstall=Maybe"], "must be one of"),
     ],
 )
 def test_bad_values_fail_with_a_message(values: list[str], message: str) -> None:

@@ -216,8 +216,8 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(kind: Kind) -> Iterator[Release]:
-    # tests/infra/kind/values.yaml (the offline node: local images, no volume provisioner), with the
-    # images this run loaded.
+    # tests/infra/kind/values.yaml (the offline node: local images, volumes deleted with the
+    # release), with the images this run loaded.
     values = {
         "image.repository": kind.image.rsplit(":", 1)[0],
         "image.tag": kind.image.rsplit(":", 1)[1],
@@ -755,6 +755,27 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
     # itself is tested in tests/unit/test_scaling_policy.py and measured by hack/bench.sh autoscale.
     assert with_target.back_under_s <= LATENCY_BOUND_S, with_target.describe()
     assert depth_only.peak == 1, depth_only.describe()
+
+    # Redis keeps its AOF on its volume: its pod deleted (a node drained, say), it comes back
+    # with every queue's figures, and the components answer through it again unrestarted.
+    before = realtime(kind)
+    claims = kind.get("pvc")["items"]
+    assert {c["status"]["phase"] for c in claims} == {"Bound"}, claims
+    started = time.monotonic()
+    kind.kubectl("delete", "pod", "conveyor-redis-0")
+    kind.kubectl("wait", "--for=condition=Ready", "pod/conveyor-redis-0", "--timeout=180s")
+    wait_until(
+        lambda: realtime(kind)["completed"] == before["completed"],
+        what="the queue's figures back from Redis's volume",
+        timeout=60,
+        interval=1,
+        detail=lambda: f"before {before}, now {realtime(kind)}",
+    )
+    kind.timings["Redis back from its volume"] = time.monotonic() - started
+    kind.notes.append(
+        f"volumes: {len(claims)} claims bound; Redis pod deleted and back with its data "
+        f"({before['completed']:.0f} completed jobs counted before and after)"
+    )
 
     started = time.monotonic()
     kind.helm("uninstall", "conveyor", "--wait")

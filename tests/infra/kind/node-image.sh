@@ -7,7 +7,8 @@
 #      kubelet, kubeadm, kubectl into the node; kube-apiserver, kube-controller-manager,
 #      kube-scheduler, kube-proxy, etcd, CoreDNS and pause as images (tests/infra/kind/images)
 #      under the names `kubeadm config images list` gives; kind-netpol (tests/infra/kind/netpol), the
-#      NetworkPolicy enforcement that /kind/manifests/default-cni.yaml runs, as an image too
+#      NetworkPolicy enforcement that /kind/manifests/default-cni.yaml runs, and rancher's
+#      local-path-provisioner, which /kind/manifests/default-storage.yaml runs, as images too
 #   3. those images imported into the node's containerd (not unpacked; containerd unpacks
 #      them at first use), and the result committed as the node image
 #
@@ -109,6 +110,17 @@ build_image "$netpol_image" "$ROOT/tests/infra/kind/images/netpol.Dockerfile" "$
   --build-arg "KUBE_PROXY_IMAGE=$(printf '%s\n' "${images[@]}" | grep '/kube-proxy:')"
 say "NetworkPolicy image $netpol_image"
 images+=("$netpol_image")
+# Volumes: local-path-provisioner, under the name default-storage.yaml runs (which also runs
+# it as the helper pod that makes and removes a volume's directory: the Debian base has sh).
+local_path_version=$(sed -n 's/^LOCAL_PATH_VERSION=//p' "$ROOT/hack/tools.sh")
+local_path_image=conveyor.local/local-path-provisioner:$local_path_version
+grep -q "image: $local_path_image\$" "$ROOT/tests/infra/kind/node/default-storage.yaml" \
+  || die "tests/infra/kind/node/default-storage.yaml must run $local_path_image (hack/tools.sh's LOCAL_PATH_VERSION)"
+context=$(context_with local-path-provisioner "$NODE_BIN/local-path-provisioner")
+build_image "$local_path_image" "$ROOT/tests/infra/kind/images/binary.Dockerfile" "$context" \
+  --build-arg "NAME=local-path-provisioner"
+say "volume provisioner image $local_path_image"
+images+=("$local_path_image")
 pause_image=$(printf '%s\n' "${images[@]}" | grep '/pause:')
 grep -q "sandbox_image = \"$pause_image\"" "$ROOT/tests/infra/kind/node/containerd.toml" \
   || die "tests/infra/kind/node/containerd.toml must set sandbox_image = \"$pause_image\" (what kubeadm $K8S_VERSION uses)"
