@@ -66,7 +66,7 @@ class Postpone(ReliableQueueError):
     postponement counts as a failed attempt (retried with backoff, then dead-lettered). The
     worker also claims nothing of the queue for a while (its outage pause, doubling with each
     outage in a row, up to 30 s): the outage would fail those jobs too. ``delay`` (seconds, at
-    most 30) sets that pause.
+    most 30) sets that pause, unless the worker is paused already.
     """
 
     def __init__(

@@ -124,7 +124,16 @@ def test_the_two_tokens_need_two_keys() -> None:
 class Started:
     """influxdb-start.sh running as the StatefulSet runs it, with a real influxd."""
 
-    def __init__(self, tmp: Path, port: int, admin: str, writer: str, reader: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        port: int,
+        admin: str,
+        writer: str,
+        reader: str,
+        *,
+        command: tuple[str, ...] = ("sh", str(START)),
+    ) -> None:
         sts = one(render("influxdb.enabled=true"), "StatefulSet", NAME)
         values = {k: e["value"] for k, e in env_of(sts["spec"]["template"]["spec"]).items()
                   if "value" in e}  # fmt: skip
@@ -146,7 +155,7 @@ class Started:
         self.home = tmp / "home"
         self.log = (tmp / "start.log").open("a")
         self.proc = subprocess.Popen(
-            ["sh", str(START)],
+            command,
             env={"PATH": path, **values},
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -271,3 +280,21 @@ def test_its_secrets_outlive_an_uninstall_only_with_the_volume() -> None:
         for name in (NAME, f"{NAME}-admin"):
             annotations = one(docs, "Secret", name)["metadata"].get("annotations") or {}
             assert (annotations == kept) == keep, (sets, name)
+
+
+@pytest.mark.integration
+def test_a_first_start_cut_short_is_finished_by_the_next(
+    tmp_path: Path, influx_port: int, started: list[Started]
+) -> None:
+    """influxd made its meta store and the pod went before the admin was made (deleted while
+    starting): the next start makes the admin, rather than taking the volume for another's."""
+    bare = Started(tmp_path, influx_port, ADMIN, WRITER, READER, command=("influxd",))
+    started.append(bare)
+    meta = tmp_path / "data" / "meta" / "meta.db"
+    wait_until(lambda: meta.exists() and meta.stat().st_size > 0, timeout=60, what="meta.db")
+    bare.stop()
+    again = Started(tmp_path, influx_port, ADMIN, WRITER, READER)
+    started.append(again)
+    wait_until(again.initialised, timeout=60, what="InfluxDB initialised", detail=again.output)
+    assert _call(influx_port, "write", WRITER, b"m value=1 1750000000000000000") == 204
+    assert again.stop() == 0

@@ -29,6 +29,7 @@ start() {
   INFLUXDB_HTTP_BIND_ADDRESS=${1:-$INFLUXDB_HTTP_BIND_ADDRESS} influxd &
   pid=$!
   until curl -sf -o /dev/null "$url/ping"; do
+    [ "$stopping" = 0 ] || { stop; exit 143; }
     if ! kill -0 "$pid" 2>/dev/null; then
       wait "$pid" || exit $?
       exit 1
@@ -57,13 +58,18 @@ stop() {
 }
 
 umask 077
-if [ ! -s "${INFLUXDB_META_DIR:-/var/lib/influxdb/meta}/meta.db" ]; then
-  # A new volume: the first admin can be made without credentials while there is no user.
+pid='' stopping=0
+trap 'stopping=1; [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null' TERM INT
+# Made once the admin is: until then the volume is new (or its first start was cut short).
+made="${INFLUXDB_META_DIR:-/var/lib/influxdb/meta}.admin-made"
+if [ ! -e "$made" ]; then
+  # The first admin can be made without credentials while InfluxDB has no user, so it is made
+  # while influxd listens on the loopback address only. Refused if there is a user already.
   start "127.0.0.1:$port"
-  query - "CREATE USER \"$admin\" WITH PASSWORD '${ADMIN_TOKEN#*:}' WITH ALL PRIVILEGES"
+  query - "CREATE USER \"$admin\" WITH PASSWORD '${ADMIN_TOKEN#*:}' WITH ALL PRIVILEGES" || true
   stop
+  [ "$stopping" = 0 ] || exit 143
 fi
-trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
 start
 if ! query "$ADMIN_TOKEN" "SHOW DATABASES"; then
   kill -0 "$pid" 2>/dev/null && echo "influxdb-start: InfluxDB refuses the admin of its" \
@@ -72,6 +78,7 @@ if ! query "$ADMIN_TOKEN" "SHOW DATABASES"; then
   stop
   exit 1
 fi
+touch "$made"
 query "$ADMIN_TOKEN" "CREATE DATABASE \"$DATABASE\""
 for who in "$writer:$writer_password:WRITE" "$reader:$reader_password:READ"; do
   name=${who%%:*} rest=${who#*:}

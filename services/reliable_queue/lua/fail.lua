@@ -3,7 +3,7 @@
 -- pending at its place in line (the worker that saw the outage pauses), without spending an
 -- attempt, for as long as its outage budget lasts.
 -- The decision (retry after delay_ms, or bury) is made by the worker from the queue policy;
--- this script applies it only if the lease token still matches, unless the job is postponed.
+-- this script applies it, or the postponement, only if the lease token still matches.
 -- KEYS[1] active  KEYS[2] leases  KEYS[3] fails  KEYS[4] lost  KEYS[5] errors  KEYS[6] jobs
 -- KEYS[7] delayed  KEYS[8] dead  KEYS[9] dead_info  KEYS[10] counters  KEYS[11] outages
 -- KEYS[12] pending  KEYS[13] wake

@@ -3,7 +3,8 @@
 WorkerError
 ├── SinkUnavailable        a sink (InfluxDB, Redis) is away: the jobs are postponed, their
 │   │                      attempts kept (a reliable_queue.Postpone)
-│   └── InfluxLimitReached InfluxDB refused new series at one of its capacity limits
+│   └── InfluxLimitReached InfluxDB refused new series at one of its capacity limits (the
+│                          jobs that would add them are found and retried, attempts spent)
 ├── WebhookFailed          an alert webhook answered with an error or not at all: the alert's
 │                          attempt failed (retried, then dead-lettered)
 └── PointsRejected         InfluxDB refused points as bad data (HTTP 400/413/422): the same
