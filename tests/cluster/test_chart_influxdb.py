@@ -133,6 +133,7 @@ class Started:
         reader: str,
         *,
         command: tuple[str, ...] = ("sh", str(START)),
+        database: str | None = None,
     ) -> None:
         sts = one(render("influxdb.enabled=true"), "StatefulSet", NAME)
         values = {k: e["value"] for k, e in env_of(sts["spec"]["template"]["spec"]).items()
@@ -143,6 +144,7 @@ class Started:
             "WRITER_TOKEN": writer,
             "READER_TOKEN": reader,
             "HOME": str(tmp / "home"),
+            **({"DATABASE": database} if database is not None else {}),
             "INFLUXDB_HTTP_BIND_ADDRESS": f"127.0.0.1:{port}",
             "INFLUXDB_BIND_ADDRESS": f"127.0.0.1:{free_port()}",
             **{k: v.replace("/var/lib/influxdb", str(tmp / "data"))
@@ -298,3 +300,22 @@ def test_a_first_start_cut_short_is_finished_by_the_next(
     wait_until(again.initialised, timeout=60, what="InfluxDB initialised", detail=again.output)
     assert _call(influx_port, "write", WRITER, b"m value=1 1750000000000000000") == 204
     assert again.stop() == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("admin", "reader", "database"),
+    [
+        ("admin:x' WITH ALL PRIVILEGES --", READER, "conveyor"),
+        (ADMIN, "reader:", "conveyor"),
+        (ADMIN, READER, 'conveyor"; DROP DATABASE "x'),
+    ],
+)
+def test_the_start_script_refuses_what_would_not_stay_inside_its_quotes(
+    tmp_path: Path, influx_port: int, started: list[Started], admin: str, reader: str, database: str
+) -> None:
+    run = Started(tmp_path, influx_port, admin, WRITER, reader, database=database)
+    started.append(run)
+    assert run.wait() == 2
+    assert "must be letters, digits, _ or -" in run.output()
+    assert not (tmp_path / "data").exists()  # influxd never started

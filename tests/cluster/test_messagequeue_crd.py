@@ -122,6 +122,14 @@ def test_samples_are_accepted_with_defaults(crd: KubeCluster, ns: str) -> None:
             "spec.worker.handler in body should match",
         ),
         (
+            {"queue": "q", "retry": {"outageSeconds": -1}},
+            "spec.retry.outageSeconds: Invalid value: -1",
+        ),
+        (
+            {"queue": "q", "retry": {"outageSeconds": 10**9}},
+            "spec.retry.outageSeconds: Invalid value: 1000000000",
+        ),
+        (
             {"queue": "q", "worker": {"tolerations": [{"operator": "Always"}]}},
             'spec.worker.tolerations[0].operator: Unsupported value: "Always"',
         ),

@@ -45,6 +45,8 @@ def test_backoff_is_capped() -> None:
         ({"lease_s": 0}, "lease_s"),
         ({"backoff_base_s": 10, "backoff_max_s": 5}, "backoff_max_s must be at least"),
         ({"concurrency": 0}, "concurrency"),
+        ({"outage_max_s": -1}, "outage_max_s"),
+        ({"outage_max_s": 10**9}, "outage_max_s"),
         ({"bogus": 1}, "bogus"),
     ],
 )
