@@ -440,8 +440,7 @@ class Worker:
 
     async def _settle_failure(self, job: Job, exc: Exception) -> None:
         override = exc.delay if isinstance(exc, Retry) else None
-        outage = isinstance(exc, Postpone)
-        if isinstance(exc, Postpone):
+        if outage := isinstance(exc, Postpone):
             self._pause_for(exc)
         decision = decide_on_failure(
             self.policy,

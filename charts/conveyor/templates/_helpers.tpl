@@ -67,6 +67,19 @@ capabilities:
 {{- end -}}
 {{- end -}}
 
+{{/* An in-chart store's volume (/data of its StatefulSet's pods), of .size, kept or deleted
+by `helm uninstall` as volumeClaimsOnUninstall says. */}}
+{{- define "conveyor.dataVolumeClaim" -}}
+persistentVolumeClaimRetentionPolicy:
+  whenDeleted: {{ .root.Values.volumeClaimsOnUninstall }}
+  whenScaled: Retain
+volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: {{ .size }}}}
+{{- end -}}
+
 {{/* InfluxDB: the in-chart one (influxdb.enabled) or influx.url. With the in-chart one, the
 token Secrets are its generated Secret; setting influx.url or its Secrets as well is refused. */}}
 {{- define "conveyor.influxUrl" -}}
