@@ -5,7 +5,8 @@
 #                             when dockerd is missing and starts dockerd when none runs; on
 #                             a host whose capability bounding set is short (a sandbox),
 #                             registers runc-hostcaps as dockerd's default runtime so that
-#                             --privileged containers (kind's nodes) can start
+#                             --privileged containers (kind's nodes) can start; raises the
+#                             host's inotify limits to what kind asks for several nodes
 #   hack/images.sh base       Debian bookworm (debootstrap --variant=minbase) imported as
 #                             conveyor.local/debian:bookworm; the rootfs tarball is cached
 #   hack/images.sh python     conveyor.local/python:3.11-bookworm: the base + Debian's python3,
@@ -41,6 +42,7 @@ source "$ROOT/hack/lib/docker.sh"
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 ensure_docker() {
+  ensure_inotify
   if docker version >/dev/null 2>&1; then
     ensure_runtime
     return
@@ -53,6 +55,19 @@ ensure_docker() {
     register_runtime
   fi
   start_dockerd
+}
+
+# Each kind node runs its own systemd, kubelet and containerd, all watching files: kind's
+# documented minimum for clusters of several nodes ("too many open files" below it). Raised
+# only, never lowered.
+ensure_inotify() {
+  local key want have
+  for key in fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=524288; do
+    want=${key#*=} have=$(sysctl -n "${key%=*}")
+    if ((have < want)); then
+      as_root sysctl -q -w "$key" || die "could not raise ${key%=*} to $want (kind's nodes need it)"
+    fi
+  done
 }
 
 start_dockerd() {

@@ -164,7 +164,7 @@ netpol_program() {
   need_go
   mkdir -p "$NODE_BIN"
   local build="$CACHE/src/kind-netpol" kubernetes="$CACHE/src/kubernetes-$K8S_VERSION"
-  rm -rf "$build" && mkdir -p "$build" && cp "$dir"/main.go "$dir"/go.mod "$dir"/go.sum "$build/"
+  rm -rf "$build" && mkdir -p "$build" && cp "$dir"/*.go "$dir"/go.mod "$dir"/go.sum "$build/"
   say "building kind-netpol (tests/infra/kind/netpol)"
   local log="$CACHE/build-kind-netpol.log"
   if ! (

@@ -7,8 +7,10 @@ and so are the images the chart runs (``hack/images.sh conveyor services``).
 ``KIND_NODE_IMAGE`` picks another node image (GitHub Actions runs kind's published ones);
 ``KIND_CLUSTER`` names an existing cluster to use; ``CONVEYOR_IMAGE`` an image to load instead
 of building one; ``KIND_KEEP=1`` keeps the cluster.
-The suite installs into the namespace ``conveyor``, which the fixture creates under the
-``restricted`` Pod Security Standard.
+The cluster has three nodes (``tests/infra/kind/cluster.yaml``): a control plane, the state node
+(Redis, Mosquitto, InfluxDB; their images are loaded only there) and a second worker; its start
+time and memory are in the summary. The suite installs into the namespace ``conveyor``, which the
+fixture creates under the ``restricted`` Pod Security Standard.
 Without kind or a Docker engine the suite skips, saying what to run; in CI it fails.
 """
 
@@ -59,12 +61,52 @@ def restricted_namespace(name: str) -> str:
     )
 
 
+CLUSTER_CONFIG = ROOT / "tests/infra/kind/cluster.yaml"
+
+
+def state_node(cluster: str) -> str:
+    """The worker that cluster.yaml labels conveyor.io/state (kind names workers in order)."""
+    return f"{cluster}-worker"
+
+
+def other_node(cluster: str) -> str:
+    """The worker that runs only what can move."""
+    return f"{cluster}-worker2"
+
+
+def node_memory(cluster: str) -> dict[str, float]:
+    """MiB each node container of the cluster uses now, by node name (``docker stats``)."""
+    nodes = _run("kind", "get", "nodes", "--name", cluster).split()
+    out = _run("docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *nodes)
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}
+    used: dict[str, float] = {}
+    for line in out.splitlines():
+        node, usage = line.split(" ", 1)
+        amount = usage.split("/")[0].strip()
+        unit = next(u for u in units if amount.endswith(u))
+        used[node] = float(amount.removesuffix(unit)) * units[unit]
+    return used
+
+
+def describe_memory(used: dict[str, float]) -> str:
+    nodes = ", ".join(f"{n} {m:.0f}" for n, m in sorted(used.items()))
+    return f"{sum(used.values()):.0f} MiB ({nodes})"
+
+
 @dataclass
 class Kind:
     name: str
     image: str
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def state_node(self) -> str:
+        return state_node(self.name)
+
+    @property
+    def other_node(self) -> str:
+        return other_node(self.name)
 
     def kubectl(
         self,
@@ -80,8 +122,8 @@ class Kind:
             raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
         return done.stdout
 
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json"))
+    def get(self, *args: str, namespace: str = NAMESPACE) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json", namespace=namespace))
 
     def helm(self, *args: str, check: bool = True) -> str:
         cmd = ["helm", "--kube-context", f"kind-{self.name}", "-n", "conveyor", *args]
@@ -149,23 +191,40 @@ def kind() -> Iterator[Kind]:
             node = out.split()[-1]
         name = "conveyor-e2e"
         subprocess.run(["kind", "delete", "cluster", "--name", name], capture_output=True)
-        _timed(
-            timings,
-            "cluster up",
-            *("kind", "create", "cluster", "--name", name, "--image", node, "--wait", "180s"),
+        started = time.monotonic()
+        _run(
+            *("kind", "create", "cluster", "--name", name, "--image", node),
+            *("--config", str(CLUSTER_CONFIG), "--wait", "180s"),
         )
         created = True
+        # --wait waits for the control plane; the workers join meanwhile.
+        _run(
+            *("kubectl", "--context", f"kind-{name}", "wait", "--for=condition=Ready"),
+            *("nodes", "--all", "--timeout=180s"),
+        )
+        timings["cluster up"] = time.monotonic() - started
     try:
+        workers = f"{state_node(name)},{other_node(name)}"
         _timed(
             timings,
             "images loaded",
-            *("kind", "load", "docker-image", image, *SERVICE_IMAGES),
-            *("--name", name),
+            *("kind", "load", "docker-image", image, "--name", name, "--nodes", workers),
         )
+        _timed(
+            timings,
+            "store images loaded",
+            *("kind", "load", "docker-image", *SERVICE_IMAGES),
+            *("--name", name, "--nodes", state_node(name)),
+        )
+        notes.append(f"cluster memory, started: {describe_memory(node_memory(name))}")
         cluster = Kind(name, image, timings, notes)
         cluster.kubectl("apply", "-f", "-", stdin=restricted_namespace(NAMESPACE))
         yield cluster
     finally:
+        try:
+            notes.append(f"cluster memory, at the end: {describe_memory(node_memory(name))}")
+        except AssertionError as e:  # the cluster is broken: the failure says so already
+            notes.append(f"cluster memory, at the end: unread ({e})")
         # Shown in the run's summary (pytest_terminal_summary below), not only with -s.
         timed = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
         REPORT.extend([*notes, f"timings: {timed}"])

@@ -1,6 +1,7 @@
-// Command kind-netpol enforces Kubernetes NetworkPolicies on the offline kind node
-// (tests/infra/kind/node-image.sh): the policy engine of sigs.k8s.io/kube-network-policies decides, and an
-// iptables NFQUEUE dataplane of our own brings it the packets to decide on.
+// Command kind-netpol is the offline kind node's network agent (tests/infra/kind/node-image.sh), on
+// every node: it connects the node's pods to the other nodes' (podnetwork.go), and it enforces
+// Kubernetes NetworkPolicies: the policy engine of sigs.k8s.io/kube-network-policies decides, and
+// an iptables NFQUEUE dataplane of our own brings it the packets to decide on.
 //
 // kube-network-policies judges the first packet of each connection in user space against the
 // cluster's NetworkPolicies (its standard evaluator: ingress and egress, pod, namespace and
@@ -57,18 +58,24 @@ func main() {
 	node := flag.String("node", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	resync := flag.Duration("resync", 30*time.Second, "rewrite the rules at least this often")
 	readyFile := flag.String("ready-file", "/tmp/ready", "created once the rules are in place")
+	subnet := flag.String("pod-subnet", os.Getenv("POD_SUBNET"), "the cluster's pod subnet (default $POD_SUBNET)")
+	cniDir := flag.String("cni-dir", "/etc/cni/net.d", "where the node's container runtime reads its CNI config")
 	flag.Parse()
 	if *node == "" {
 		klog.Fatal("no node name: set NODE_NAME or -node")
 	}
+	podSubnet, err := netip.ParsePrefix(*subnet)
+	if err != nil || !podSubnet.Addr().Is4() {
+		klog.Fatalf("the pod subnet %q is not an IPv4 prefix: set POD_SUBNET or -pod-subnet (kind's is 10.244.0.0/16)", *subnet)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	if err := run(ctx, *node, *queue, *resync, *readyFile); err != nil {
+	if err := run(ctx, *node, podSubnet.Masked(), *cniDir, *queue, *resync, *readyFile); err != nil {
 		klog.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, node string, queue int, resync time.Duration, readyFile string) error {
+func run(ctx context.Context, node string, podSubnet netip.Prefix, cniDir string, queue int, resync time.Duration, readyFile string) error {
 	config, err := restConfig()
 	if err != nil {
 		return err
@@ -77,7 +84,34 @@ func run(ctx context.Context, node string, queue int, resync time.Duration, read
 	if err != nil {
 		return err
 	}
+	rules, err := newRules(queue)
+	if err != nil {
+		return err
+	}
+
+	// Pod networking first: the node is not Ready, nor are the policies of any use, without it.
+	podCIDR, err := ownPodCIDR(ctx, client, node)
+	if err != nil {
+		return err
+	}
+	if !podSubnet.Contains(podCIDR.Addr()) {
+		return fmt.Errorf("this node's podCIDR %s is outside the pod subnet %s", podCIDR, podSubnet)
+	}
+	if err := writeCNIConfig(cniDir, podCIDR); err != nil {
+		return err
+	}
+	if err := masquerade(ctx, rules.mode, podSubnet); err != nil {
+		return err
+	}
+	klog.InfoS("pods addressed from this node's range", "podCIDR", podCIDR, "subnet", podSubnet)
+
 	factory := informers.NewSharedInformerFactory(client, 0)
+	nodes := factory.Core().V1().Nodes()
+	nodeChanged := make(chan struct{}, 1)
+	if _, err := nodes.Informer().AddEventHandler(onChange(nodeChanged)); err != nil {
+		return err
+	}
+	podRoutes := &routes{self: node, nodes: nodes.Lister()}
 	namespaces := factory.Core().V1().Namespaces()
 	pods := factory.Core().V1().Pods()
 	policies := factory.Networking().V1().NetworkPolicies()
@@ -98,10 +132,6 @@ func run(ctx context.Context, node string, queue int, resync time.Duration, read
 	standard := networkpolicy.NewStandardNetworkPolicy(node, namespaces, pods, policies)
 	engine := networkpolicy.NewPolicyEngine(provider, []api.PolicyEvaluator{standard})
 
-	rules, err := newRules(queue)
-	if err != nil {
-		return err
-	}
 	changed := make(chan struct{}, 1)
 	engine.SetDataplaneSyncCallbacks(func() {
 		select {
@@ -112,9 +142,12 @@ func run(ctx context.Context, node string, queue int, resync time.Duration, read
 	factory.Start(ctx.Done())
 	klog.InfoS("waiting for the pods, namespaces and network policies", "node", node)
 	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
-		return engine.Ready(), nil
+		return engine.Ready() && nodes.Informer().HasSynced(), nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := podRoutes.sync(ctx); err != nil {
 		return err
 	}
 
@@ -139,8 +172,19 @@ func run(ctx context.Context, node string, queue int, resync time.Duration, read
 			// The rules stay: with --queue-bypass they let everything through until a new
 			// instance listens again, which then finds them in place.
 			return nil
+		case <-nodeChanged:
+			if err := podRoutes.sync(ctx); err != nil {
+				klog.ErrorS(err, "setting the pod routes; trying again at the next change or resync")
+			}
+			continue
 		case <-changed:
 		case <-ticker.C:
+			if err := podRoutes.sync(ctx); err != nil {
+				klog.ErrorS(err, "setting the pod routes; trying again at the next change or resync")
+			}
+			if err := masquerade(ctx, rules.mode, podSubnet); err != nil {
+				klog.ErrorS(err, "writing the masquerade rules; trying again at the next resync")
+			}
 		}
 		if err := rules.sync(ctx, engine); err != nil {
 			klog.ErrorS(err, "writing the iptables rules; trying again at the next change or resync")
@@ -262,13 +306,8 @@ func (r *rules) sync(ctx context.Context, engine *networkpolicy.PolicyEngine) er
 		return fmt.Errorf("iptables-restore: %w: %s", err, out)
 	}
 	for chain, hook := range map[string]string{postroutingChain: "POSTROUTING", inputChain: "INPUT"} {
-		check := exec.CommandContext(ctx, "iptables-"+r.mode, "-w", "5", "-t", "mangle", "-C", hook, "-j", chain)
-		if check.Run() == nil {
-			continue
-		}
-		insert := exec.CommandContext(ctx, "iptables-"+r.mode, "-w", "5", "-t", "mangle", "-I", hook, "1", "-j", chain)
-		if out, err := insert.CombinedOutput(); err != nil {
-			return fmt.Errorf("jumping from %s to %s: %w: %s", hook, chain, err, out)
+		if err := ensureJump(ctx, r.mode, "mangle", hook, chain); err != nil {
+			return err
 		}
 	}
 	if text != r.written {
