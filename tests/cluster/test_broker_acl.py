@@ -94,7 +94,11 @@ def run_broker(tmp: Path, *sets: str) -> Iterator[int]:
     port = free_port()
     conf = (tmp / "auth" / "mosquitto.conf").read_text()
     assert "listener 1883\n" in conf
+    assert "listener 1884\n" in conf
     conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+    # The ingestors' listener: the same users and access control (per_listener_settings false),
+    # so the tests connect everyone to the one above; this one only must not clash.
+    conf = conf.replace("listener 1884\n", f"listener {free_port()} 127.0.0.1\n")
     conf = conf.replace(
         "persistence_location /mosquitto/data/", f"persistence_location {tmp}/data/"
     )

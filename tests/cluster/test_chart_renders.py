@@ -69,7 +69,8 @@ def test_ingestor_is_a_statefulset_whose_pod_name_is_the_client_id() -> None:
     env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MQTT_CLIENT_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["MQTT_SHARE_GROUP"]["value"] == "conveyor"
-    assert env["MQTT_BROKER_URL"]["value"] == "mqtt://conveyor-mosquitto:1883"
+    # The broker's ingestor listener, through the Service that reaches it before it is ready.
+    assert env["MQTT_BROKER_URL"]["value"] == "mqtt://conveyor-mosquitto-ingest:1884"
     assert env["REDIS_URL"]["value"] == "redis://conveyor-redis:6379/0"
 
 

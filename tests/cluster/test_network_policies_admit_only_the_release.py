@@ -176,10 +176,15 @@ def test_the_broker_admits_the_ingestor_and_labelled_mqtt_clients_of_the_namespa
     policies, pods = chart
     broker = pods["mosquitto"]
     simulator = Pod(NS, {"run": "simulator", "conveyor.io/mqtt-client": "true"})
-    assert connects(policies, pods["ingestor"], broker, 1883)
+    # The ingestors on their own listener (ready before publishers are let in), publishers on
+    # 1883: neither on the other's.
+    assert connects(policies, pods["ingestor"], broker, 1884)
+    assert not connects(policies, pods["ingestor"], broker, 1883)
     assert connects(policies, simulator, broker, 1883)
+    assert not connects(policies, simulator, broker, 1884)
     for client in ("worker", "gateway", "operator", "redis"):
-        assert not connects(policies, pods[client], broker, 1883), client
+        for port in (1883, 1884):
+            assert not connects(policies, pods[client], broker, port), (client, port)
     assert not connects(policies, Pod(NS, {"run": "debug"}), broker, 1883)
     assert not connects(policies, Pod("tenant", dict(simulator.labels)), broker, 1883)
     assert not connects(policies, INTERNET, broker, 1883)

@@ -88,7 +88,9 @@ def node_memory(cluster: str) -> dict[str, float]:
     return used
 
 
-def describe_memory(used: dict[str, float]) -> str:
+def memory(cluster: str) -> str:
+    """What the cluster's nodes use now, in all and each, for the summary."""
+    used = node_memory(cluster)
     nodes = ", ".join(f"{n} {m:.0f}" for n, m in sorted(used.items()))
     return f"{sum(used.values()):.0f} MiB ({nodes})"
 
@@ -216,13 +218,13 @@ def kind() -> Iterator[Kind]:
             *("kind", "load", "docker-image", *SERVICE_IMAGES),
             *("--name", name, "--nodes", state_node(name)),
         )
-        notes.append(f"cluster memory, started: {describe_memory(node_memory(name))}")
+        notes.append(f"cluster memory, started: {memory(name)}")
         cluster = Kind(name, image, timings, notes)
         cluster.kubectl("apply", "-f", "-", stdin=restricted_namespace(NAMESPACE))
         yield cluster
     finally:
         try:
-            notes.append(f"cluster memory, at the end: {describe_memory(node_memory(name))}")
+            notes.append(f"cluster memory, at the end: {memory(name)}")
         except AssertionError as e:  # the cluster is broken: the failure says so already
             notes.append(f"cluster memory, at the end: unread ({e})")
         # Shown in the run's summary (pytest_terminal_summary below), not only with -s.

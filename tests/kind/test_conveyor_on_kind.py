@@ -19,20 +19,26 @@ import yaml
 
 from tests.helpers import ROOT, wait_until
 from tests.kind.conftest import (
-    INFLUXDB_IMAGE,
-    MOSQUITTO_IMAGE,
-    REDIS_IMAGE,
     RESTRICTED_CONTAINER,
     RESTRICTED_POD,
     Kind,
+    memory,
     restricted_namespace,
-    restricted_overrides,
+)
+from tests.kind.pipeline import (
+    BURST,
+    DEVICE,
+    DEVICE_PASSWORD,
+    TEMPERATURE_POINTS,
+    Release,
+    influx_count,
+    installed,
+    realtime,
+    replicas,
+    start_simulator,
 )
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
-BURST = 30_000
-DEVICE = "press-01"  # a machine's own broker user: it may publish under press-01/ only
-DEVICE_PASSWORD = secrets.token_hex(16)
 REDIS = "conveyor-redis.conveyor.svc.cluster.local"
 BROKER = "conveyor-mosquitto.conveyor.svc.cluster.local"
 INFLUXDB = "conveyor-influxdb.conveyor.svc.cluster.local"
@@ -107,10 +113,6 @@ print(json.dumps(seen))
 """
 
 
-def replicas(kind: Kind, deployment: str) -> int:
-    return int(kind.get("deployment", deployment)["spec"].get("replicas", 0))
-
-
 WORKERS = ("conveyor", "workers", "--json")
 WEBHOOK_TIMEOUT_S = 30.0  # the scale-in test's job: an alert whose webhook never answers
 
@@ -119,13 +121,6 @@ def queue_stats(kind: Kind, queue: str) -> dict[str, Any]:
     out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", "conveyor", "queues", "--json")
     stats: dict[str, Any] = json.loads(out)["queues"].get(queue, {})
     return stats
-
-
-def realtime(kind: Kind) -> dict[str, float]:
-    out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", "conveyor", "queues", "--json")
-    stats: dict[str, float] = json.loads(out)["queues"].get("mqtt_realtime", {})
-    counts = ("pending", "processing", "delayed", "completed", "failed", "oldest_pending_age_s")
-    return {k: stats.get(k, 0) for k in counts}
 
 
 def worker_pods(kind: Kind, *, running: bool) -> list[str]:
@@ -206,59 +201,10 @@ def burst(
     return drain
 
 
-@dataclass
-class Release:
-    """The chart installed with tests/infra/kind/values.yaml; ``simulator_password`` is the broker
-    password of the publisher user the simulator runs as."""
-
-    simulator_password: str
-
-
 @pytest.fixture(scope="module")
 def release(kind: Kind) -> Iterator[Release]:
-    # tests/infra/kind/values.yaml (the offline node: local images, volumes deleted with the
-    # release), with the images this run loaded.
-    values = {
-        "image.repository": kind.image.rsplit(":", 1)[0],
-        "image.tag": kind.image.rsplit(":", 1)[1],
-        "redis.image.repository": REDIS_IMAGE.rsplit(":", 1)[0],
-        "redis.image.tag": REDIS_IMAGE.rsplit(":", 1)[1],
-        "mqtt.image.repository": MOSQUITTO_IMAGE.rsplit(":", 1)[0],
-        "mqtt.image.tag": MOSQUITTO_IMAGE.rsplit(":", 1)[1],
-        "influxdb.image.repository": INFLUXDB_IMAGE.rsplit(":", 1)[0],
-        "influxdb.image.tag": INFLUXDB_IMAGE.rsplit(":", 1)[1],
-    }
-    sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
-    # The broker's users beyond the ingestor (mqtt.devicesSecret in tests/infra/kind/values.yaml):
-    # the simulator, a publisher of every machine's topics, and one machine's device user.
-    simulator_password = secrets.token_hex(16)
-    kind.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "conveyor-devices",
-        f"--from-literal=simulator={simulator_password}",
-        f"--from-literal={DEVICE}={DEVICE_PASSWORD}",
-    )
-    started = time.monotonic()
-    kind.helm(
-        "install",
-        "conveyor",
-        str(ROOT / "charts/conveyor"),
-        "--wait",
-        "--timeout",
-        "10m",
-        "-f",
-        str(ROOT / "tests/infra/kind/values.yaml"),
-        *sets,
-    )
-    kind.timings["helm install"] = time.monotonic() - started
-    try:
-        yield Release(simulator_password)
-    finally:
-        # The last test uninstalls and checks that nothing is left; after a failure, this does.
-        kind.helm("uninstall", "conveyor", "--wait", check=False)
-        kind.kubectl("delete", "secret", "conveyor-devices", "--ignore-not-found")
+    with installed(kind) as release:
+        yield release
 
 
 def probe_pod(kind: Kind, name: str, labels: dict[str, str]) -> Any:
@@ -282,47 +228,6 @@ def probe_pod(kind: Kind, name: str, labels: dict[str, str]) -> Any:
             ],
         },
     }
-
-
-def start_simulator(kind: Kind, release: Release, name: str) -> None:
-    """A pod publishing BURST realtime messages as fast as it can, then done (Succeeded)."""
-    kind.kubectl(
-        "run",
-        name,
-        "--image",
-        kind.image,
-        "--restart",
-        "Never",
-        "--image-pull-policy",
-        "IfNotPresent",
-        "--override-type",  # the namespace enforces the restricted Pod Security Standard
-        "strategic",
-        "--overrides",
-        restricted_overrides(name),
-        "--env",
-        "MQTT_BROKER_URL=mqtt://conveyor-mosquitto:1883",
-        "--env",
-        "MQTT_USERNAME=simulator",
-        "--env",  # the test's own throwaway password, as a value in its own pod
-        f"MQTT_PASSWORD={release.simulator_password}",
-        "--labels",
-        "conveyor.io/mqtt-client=true",  # the NetworkPolicy admits labelled pods to the broker
-        "--",
-        "simulate",
-        "--burst",
-        str(BURST),
-        "--duration",
-        "0",
-    )
-
-
-def influx_count(kind: Kind, query: str) -> int:
-    """A count from the in-chart InfluxDB, asked inside its pod with the reader's token (which
-    never leaves the pod)."""
-    ask = 'curl -sS -u "$READER_TOKEN" --data-urlencode "q=$1" "http://127.0.0.1:8086/query?db=$DATABASE"'
-    out = kind.kubectl("exec", "statefulset/conveyor-influxdb", "--", "sh", "-c", ask, "sh", query)
-    series = json.loads(out)["results"][0].get("series", [])
-    return int(series[0]["values"][0][1]) if series else 0
 
 
 def run_python(kind: Kind, where: str, namespace: str, script: str, *args: str) -> str:
@@ -675,13 +580,14 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
     assert q["completed"] + q["failed"] == BURST, q  # every message accounted for
     assert first.peak > 1, "the backlog was drained without scaling beyond one pod"
     # Every message a point in the in-chart InfluxDB (each has its own machine and time).
-    points = influx_count(kind, "SELECT count(value) FROM realtime WHERE signal='temperature'")
+    points = influx_count(kind, TEMPERATURE_POINTS)
     assert points == q["completed"], (points, q)
     kind.notes.append(
         f"mqtt_realtime: {BURST} published, {q['completed']:.0f} completed, "
         f"{q['failed']:.0f} dead, {points} points in InfluxDB, peak {first.peak} replicas, "
         f"pod {victim} killed mid-burst"
     )
+    kind.notes.append(f"cluster memory, the first burst drained: {memory(kind.name)}")
 
     # The backlog above spec.alerts.maxDepth fired a queue alert, and the drain resolved it:
     # Events on the MessageQueue, and both through the alerts worker's pod to the gateway.

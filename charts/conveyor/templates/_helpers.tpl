@@ -111,6 +111,7 @@ token Secrets are its generated Secret; setting influx.url or its Secrets as wel
 {{- end -}}
 {{- end -}}
 
+{{/* Where publishers reach the broker (NOTES.txt). */}}
 {{- define "conveyor.brokerUrl" -}}
 {{- if .Values.mqtt.enabled -}}
 {{- printf "mqtt://%s:1883" (include "conveyor.component" (dict "root" . "component" "mosquitto")) -}}
@@ -118,6 +119,20 @@ token Secrets are its generated Secret; setting influx.url or its Secrets as wel
 {{- required "set mqtt.brokerUrl (or mqtt.enabled=true for the in-chart Mosquitto)" .Values.mqtt.brokerUrl -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Where the ingestors reach the broker: the in-chart one's ingestor listener (its own Service,
+which routes to the broker before it is ready for publishers: mosquitto-service.yaml), or
+mqtt.brokerUrl. */}}
+{{- define "conveyor.ingestorBrokerUrl" -}}
+{{- if .Values.mqtt.enabled -}}
+{{- printf "mqtt://%s:%d" (include "conveyor.component" (dict "root" . "component" "mosquitto-ingest")) (include "conveyor.mqttIngestorPort" . | int) -}}
+{{- else -}}
+{{- include "conveyor.brokerUrl" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The in-chart broker's listener for the ingestors (publishers use 1883). */}}
+{{- define "conveyor.mqttIngestorPort" -}}1884{{- end -}}
 
 {{/* The Secret holding the Redis password: the installer's, or the one the chart generates
 (redis-secret.yaml). Redis always has a password. */}}

@@ -7,7 +7,7 @@
 #      kubelet, kubeadm, kubectl into the node; kube-apiserver, kube-controller-manager,
 #      kube-scheduler, kube-proxy, etcd, CoreDNS and pause as images (tests/infra/kind/images)
 #      under the names `kubeadm config images list` gives; kind-netpol (tests/infra/kind/netpol), the
-#      NetworkPolicy enforcement that /kind/manifests/default-cni.yaml runs, and rancher's
+#      network agent (pod routes, NetworkPolicies) that /kind/manifests/default-cni.yaml runs, and rancher's
 #      local-path-provisioner, which /kind/manifests/default-storage.yaml runs, as images too
 #   3. those images imported into the node's containerd (not unpacked; containerd unpacks
 #      them at first use), and the result committed as the node image
@@ -99,7 +99,7 @@ while read -r image name; do
   images+=("$image")
 done < <(component_images)
 ((${#images[@]} >= 7)) || die "kubeadm listed ${#images[@]} images; is $NODE_BIN/kubeadm a working kubeadm?"
-# NetworkPolicy enforcement: kind-netpol FROM the kube-proxy image (the same iptables), under
+# The network agent: kind-netpol FROM the kube-proxy image (the same iptables), under
 # the name the DaemonSet in default-cni.yaml runs: kube-network-policies' version in its go.mod.
 netpol_version=$(sed -n 's|^\s*sigs\.k8s\.io/kube-network-policies \(v[^ ]*\).*|\1|p' "$ROOT/tests/infra/kind/netpol/go.mod")
 netpol_image=conveyor.local/kind-netpol:$netpol_version
