@@ -78,7 +78,7 @@ def node_memory(cluster: str) -> dict[str, float]:
     """MiB each node container of the cluster uses now, by node name (``docker stats``)."""
     nodes = _run("kind", "get", "nodes", "--name", cluster).split()
     out = _run("docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *nodes)
-    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 1024**2}  # "0B": stopped
     used: dict[str, float] = {}
     for line in out.splitlines():
         node, usage = line.split(" ", 1)
@@ -199,13 +199,13 @@ def kind() -> Iterator[Kind]:
             *("--config", str(CLUSTER_CONFIG), "--wait", "180s"),
         )
         created = True
-        # --wait waits for the control plane; the workers join meanwhile.
-        _run(
-            *("kubectl", "--context", f"kind-{name}", "wait", "--for=condition=Ready"),
-            *("nodes", "--all", "--timeout=180s"),
-        )
-        timings["cluster up"] = time.monotonic() - started
     try:
+        if created:  # --wait waits for the control plane; the workers join meanwhile
+            _run(
+                *("kubectl", "--context", f"kind-{name}", "wait", "--for=condition=Ready"),
+                *("nodes", "--all", "--timeout=180s"),
+            )
+            timings["cluster up"] = time.monotonic() - started
         workers = f"{state_node(name)},{other_node(name)}"
         _timed(
             timings,

@@ -13,10 +13,10 @@ broker acknowledged every one):
    jobs its workers held return after their lease.
 
 For each: every published message is a point in InfluxDB (each has its own machine and
-millisecond) or a dead letter; duplicates (at-least-once: jobs processed again) are counted and
-allowed. A table of them is printed at the end.
+millisecond), none lost and none dead-lettered; duplicates (at-least-once: jobs processed again)
+are counted and allowed. A table of them is printed at the end.
 
-Not in the default run (about 10 minutes): ``hack/test.sh --chaos``.
+Not in the default run (about 6 minutes with the cluster's start): ``hack/test.sh --chaos``.
 """
 
 from __future__ import annotations
@@ -175,11 +175,11 @@ def chaos_burst(kind: Kind, release: Release, scenario: str, blow: Callable[[], 
             if q is None or q["pending"] + q["processing"] + q["delayed"]:
                 idle.clear()
                 return False
-            if q["completed"] + q["failed"] - base >= BURST:
-                return True
-            idle.setdefault(
-                "since", time.monotonic()
-            )  # short: the count below says what is missing
+            if q["completed"] + q["failed"] - base >= BURST:  # as many jobs, duplicates counted
+                points = influx_count(kind, TEMPERATURE_POINTS) - points_before
+                if points + q["failed"] - settled["failed"] >= BURST:  # each message done
+                    return True
+            idle.setdefault("since", time.monotonic())  # the count below says what is missing
             return time.monotonic() - idle["since"] > 60
 
         wait_until(
@@ -205,6 +205,9 @@ def chaos_burst(kind: Kind, release: Release, scenario: str, blow: Callable[[], 
         kind.kubectl("delete", "pod", simulator, "--wait=false", check=False)
     assert outcome.lost == 0, outcome
     assert outcome.points <= outcome.published, outcome  # one point per message, at most
+    # Nothing here makes a message unprocessable: a dead letter is a retry budget spent on an
+    # outage (which costs no attempt: docs/reliable-queue.md), and would hide a loss above.
+    assert outcome.dead == 0, outcome
     return outcome
 
 
@@ -247,8 +250,10 @@ def test_influxdb_away_for_30_s_costs_no_point_and_no_dead_letter(
         back = time.monotonic() - struck
         return f"InfluxDB away {INFLUXDB_AWAY_S:.0f} s, ready again {back:.1f} s after it went"
 
-    outcome = chaos_burst(kind, release, "InfluxDB away 30 s", blow)
-    assert outcome.dead == 0, outcome  # an outage costs no attempt (docs/reliable-queue.md)
+    try:
+        chaos_burst(kind, release, "InfluxDB away 30 s", blow)
+    finally:  # back, whatever happened, for the scenarios after this one
+        kind.kubectl("scale", "statefulset/conveyor-influxdb", "--replicas=1", check=False)
 
 
 def test_the_broker_pod_deleted_loses_nothing(kind: Kind, release: Release) -> None:
@@ -323,7 +328,10 @@ def test_the_leading_operator_killed_before_a_scale_up_hands_over(
         )
         return f"leader {leader} killed; scaled up {time.monotonic() - struck:.1f} s after"
 
-    chaos_burst(kind, release, "operator leader killed", blow)
+    try:
+        chaos_burst(kind, release, "operator leader killed", blow)
+    finally:  # the autoscaler's again, whatever happened, for the scenarios after this one
+        hold(None)
 
 
 def test_a_worker_node_stopped_loses_nothing(kind: Kind, release: Release) -> None:
