@@ -302,6 +302,8 @@ def test_a_queues_page_draws_its_depth_rates_and_oldest_age(
         page.locator('[data-queue="alerts"] h3 a').click(timeout=15_000)
         expect(page).to_have_url(f"{gw.url}/#queue/alerts")
         page.select_option("#queue-window", "10")
+        # The 1 h window's charts (drawn on opening) stay until the 10 min answer replaces them.
+        expect(page.locator("#queue-note")).to_contain_text("over the last 10 min", timeout=15_000)
         depth = page.locator('figure[data-series="depth"]')
         expect(depth).to_have_attribute("data-max", "40", timeout=15_000)
         rate = page.locator('figure[data-series="rate"]')
