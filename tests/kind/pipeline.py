@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from tests.helpers import ROOT
 from tests.kind.conftest import (
@@ -30,9 +31,21 @@ def replicas(kind: Kind, deployment: str) -> int:
     return int(kind.get("deployment", deployment)["spec"].get("replicas", 0))
 
 
-def realtime(kind: Kind) -> dict[str, float]:
+def patch_spec(kind: Kind, mq: str, spec: dict[str, Any]) -> None:
+    """A merge patch of MessageQueue ``mq``'s spec."""
+    patch = json.dumps({"spec": spec})
+    kind.kubectl("patch", "mq", mq, "--type", "merge", "-p", patch)
+
+
+def queue_stats(kind: Kind, queue: str) -> dict[str, Any]:
+    """A queue's figures, as ``conveyor queues --json`` in the gateway's pod says them."""
     out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", "conveyor", "queues", "--json")
-    stats: dict[str, float] = json.loads(out)["queues"].get("mqtt_realtime", {})
+    stats: dict[str, Any] = json.loads(out)["queues"].get(queue, {})
+    return stats
+
+
+def realtime(kind: Kind) -> dict[str, float]:
+    stats = queue_stats(kind, "mqtt_realtime")
     counts = ["pending", "processing", "delayed", "completed", "failed", "enqueued"]
     counts.append("oldest_pending_age_s")
     return {k: stats.get(k, 0) for k in counts}

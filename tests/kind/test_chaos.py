@@ -21,7 +21,6 @@ Not in the default run (about 6 minutes with the cluster's start): ``hack/test.s
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ from tests.kind.pipeline import (
     Release,
     influx_count,
     installed,
+    patch_spec,
     realtime,
     replicas,
     start_simulator,
@@ -116,8 +116,7 @@ def table(outcomes: list[Outcome]) -> list[str]:
 def release(kind: Kind) -> Iterator[Release]:
     try:
         with installed(kind, str(ROOT / "tests/infra/kind/chaos-values.yaml")) as release:
-            patch = json.dumps({"spec": SCALING})
-            kind.kubectl("patch", "mq", "mqtt-realtime", "--type", "merge", "-p", patch)
+            patch_spec(kind, "mqtt-realtime", SCALING)
             kind.kubectl(
                 "wait", "--for=condition=Available", "deploy/mqtt-realtime-worker", "--timeout=300s"
             )
@@ -297,12 +296,8 @@ def test_the_leading_operator_killed_before_a_scale_up_hands_over(
     # No worker until the leader is gone (spec.replicas 0, as `kubectl scale` sets it): the
     # backlog is certain, and scaling up from it is the standby's to do.
     def hold(replicas: int | None) -> None:
-        spec = {
-            "replicas": replicas,
-            "minReplicas": SCALING["minReplicas"] if replicas is None else 0,
-        }
-        patch = json.dumps({"spec": spec})
-        kind.kubectl("patch", "mq", "mqtt-realtime", "--type", "merge", "-p", patch)
+        least = SCALING["minReplicas"] if replicas is None else 0  # replicas within the bounds
+        patch_spec(kind, "mqtt-realtime", {"replicas": replicas, "minReplicas": least})
 
     hold(0)
     wait_until(

@@ -33,6 +33,8 @@ from tests.kind.pipeline import (
     Release,
     influx_count,
     installed,
+    patch_spec,
+    queue_stats,
     realtime,
     replicas,
     start_simulator,
@@ -117,12 +119,6 @@ WORKERS = ("conveyor", "workers", "--json")
 WEBHOOK_TIMEOUT_S = 30.0  # the scale-in test's job: an alert whose webhook never answers
 
 
-def queue_stats(kind: Kind, queue: str) -> dict[str, Any]:
-    out = kind.kubectl("exec", "deploy/conveyor-gateway", "--", "conveyor", "queues", "--json")
-    stats: dict[str, Any] = json.loads(out)["queues"].get(queue, {})
-    return stats
-
-
 def worker_pods(kind: Kind, *, running: bool) -> list[str]:
     pods = kind.get("pods", "-l", "app.kubernetes.io/instance=mqtt-realtime")["items"]
     return [
@@ -185,8 +181,7 @@ def burst(
 ) -> Drain:
     """mqtt_realtime's spec patched with ``spec``, then a burst drained; ``expected`` jobs
     finished in all, this burst's included."""
-    patch = json.dumps({"spec": spec})
-    kind.kubectl("patch", "mq", "mqtt-realtime", "--type", "merge", "-p", patch)
+    patch_spec(kind, "mqtt-realtime", spec)
     start_simulator(kind, release, simulator)
     wait_until(
         lambda: realtime(kind)["pending"] > 0,
@@ -373,7 +368,7 @@ def test_scale_in_removes_the_idle_pods_and_interrupts_nothing(
             ]
         },
     }
-    kind.kubectl("patch", "mq", "alerts", "--type", "merge", "-p", json.dumps({"spec": spec}))
+    patch_spec(kind, "alerts", spec)
     try:
 
         def pods() -> set[str]:
@@ -427,9 +422,7 @@ def test_scale_in_removes_the_idle_pods_and_interrupts_nothing(
         )
         [busy] = [pod for pod, jobs in held().items() if jobs]
         idle = pods() - {busy}
-        kind.kubectl(
-            "patch", "mq", "alerts", "--type", "merge", "-p", '{"spec": {"minReplicas": 1}}'
-        )
+        patch_spec(kind, "alerts", {"minReplicas": 1})
         wait_until(
             lambda: replicas(kind, "alerts-worker") == 1,
             what="the scale-in",
@@ -527,7 +520,7 @@ def test_install_scale_drain_and_uninstall(kind: Kind, release: Release) -> None
             },
         }
     }
-    kind.kubectl("patch", "mq", "mqtt-realtime", "--type", "merge", "-p", json.dumps(patch))
+    patch_spec(kind, "mqtt-realtime", patch["spec"])
     wait_until(
         lambda: replicas(kind, "mqtt-realtime-worker") == 0,
         what="scale to zero",
