@@ -6,8 +6,10 @@ broker acknowledged every one):
 2. the broker's pod deleted: it comes back from its volume, ingestors resume their sessions;
 3. Redis's pod deleted: it comes back from its AOF on its volume, ingestors and workers resume
    unrestarted;
-4. the leading operator killed while the queue waits for a scale-up: the standby takes over
-   after the peering lease and scales up;
+4. the leading operator force-deleted while mqtt_realtime is held at no worker, then handed
+   back to the autoscaler with a backlog: the standby (or the leader's replacement) takes over
+   and scales up (a leader gone without a word, and its 15 s lease, are
+   tests/cluster/test_operator_resilience.py's);
 5. the second worker node stopped (``docker stop``): once NotReady it gets the out-of-service
    taint, as after a node's unplanned shutdown, its pods are replaced on the state node, and the
    jobs its workers held return after their lease.
