@@ -86,19 +86,26 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 @contextlib.contextmanager
 def run_broker(tmp: Path, *sets: str) -> Iterator[int]:
-    """mosquitto with the configuration build-auth.sh wrote, on a free loopback port."""
+    """mosquitto with the configuration build-auth.sh wrote, on a free loopback port (the
+    publishers' listener: it has the same users and access control as the ingestors', since
+    per_listener_settings is false, so the tests connect everyone there)."""
+    with run_broker_listeners(tmp, *sets) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def run_broker_listeners(tmp: Path, *sets: str) -> Iterator[tuple[int, int]]:
+    """The same, yielding the ports of both listeners: the publishers' and the ingestors'."""
     binary = require_binary("mosquitto", install="apt-get install mosquitto")
     require_binary("mosquitto_passwd", install="apt-get install mosquitto")
     done = build_auth(tmp, DEVICES, *sets)
     assert done.returncode == 0, done.stderr
-    port = free_port()
+    port, ingestor_port = free_port(), free_port()
     conf = (tmp / "auth" / "mosquitto.conf").read_text()
     assert "listener 1883\n" in conf
     assert "listener 1884\n" in conf
     conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
-    # The ingestors' listener: the same users and access control (per_listener_settings false),
-    # so the tests connect everyone to the one above; this one only must not clash.
-    conf = conf.replace("listener 1884\n", f"listener {free_port()} 127.0.0.1\n")
+    conf = conf.replace("listener 1884\n", f"listener {ingestor_port} 127.0.0.1\n")
     conf = conf.replace(
         "persistence_location /mosquitto/data/", f"persistence_location {tmp}/data/"
     )
@@ -109,7 +116,7 @@ def run_broker(tmp: Path, *sets: str) -> Iterator[int]:
     proc = subprocess.Popen([binary, "-c", str(tmp / "mosquitto.conf")], **QUIET)
     try:
         wait_until_running(tmp / "mosquitto.log", proc)
-        yield port
+        yield port, ingestor_port
     finally:
         proc.terminate()
         proc.wait(10)
@@ -298,6 +305,21 @@ def test_the_broker_holds_at_most_max_connections_clients(tmp_path: Path) -> Non
         clients = [Client(port, INGESTOR, INGESTOR_PASSWORD) for _ in range(3)]
         try:
             assert [c.reason.is_failure for c in clients] == [False, False, True]
+        finally:
+            for c in clients:
+                c.close()
+
+
+def test_the_ingestors_listener_has_seats_of_its_own(tmp_path: Path) -> None:
+    """Publishers filling their listener (mqtt.maxConnections) take no seat of the ingestors',
+    which holds 64 (a fixed cap: scaling the ingestors changes no broker configuration)."""
+    with run_broker_listeners(tmp_path, "mqtt.maxConnections=2") as (port, ingestor_port):
+        clients = [Client(port, INGESTOR, INGESTOR_PASSWORD) for _ in range(3)]
+        try:
+            assert [c.reason.is_failure for c in clients] == [False, False, True]
+            clients += [Client(ingestor_port, INGESTOR, INGESTOR_PASSWORD) for _ in range(65)]
+            seats = [c.reason.is_failure for c in clients[3:]]
+            assert seats == [False] * 64 + [True], seats
         finally:
             for c in clients:
                 c.close()
