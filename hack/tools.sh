@@ -5,14 +5,14 @@
 #
 #   influxd   InfluxDB OSS 1.8.10: pure Go (1.11+ and 2.x need Rust for flux) and it serves
 #             the v2 write API (/api/v2/write) that the workers use.
-#   k8s       the test control plane: etcd, kube-apiserver, kube-controller-manager,
-#             kube-scheduler and kubectl (Kubernetes 1.34, built rather than the PyPI wheel,
-#             which only has 1.36+, too far from this server), kwok and kwokctl, helm.
+#   k8s       the test control plane at $K8S_VERSION (below): kube-apiserver,
+#             kube-controller-manager, kube-scheduler, kubectl, kubeadm, and etcd at the
+#             version that release's kubeadm deploys (kubeadm is asked), kwok and kwokctl, helm.
 #   kind      kind itself, and what its offline node image is made of
-#             (tests/infra/kind/node-image.sh): kubelet, kubeadm and kube-proxy at the control
-#             plane's version, etcd and CoreDNS at the versions that kubeadm release pins, the
-#             pause program and runc-hostcaps (tests/infra/kind/), and kind-netpol
-#             (tests/infra/kind/netpol: the node's NetworkPolicy enforcement:
+#             (tests/infra/kind/node-image.sh): the same Kubernetes release (the control plane's
+#             binaries are copied, the kubelet and kube-proxy built), etcd, and CoreDNS at the
+#             version kubeadm deploys, the pause program and runc-hostcaps (tests/infra/kind/),
+#             and kind-netpol (tests/infra/kind/netpol: the node's NetworkPolicy enforcement:
 #             kube-network-policies' engine at the version its go.mod pins), and rancher's
 #             local-path-provisioner (the node's volumes), into $CACHE/kind-node/bin.
 #   telegraf  only when named (never by default): Telegraf for `hack/bench.sh pipeline`, built
@@ -25,13 +25,15 @@ BIN="$CACHE/bin"
 NODE_BIN="$CACHE/kind-node/bin"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 INFLUXDB_VERSION=v1.8.10
-K8S_VERSION=v1.34.4
+# The Kubernetes release every test runs on, the control plane's (tests/cluster) and the kind
+# suite's: the newest release the Go module proxy serves. Its kubelet runs on this cgroup v1
+# host with `failCgroupV1: false` (tests/infra/kind/cluster.yaml) and on Debian's containerd 1.6.
+# CONVEYOR_K8S_VERSION=v1.34.4 runs them all on 1.34, the oldest release kept working (GitHub's
+# kind workflow runs it too); each release is built once and cached.
+K8S_VERSION=${CONVEYOR_K8S_VERSION:-v1.37.2}
+[[ $K8S_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] \
+  || { echo "[tools] error: CONVEYOR_K8S_VERSION must be a Kubernetes release such as v1.37.2 or v1.34.4, not '$K8S_VERSION'" >&2; exit 1; }
 KIND_VERSION=v0.33.0
-# What kubeadm v1.34 deploys (cmd/kubeadm/app/constants): its etcd image 3.6.5-0, CoreDNS v1.12.1.
-NODE_ETCD_VERSION=v3.6.5
-# The host's control plane runs that etcd too: one build serves both (copied into the node).
-ETCD_VERSION=$NODE_ETCD_VERSION
-NODE_COREDNS_VERSION=v1.12.1
 KWOK_VERSION=v0.8.0
 # The kind node's volume provisioner (tests/infra/kind/node/default-storage.yaml runs it).
 LOCAL_PATH_VERSION=v0.0.30
@@ -114,25 +116,55 @@ wrapped() {
   say "built $target"
 }
 
+# build_k8s NAME: a Kubernetes command at $K8S_VERSION.
 build_k8s() {
-  local name=$1 minor=${K8S_VERSION#v1.}
+  local name=$1 version=$K8S_VERSION
+  local minor=${version#v1.}
   minor=${minor%%.*}
   local v="k8s.io/component-base/version" c="k8s.io/client-go/pkg/version"
-  local ldflags="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
-  ldflags+=" -X $v.gitTreeState=clean -X $c.gitVersion=$K8S_VERSION -X $c.gitMajor=1 -X $c.gitMinor=$minor"
-  wrapped "$name" k8s.io/kubernetes "$K8S_VERSION" "v0.${K8S_VERSION#v1.}" "k8s.io/kubernetes/cmd/$name" "$ldflags"
+  local ldflags="-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+  ldflags+=" -X $v.gitTreeState=clean -X $c.gitVersion=$version -X $c.gitMajor=1 -X $c.gitMinor=$minor"
+  wrapped "$name" k8s.io/kubernetes "$version" "v0.${version#v1.}" "k8s.io/kubernetes/cmd/$name" "$ldflags"
 }
 
 # The node image's own binaries live apart from the host's tools: each function writes to $BIN,
-# so it is pointed at $NODE_BIN for the call. A component the host's control plane already has
-# (same version, same flags) is copied rather than linked again: a minute or more on two cores.
-node_k8s() {
-  local host="$BIN/$1-$K8S_VERSION"
-  if [[ -x $host && ! -x $NODE_BIN/$1-$K8S_VERSION ]]; then
-    mkdir -p "$NODE_BIN"
-    cp "$host" "$NODE_BIN/$1-$K8S_VERSION.tmp" && mv "$NODE_BIN/$1-$K8S_VERSION.tmp" "$NODE_BIN/$1-$K8S_VERSION"
+# so it is pointed at $NODE_BIN for the call. A component one side already has (same version,
+# same flags) is copied to the other rather than linked again: a minute or more on two cores.
+# reuse FROM TO NAME VERSION: FROM's NAME-VERSION copied into TO, when TO has none.
+reuse() {
+  local from="$1/$3-$4" to="$2/$3-$4"
+  if [[ -x $from && ! -x $to ]]; then
+    mkdir -p "$2"
+    cp "$from" "$to.tmp" && mv "$to.tmp" "$to"
   fi
+}
+
+node_k8s() {
+  reuse "$BIN" "$NODE_BIN" "$1" "$K8S_VERSION"
   BIN=$NODE_BIN build_k8s "$1"
+}
+
+host_k8s() {
+  reuse "$NODE_BIN" "$BIN" "$1" "$K8S_VERSION"
+  build_k8s "$1"
+}
+
+# The tag of the image NAME that kubeadm $K8S_VERSION deploys (`kubeadm config images list`);
+# builds kubeadm first if need be.
+kubeadm_image_tag() {
+  host_k8s kubeadm
+  local tag
+  tag=$("$BIN/kubeadm-$K8S_VERSION" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null |
+    sed -n "s|.*/$1:||p")
+  [[ -n $tag ]] || die "kubeadm $K8S_VERSION lists no $1 image"
+  echo "$tag"
+}
+
+# The etcd version kubeadm deploys: its image tag less the image's revision (3.7.0-0: v3.7.0).
+etcd_version() {
+  local tag
+  tag=$(kubeadm_image_tag etcd)
+  echo "v${tag%-*}"
 }
 
 # A program of this repository (tests/infra/kind/NAME/main.go, standard library only), static.
@@ -199,11 +231,14 @@ for tool in "${tools[@]}"; do
     influxd) build influxd "$INFLUXDB_VERSION" "github.com/influxdata/influxdb/cmd/influxd@$INFLUXDB_VERSION" \
                "-X main.version=${INFLUXDB_VERSION#v}" ;;
     k8s)
-      wrapped etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "-s -w"
-      for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do build_k8s "$name"; done
-      build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
+      etcd=$(etcd_version)
+      reuse "$NODE_BIN" "$BIN" etcd "$etcd"
+      wrapped etcd go.etcd.io/etcd/server/v3 "$etcd" "$etcd" go.etcd.io/etcd/server/v3 "-s -w"
+      for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do host_k8s "$name"; done
+      # kwok is built for the release it simulates nodes of (its KubeVersion).
+      build kwok "$KWOK_VERSION-k8s-$K8S_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
         "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
-      build kwokctl "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" \
+      build kwokctl "$KWOK_VERSION-k8s-$K8S_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" \
         "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
       build helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
         "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
@@ -213,13 +248,12 @@ for tool in "${tools[@]}"; do
       for name in kubelet kubeadm kube-proxy kube-apiserver kube-controller-manager kube-scheduler kubectl; do
         node_k8s "$name"
       done
-      if [[ -x $BIN/etcd-$NODE_ETCD_VERSION && ! -x $NODE_BIN/etcd-$NODE_ETCD_VERSION ]]; then
-        mkdir -p "$NODE_BIN" && cp "$BIN/etcd-$NODE_ETCD_VERSION" "$NODE_BIN/etcd-$NODE_ETCD_VERSION"
-      fi
-      BIN=$NODE_BIN wrapped etcd go.etcd.io/etcd/server/v3 "$NODE_ETCD_VERSION" "$NODE_ETCD_VERSION" \
-        go.etcd.io/etcd/server/v3 "-s -w"
-      BIN=$NODE_BIN build coredns "$NODE_COREDNS_VERSION" "github.com/coredns/coredns@$NODE_COREDNS_VERSION" \
-        "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$NODE_COREDNS_VERSION"
+      etcd=$(etcd_version)
+      reuse "$BIN" "$NODE_BIN" etcd "$etcd"
+      BIN=$NODE_BIN wrapped etcd go.etcd.io/etcd/server/v3 "$etcd" "$etcd" go.etcd.io/etcd/server/v3 "-s -w"
+      coredns=$(kubeadm_image_tag coredns)
+      BIN=$NODE_BIN build coredns "$coredns" "github.com/coredns/coredns@$coredns" \
+        "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$coredns"
       go_program pause
       go_program runc-hostcaps
       netpol_program

@@ -11,6 +11,9 @@ The cluster has three nodes (``tests/infra/kind/cluster.yaml``): a control plane
 (Redis, Mosquitto, InfluxDB; their images are loaded only there) and a second worker; its start
 time and memory are in the summary. The suite installs into the namespace ``conveyor``, which the
 fixture creates under the ``restricted`` Pod Security Standard.
+``CONVEYOR_K8S_VERSION`` picks the Kubernetes release of the node image, and of the kubectl
+hack/tools.sh builds (default: the newest the Go module proxy serves; ``v1.34.4`` is kept
+working too); the summary names the cluster's.
 Without kind or a Docker engine the suite skips, saying what to run; in CI it fails.
 """
 
@@ -135,6 +138,12 @@ class Kind:
         return done.stdout
 
 
+def server_version(cluster: str) -> str:
+    """The cluster's Kubernetes release (v1.37.2)."""
+    out = _run("kubectl", "--context", f"kind-{cluster}", "version", "-o", "json")
+    return str(json.loads(out)["serverVersion"]["gitVersion"])
+
+
 def _run(*cmd: str, timeout: float = 2700) -> str:
     """Runs a build or cluster command, its progress on the test's output; returns stdout."""
     done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout)
@@ -206,6 +215,7 @@ def kind() -> Iterator[Kind]:
                 *("nodes", "--all", "--timeout=180s"),
             )
             timings["cluster up"] = time.monotonic() - started
+        notes.append(f"Kubernetes {server_version(name)}")
         workers = f"{state_node(name)},{other_node(name)}"
         _timed(
             timings,

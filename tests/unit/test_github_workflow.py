@@ -1,12 +1,14 @@
 """The kind workflow runs the suite that exists, with what the suite reads, on the two newest
-Kubernetes minors the pinned kind version ships node images for."""
+Kubernetes minors the pinned kind version ships node images for, and on the oldest kept."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
 
+from tests.cluster.chart import KUBE_VERSION
 from tests.helpers import ROOT
 
 
@@ -26,8 +28,24 @@ def test_it_runs_the_kind_suite_against_the_cluster_it_creates() -> None:
     assert suite["env"]["CONVEYOR_IMAGE"] in steps["Build the image"]["run"]
 
 
-def test_two_consecutive_minors() -> None:
-    minors = [m["kubernetes"] for m in workflow()["jobs"]["e2e"]["strategy"]["matrix"]["include"]]
-    (major_a, a), (major_b, b) = (map(int, m.split(".")) for m in minors)
-    assert (major_a, major_b) == (1, 1)
-    assert a == b + 1
+def minor(version: str) -> int:
+    major, minor = (int(n) for n in version.lstrip("v").split(".")[:2])
+    assert major == 1, version
+    return minor
+
+
+def test_the_newest_two_minors_and_the_oldest_kept() -> None:
+    matrix = workflow()["jobs"]["e2e"]["strategy"]["matrix"]["include"]
+    minors = [minor(m["kubernetes"]) for m in matrix]
+    newest, second, oldest = minors
+    assert newest == second + 1
+    # The oldest kept is the release the chart tests render for.
+    assert oldest == minor(KUBE_VERSION) < second
+    # Each node image is the minor its job is named after.
+    for entry, m in zip(matrix, minors, strict=True):
+        assert minor(entry["node_image"].split(":")[1]) == m
+    # hack/tools.sh builds the newest for the offline run, as the workflow's newest.
+    tools = (ROOT / "hack/tools.sh").read_text()
+    built = re.search(r"^K8S_VERSION=\$\{CONVEYOR_K8S_VERSION:-(v[0-9.]+)\}$", tools, re.M)
+    assert built, "hack/tools.sh sets K8S_VERSION=${CONVEYOR_K8S_VERSION:-vX.Y.Z}"
+    assert minor(built.group(1)) == newest

@@ -12,27 +12,34 @@
 #   3. those images imported into the node's containerd (not unpacked; containerd unpacks
 #      them at first use), and the result committed as the node image
 #
-# Then `kind create cluster --image conveyor.local/kind-node:v1.34.4` needs nothing from a
+# Then `kind create cluster --image conveyor.local/kind-node:v1.37.2` needs nothing from a
 # registry. Cached: each step is skipped when its inputs have not changed (the node image is
 # labelled with a digest of them); a line of progress per step.
 #
 #   tests/infra/kind/node-image.sh           build (or find) the node image; prints its name last
 #   tests/infra/kind/node-image.sh --name    only print the node image's name
+#   CONVEYOR_K8S_VERSION=v1.34.4 tests/infra/kind/node-image.sh   another Kubernetes release
+#                                            (default: hack/tools.sh's, the newest served)
 set -euo pipefail
+
+say() { printf '[kind-node] %s\n' "$*" >&2; }
+die() { printf '[kind-node] error: %s\n' "$*" >&2; exit 1; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
 WORK="$CACHE/kind-node"
 NODE_BIN="$WORK/bin"
 BASE_IMAGE=conveyor.local/debian:bookworm
-K8S_VERSION=$(sed -n 's/^K8S_VERSION=//p' "$ROOT/hack/tools.sh")
+# hack/tools.sh's Kubernetes release (CONVEYOR_K8S_VERSION, else the newest served).
+K8S_VERSION=${CONVEYOR_K8S_VERSION:-$(sed -n 's/^K8S_VERSION=${CONVEYOR_K8S_VERSION:-\(.*\)}$/\1/p' "$ROOT/hack/tools.sh")}
+[[ $K8S_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] \
+  || die "CONVEYOR_K8S_VERSION must be a Kubernetes release such as v1.37.2 or v1.34.4, not '$K8S_VERSION'"
+export CONVEYOR_K8S_VERSION=$K8S_VERSION
 NODE_IMAGE=${KIND_NODE_IMAGE:-conveyor.local/kind-node:$K8S_VERSION}
 # conveyor.local/kind-node-os:bookworm for the default name; a node image named otherwise has
 # its own, so that two checkouts can build theirs side by side.
 OS_IMAGE=${NODE_IMAGE%%:*}-os:bookworm
 
-say() { printf '[kind-node] %s\n' "$*" >&2; }
-die() { printf '[kind-node] error: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=hack/lib/docker.sh
 source "$ROOT/hack/lib/docker.sh"
 
@@ -54,7 +61,7 @@ image_id() { docker image inspect --format '{{.Id}}' "$1"; }
 # component_images: kubeadm's list of images, one "image binary" pair per line.
 component_images() {
   local image name
-  "$NODE_BIN/kubeadm" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null |
+  "$NODE_BIN/kubeadm-$K8S_VERSION" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null |
     while read -r image; do
       name=${image##*/}
       echo "$image ${name%%:*}"
@@ -98,7 +105,7 @@ while read -r image name; do
   say "component image $image"
   images+=("$image")
 done < <(component_images)
-((${#images[@]} >= 7)) || die "kubeadm listed ${#images[@]} images; is $NODE_BIN/kubeadm a working kubeadm?"
+((${#images[@]} >= 7)) || die "kubeadm listed ${#images[@]} images; is $NODE_BIN/kubeadm-$K8S_VERSION a working kubeadm?"
 # The network agent: kind-netpol FROM the kube-proxy image (the same iptables), under
 # the name the DaemonSet in default-cni.yaml runs: kube-network-policies' version in its go.mod.
 netpol_version=$(sed -n 's|^\s*sigs\.k8s\.io/kube-network-policies \(v[^ ]*\).*|\1|p' "$ROOT/tests/infra/kind/netpol/go.mod")
@@ -121,16 +128,16 @@ build_image "$local_path_image" "$ROOT/tests/infra/kind/images/binary.Dockerfile
   --build-arg "NAME=local-path-provisioner"
 say "volume provisioner image $local_path_image"
 images+=("$local_path_image")
+# containerd's sandbox image is the pause image this release's kubeadm names (written below).
 pause_image=$(printf '%s\n' "${images[@]}" | grep '/pause:')
-grep -q "sandbox_image = \"$pause_image\"" "$ROOT/tests/infra/kind/node/containerd.toml" \
-  || die "tests/infra/kind/node/containerd.toml must set sandbox_image = \"$pause_image\" (what kubeadm $K8S_VERSION uses)"
 
 # The node image is current when it carries the digest of everything it is made of.
 inputs=$( {
   image_id "$OS_IMAGE"
   for image in "${images[@]}"; do image_id "$image"; done
   # The binaries copied in, and this script (how they are put together).
-  sha256sum "$NODE_BIN"/{kubelet,kubeadm,kubectl,runc-hostcaps} "${BASH_SOURCE[0]}" | cut -d' ' -f1
+  sha256sum "$NODE_BIN"/{kubelet,kubeadm,kubectl}-"$K8S_VERSION" "$NODE_BIN/runc-hostcaps" "${BASH_SOURCE[0]}" |
+    cut -d' ' -f1
 } | sha256sum | cut -d' ' -f1)
 if [[ $(docker image inspect --format '{{index .Config.Labels "conveyor.inputs"}}' "$NODE_IMAGE" 2>/dev/null) == "$inputs" ]]; then
   say "up to date: $NODE_IMAGE"
@@ -147,14 +154,16 @@ say "assembling $NODE_IMAGE"
 builder="conveyor-kind-node-build-$$"
 trap 'docker rm -f "$builder" >/dev/null 2>&1 || true' EXIT
 docker run -d --name "$builder" --entrypoint sleep -v "$archive:/kind/images.tar:ro" "$OS_IMAGE" infinity >/dev/null
-docker cp -L "$NODE_BIN/kubelet" "$builder:/usr/bin/kubelet"
-docker cp -L "$NODE_BIN/kubeadm" "$builder:/usr/bin/kubeadm"
-docker cp -L "$NODE_BIN/kubectl" "$builder:/usr/bin/kubectl"
+for name in kubelet kubeadm kubectl; do
+  docker cp -L "$NODE_BIN/$name-$K8S_VERSION" "$builder:/usr/bin/$name"
+done
 docker cp -L "$NODE_BIN/runc-hostcaps" "$builder:/usr/local/bin/runc-hostcaps"
 # containerd runs here only to take the images into its content store (--no-unpack: no
 # snapshotter, so no privileges needed); it unpacks them when the node first runs them.
 if ! docker exec "$builder" bash -euc "
   echo -n '$K8S_VERSION' >/kind/version
+  sed -i 's|^  sandbox_image = .*|  sandbox_image = \"$pause_image\"|' /etc/containerd/config.toml
+  grep -qF 'sandbox_image = \"$pause_image\"' /etc/containerd/config.toml
   containerd >/tmp/containerd.log 2>&1 & containerd=\$!
   for _ in \$(seq 1 50); do [[ -S /run/containerd/containerd.sock ]] && break; sleep 0.2; done
   ctr --namespace k8s.io images import --no-unpack --all-platforms --digests /kind/images.tar >/dev/null
