@@ -163,7 +163,7 @@ kubeadm_image_tag() {
 # The etcd version kubeadm deploys: its image tag less the image's revision (3.7.0-0: v3.7.0).
 etcd_version() {
   local tag
-  tag=$(kubeadm_image_tag etcd)
+  tag=$(kubeadm_image_tag etcd) || exit 1
   echo "v${tag%-*}"
 }
 
@@ -245,6 +245,8 @@ for tool in "${tools[@]}"; do
       ;;
     kind)
       build kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
+      # The suite's kubectl is the cluster's release.
+      host_k8s kubectl
       for name in kubelet kubeadm kube-proxy kube-apiserver kube-controller-manager kube-scheduler kubectl; do
         node_k8s "$name"
       done

@@ -34,6 +34,10 @@ SIMULATED_MACHINE = "press-01"
 SIMULATED_PAST_S = 7200
 SIMULATED_STEP_S = 10
 ROOT = Path(__file__).resolve().parents[1]
+# What `helm template` renders for: the oldest Kubernetes release the tests keep working (the
+# control plane and kind cluster they run on are hack/tools.sh's, the newest;
+# CONVEYOR_K8S_VERSION=v1.34.4 runs them on 1.34; GitHub's kind workflow runs 1.34 too).
+KUBE_VERSION = "1.34.4"
 STARTED: list[CliProcess] = []
 """Every :class:`CliProcess` of the running test, in order (tests/conftest.py kills and reports
 those still running when it ends)."""

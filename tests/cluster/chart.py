@@ -11,13 +11,10 @@ import yaml
 
 from conveyor.local_servers import tools_dir
 from tests.cluster.conftest import require_tools
-from tests.helpers import ROOT
+from tests.helpers import KUBE_VERSION, ROOT
 
 CHART = ROOT / "charts" / "conveyor"
 INSTALL_VALUES = ROOT / "hack" / "install-values.yaml"
-# What `helm template` renders for: the oldest Kubernetes release the tests keep working (the
-# control plane they run on is hack/tools.sh's, the newest; CONVEYOR_K8S_VERSION=v1.34.4 runs 1.34).
-KUBE_VERSION = "1.34.4"
 
 Doc = dict[str, Any]
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.chart import CHART, KUBE_VERSION
+from tests.cluster.chart import CHART
 from tests.cluster.conftest import KubeCluster
-from tests.helpers import ROOT
+from tests.helpers import KUBE_VERSION, ROOT
 
 pytestmark = pytest.mark.cluster
 

@@ -11,7 +11,6 @@ import pytest
 from tests.cluster.chart import (
     CHART,
     INSTALL_VALUES,
-    KUBE_VERSION,
     by_kind,
     env_of,
     helm,
@@ -20,7 +19,7 @@ from tests.cluster.chart import (
     render,
     render_fails,
 )
-from tests.helpers import ROOT
+from tests.helpers import KUBE_VERSION, ROOT
 
 pytestmark = pytest.mark.cluster
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import require_tools
-from tests.helpers import ROOT
+from tests.helpers import KUBE_VERSION, ROOT
 
 pytestmark = pytest.mark.cluster
 
@@ -50,7 +50,7 @@ def test_the_chart_renders_with_them_and_the_forward_finds_the_gateway() -> None
     sets += ["image.repository=conveyor", "image.tag=dev@sha256:" + "0" * 64]
     out = subprocess.run(
         [str(helm), "template", release["name"], str(ROOT / release["chartPath"])]
-        + ["--namespace", release["namespace"], "--kube-version", "1.34.4"]
+        + ["--namespace", release["namespace"], "--kube-version", KUBE_VERSION]
         + [arg for s in sets for arg in ("--set", s)],
         capture_output=True,
         text=True,

@@ -8,8 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.cluster.chart import KUBE_VERSION
-from tests.helpers import ROOT
+from tests.helpers import KUBE_VERSION, ROOT
 
 
 def workflow() -> dict[str, Any]:
@@ -41,9 +40,11 @@ def test_the_newest_two_minors_and_the_oldest_kept() -> None:
     assert newest == second + 1
     # The oldest kept is the release the chart tests render for.
     assert oldest == minor(KUBE_VERSION) < second
-    # Each node image is the minor its job is named after.
+    # Each node image is the minor its job is named after, pinned by digest.
     for entry, m in zip(matrix, minors, strict=True):
-        assert minor(entry["node_image"].split(":")[1]) == m
+        image, digest = entry["node_image"].split("@")
+        assert minor(image.split(":")[1]) == m
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), entry
     # hack/tools.sh builds the newest for the offline run, as the workflow's newest.
     tools = (ROOT / "hack/tools.sh").read_text()
     built = re.search(r"^K8S_VERSION=\$\{CONVEYOR_K8S_VERSION:-(v[0-9.]+)\}$", tools, re.M)

@@ -129,7 +129,7 @@ build_image "$local_path_image" "$ROOT/tests/infra/kind/images/binary.Dockerfile
 say "volume provisioner image $local_path_image"
 images+=("$local_path_image")
 # containerd's sandbox image is the pause image this release's kubeadm names (written below).
-pause_image=$(printf '%s\n' "${images[@]}" | grep '/pause:')
+pause_image=$(printf '%s\n' "${images[@]}" | grep '/pause:') || die "kubeadm $K8S_VERSION lists no pause image"
 
 # The node image is current when it carries the digest of everything it is made of.
 inputs=$( {
