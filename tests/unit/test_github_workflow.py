@@ -28,9 +28,9 @@ def test_it_runs_the_kind_suite_against_the_cluster_it_creates() -> None:
 
 
 def minor(version: str) -> int:
-    major, minor = (int(n) for n in version.lstrip("v").split(".")[:2])
+    major, number = (int(n) for n in version.lstrip("v").split(".")[:2])
     assert major == 1, version
-    return minor
+    return number
 
 
 def test_the_newest_two_minors_and_the_oldest_kept() -> None:
