@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Go tools the tests need, at pinned versions, from the Go module proxy, into
 # ${XDG_CACHE_HOME:-~/.cache}/conveyor/bin. Cached: a tool already built at its version is
-# skipped. Usage: hack/tools.sh [TOOL...]   (default: influxd k8s kind)
+# skipped. Usage: hack/tools.sh [TOOL...]   (default: influxd k8s kind, in two lanes at once:
+# the Kubernetes components in one, what shares no module with them in the other; a Go build
+# leaves a core idle while it downloads and links, and a first run takes minutes less)
 #
 #   influxd   InfluxDB OSS 1.8.10: pure Go (1.11+ and 2.x need Rust for flux) and it serves
 #             the v2 write API (/api/v2/write) that the workers use.
@@ -102,16 +104,16 @@ wrapped() {
       printf 'module conveyor.local/tools\n\ngo 1.24.0\n\nrequire %s %s\n\nreplace (\n' "$module" "$version"
       grep -E '=> \.\.?/' "$gomod" | grep -v FORBIDDEN | awk -v v="$sibling" '{print "\t" $1 " => " $1 " " v}'
       printf ')\n'
-    } >"$wrapper/go.mod.tmp"
-    mv "$wrapper/go.mod.tmp" "$wrapper/go.mod"
+    } >"$wrapper/go.mod.tmp.$$"
+    mv "$wrapper/go.mod.tmp.$$" "$wrapper/go.mod"
   fi
   say "building $name $version from the Go module proxy (first time only; up to a few minutes)"
   local log="$CACHE/build-$name.log"
-  if ! (cd "$wrapper" && go build -o "$target.tmp" -ldflags "$ldflags" "$pkg") >"$log" 2>&1; then
+  if ! (cd "$wrapper" && go build -o "$target.tmp.$$" -ldflags "$ldflags" "$pkg") >"$log" 2>&1; then
     tail -20 "$log" >&2
     die "building $name failed (log: $log); is the Go module proxy reachable (GOPROXY=$(go env GOPROXY))?"
   fi
-  mv "$target.tmp" "$target"
+  mv "$target.tmp.$$" "$target"
   ln -sf "$target" "$BIN/$name"
   say "built $target"
 }
@@ -135,7 +137,7 @@ reuse() {
   local from="$1/$3-$4" to="$2/$3-$4"
   if [[ -x $from && ! -x $to ]]; then
     mkdir -p "$2"
-    cp "$from" "$to.tmp" && mv "$to.tmp" "$to"
+    cp "$from" "$to.tmp.$$" && mv "$to.tmp.$$" "$to"
   fi
 }
 
@@ -177,9 +179,9 @@ go_program() {
   need_go
   mkdir -p "$NODE_BIN"
   say "building $name (tests/infra/kind/$name)"
-  (cd "$ROOT/tests/infra/kind/$name" && CGO_ENABLED=0 go build -o "$target.tmp" -ldflags "-s -w" main.go) \
+  (cd "$ROOT/tests/infra/kind/$name" && CGO_ENABLED=0 go build -o "$target.tmp.$$" -ldflags "-s -w" main.go) \
     || die "building $name failed"
-  mv "$target.tmp" "$target"
+  mv "$target.tmp.$$" "$target"
 }
 
 # kind-netpol (tests/infra/kind/netpol, a module of its own: its go.mod pins
@@ -211,12 +213,12 @@ netpol_program() {
         printf ')\n'
       } >>go.mod
     fi
-    go build -o "$target.tmp" -ldflags "-s -w" .
+    go build -o "$target.tmp.$$" -ldflags "-s -w" .
   ) >"$log" 2>&1; then
     tail -20 "$log" >&2
     die "building kind-netpol failed (log: $log)"
   fi
-  mv "$target.tmp" "$target"
+  mv "$target.tmp.$$" "$target"
 }
 
 local_path_provisioner() {
@@ -224,48 +226,88 @@ local_path_provisioner() {
     "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION" "-s -w"
 }
 
+# In two lanes (the default), kubeadm is the Kubernetes lane's first build: the other lane waits
+# for it (CoreDNS's version is kubeadm's answer) rather than build it in the same module at once.
+await_kubeadm() {
+  while [[ -n ${TOOLS_PEER:-} && ! -x $BIN/kubeadm-$K8S_VERSION ]] && kill -0 "$TOOLS_PEER" 2>/dev/null; do
+    sleep 2
+  done
+}
+
+build_control_plane() {
+  local etcd name
+  etcd=$(etcd_version)
+  reuse "$NODE_BIN" "$BIN" etcd "$etcd"
+  wrapped etcd go.etcd.io/etcd/server/v3 "$etcd" "$etcd" go.etcd.io/etcd/server/v3 "-s -w"
+  for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do host_k8s "$name"; done
+}
+
+# kwok is built for the release it simulates nodes of (its KubeVersion).
+build_kwok() {
+  local flags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
+  build kwok "$KWOK_VERSION-k8s-$K8S_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$flags"
+  build kwokctl "$KWOK_VERSION-k8s-$K8S_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" "$flags"
+}
+
+build_helm() {
+  build helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+}
+
+# kind, and the node image's Kubernetes, etcd and programs of this repository.
+build_kind_node() {
+  local etcd name
+  build kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
+  # The suite's kubectl is the cluster's release.
+  host_k8s kubectl
+  for name in kubelet kubeadm kube-proxy kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    node_k8s "$name"
+  done
+  etcd=$(etcd_version)
+  reuse "$BIN" "$NODE_BIN" etcd "$etcd"
+  BIN=$NODE_BIN wrapped etcd go.etcd.io/etcd/server/v3 "$etcd" "$etcd" go.etcd.io/etcd/server/v3 "-s -w"
+  go_program pause
+  go_program runc-hostcaps
+  netpol_program
+}
+
+build_coredns() {
+  await_kubeadm
+  local version
+  version=$(kubeadm_image_tag coredns) || exit 1
+  BIN=$NODE_BIN build coredns "$version" "github.com/coredns/coredns@$version" \
+    "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$version"
+}
+
 tools=("$@")
-((${#tools[@]})) || tools=(influxd k8s kind)
+if ((${#tools[@]} == 0)); then
+  # influxd k8s kind, in two lanes: this one builds the Kubernetes components (one module, built
+  # in turn), the other what shares no module with them. Both say what they build as they go.
+  TOOLS_PEER=$$ bash "${BASH_SOURCE[0]}" influxd helm kwok local-path-provisioner coredns &
+  other=$!
+  trap 'kill "$other" 2>/dev/null || true' EXIT
+  tools=(control-plane kind-node)
+fi
 for tool in "${tools[@]}"; do
   case $tool in
     influxd) build influxd "$INFLUXDB_VERSION" "github.com/influxdata/influxdb/cmd/influxd@$INFLUXDB_VERSION" \
                "-X main.version=${INFLUXDB_VERSION#v}" ;;
-    k8s)
-      etcd=$(etcd_version)
-      reuse "$NODE_BIN" "$BIN" etcd "$etcd"
-      wrapped etcd go.etcd.io/etcd/server/v3 "$etcd" "$etcd" go.etcd.io/etcd/server/v3 "-s -w"
-      for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do host_k8s "$name"; done
-      # kwok is built for the release it simulates nodes of (its KubeVersion).
-      build kwok "$KWOK_VERSION-k8s-$K8S_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
-        "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
-      build kwokctl "$KWOK_VERSION-k8s-$K8S_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" \
-        "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
-      build helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-        "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-      ;;
-    kind)
-      build kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
-      # The suite's kubectl is the cluster's release.
-      host_k8s kubectl
-      for name in kubelet kubeadm kube-proxy kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-        node_k8s "$name"
-      done
-      etcd=$(etcd_version)
-      reuse "$BIN" "$NODE_BIN" etcd "$etcd"
-      BIN=$NODE_BIN wrapped etcd go.etcd.io/etcd/server/v3 "$etcd" "$etcd" go.etcd.io/etcd/server/v3 "-s -w"
-      coredns=$(kubeadm_image_tag coredns)
-      BIN=$NODE_BIN build coredns "$coredns" "github.com/coredns/coredns@$coredns" \
-        "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$coredns"
-      go_program pause
-      go_program runc-hostcaps
-      netpol_program
-      local_path_provisioner
-      ;;
+    k8s) build_control_plane; build_kwok; build_helm ;;
+    kind) build_kind_node; build_coredns; local_path_provisioner ;;
+    control-plane) build_control_plane ;;
+    kwok) build_kwok ;;
+    helm) build_helm ;;
+    kind-node) build_kind_node ;;
+    coredns) build_coredns ;;
     telegraf) build telegraf "$TELEGRAF_VERSION" "github.com/influxdata/telegraf/cmd/telegraf@$TELEGRAF_VERSION" \
                 "-s -w -X github.com/influxdata/telegraf/internal.Version=${TELEGRAF_VERSION#v}" "$TELEGRAF_TAGS" ;;
     pause | runc-hostcaps) go_program "$tool" ;;
     kind-netpol) netpol_program ;;
     local-path-provisioner) local_path_provisioner ;;
-    *) die "unknown tool '$tool' (known: influxd, k8s, kind, telegraf, pause, runc-hostcaps, kind-netpol, local-path-provisioner)" ;;
+    *) die "unknown tool '$tool' (known: influxd, k8s, kind, telegraf; their parts: control-plane, kwok, helm, kind-node, coredns, pause, runc-hostcaps, kind-netpol, local-path-provisioner)" ;;
   esac
 done
+if [[ -n ${other:-} ]]; then
+  trap - EXIT
+  wait "$other" || die "the other lane (influxd, helm, kwok, local-path-provisioner, coredns) failed: its error is above"
+fi
