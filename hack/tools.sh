@@ -20,6 +20,8 @@
 #   telegraf  only when named (never by default): Telegraf for `hack/bench.sh pipeline`, built
 #             with build tags that keep only the plugins the benchmark uses (mqtt_consumer, the
 #             JSON parser, the unpivot processor, outputs.influxdb). About a minute on two cores.
+#   The parts of k8s and kind build alone when named: control-plane, kwok, helm (of k8s);
+#   kind-node, coredns, pause, runc-hostcaps, kind-netpol, local-path-provisioner (of kind).
 set -euo pipefail
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor"
