@@ -2,8 +2,8 @@
 # Builds the Go tools the tests need, at pinned versions, from the Go module proxy, into
 # ${XDG_CACHE_HOME:-~/.cache}/conveyor/bin. Cached: a tool already built at its version is
 # skipped. Usage: hack/tools.sh [TOOL...]   (default: influxd k8s kind, in two lanes at once:
-# the Kubernetes components in one, what shares no module with them in the other; a Go build
-# leaves a core idle while it downloads and links, and a first run takes minutes less)
+# the Kubernetes components in one, what shares no module with them in the other: one Go build
+# leaves a core idle while it downloads modules and links)
 #
 #   influxd   InfluxDB OSS 1.8.10: pure Go (1.11+ and 2.x need Rust for flux) and it serves
 #             the v2 write API (/api/v2/write) that the workers use.
