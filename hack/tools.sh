@@ -47,7 +47,12 @@ TELEGRAF_VERSION=v1.37.2
 TELEGRAF_TAGS=custom,inputs.mqtt_consumer,parsers.json,processors.unpivot,outputs.influxdb
 
 say() { printf '[tools] %s\n' "$*" >&2; }
-die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
+# In two lanes, a lane that fails stops the other: a build is not waited for when it is moot.
+die() {
+  printf '[tools] error: %s\n' "$*" >&2
+  [[ -z ${TOOLS_PEER:-} ]] || kill "$TOOLS_PEER" 2>/dev/null || true
+  exit 1
+}
 
 need_go() {
   command -v go >/dev/null 2>&1 || die "Go is not installed: install Go 1.21+ (https://go.dev/doc/install) or apt-get install golang"
@@ -60,7 +65,8 @@ need_go() {
 cached() {
   local target="$BIN/$1-$2"
   [[ -x $target ]] || return 1
-  ln -sf "$target" "$BIN/$1"
+  # Both lanes may link kubeadm at once; the link is a convenience, the versioned file the fact.
+  ln -sf "$target" "$BIN/$1" 2>/dev/null || true
 }
 
 build() {
@@ -284,10 +290,12 @@ build_coredns() {
 tools=("$@")
 if ((${#tools[@]} == 0)); then
   # influxd k8s kind, in two lanes: this one builds the Kubernetes components (one module, built
-  # in turn), the other what shares no module with them. Both say what they build as they go.
+  # in turn), etcd, kind and the node's programs; the other what shares no module with them.
+  # Both say what they build as they go.
   TOOLS_PEER=$$ bash "${BASH_SOURCE[0]}" influxd helm kwok local-path-provisioner coredns &
   other=$!
-  trap 'kill "$other" 2>/dev/null || true' EXIT
+  # Leaving early (a failed build here, a signal) stops the other lane and its build.
+  trap 'pkill -P "$other" 2>/dev/null; kill "$other" 2>/dev/null || true' EXIT
   tools=(control-plane kind-node)
 fi
 for tool in "${tools[@]}"; do
@@ -310,6 +318,6 @@ for tool in "${tools[@]}"; do
   esac
 done
 if [[ -n ${other:-} ]]; then
-  trap - EXIT
   wait "$other" || die "the other lane (influxd, helm, kwok, local-path-provisioner, coredns) failed: its error is above"
+  trap - EXIT
 fi

@@ -65,7 +65,7 @@ def test_the_document_holds_exactly_the_routes_of_the_app() -> None:
     for route in app.routes:
         if isinstance(route, Route):
             assert route.methods is not None
-            path = path_template(route.path)  # {machine:path}: {machine}
+            path = path_template(route.path)  # {machine:anypath}: {machine}
             routed += [(path, m) for m in route.methods - {"HEAD"}]
         else:
             assert isinstance(route, WebSocketRoute | Mount)

@@ -136,6 +136,24 @@ def test_names_with_slashes_are_told_apart_by_the_path_as_sent(
     assert [s["signal"] for s in trend.json()["series"]] == ["t"]
 
 
+def test_a_machine_id_with_a_newline_reaches_its_handlers(
+    charts: Gateway, raw_redis: redis.Redis
+) -> None:
+    """Control characters are a machine id's like any other: an id holding a newline (%0A) gets
+    each operation's own answers, not the router's "no such endpoint"."""
+    raw_redis.hset(latest_values("a\nb"), mapping={"t": "1.0", "_ts": str(int(time.time() * 1000))})
+    for url in ("/machines/a%0Ab", "/machines/a%0Ab/series", "/machines/a%0Ab/changes"):
+        r = charts.http.get(url, headers=AUTH)
+        assert r.status_code == 200, (url, r.text)
+        assert r.json()["machine"] == "a\nb", r.text
+    r = charts.http.get("/spc/a%0Ab/bore", headers=AUTH)
+    assert r.status_code == 404, r.text
+    assert "no such endpoint" not in r.json()["error"], r.text
+    r = charts.http.get("/machines/a%0A%0Ab%0A", headers=AUTH)
+    assert r.status_code == 404, r.text
+    assert "no such endpoint" not in r.json()["error"], r.text
+
+
 def test_the_configuration_changes_come_newest_first(charts: Gateway, influx: InfluxServer) -> None:
     now = int(time.time() * 1000)
     influx.write(

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def path_template(path: str) -> str:
-    """A route's path as the API documents it: ``/machines/{machine:path}`` is
+    """A route's path as the API documents it: ``/machines/{machine:anypath}`` is
     ``/machines/{machine}`` (Starlette's convertor dropped)."""
     return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
 
